@@ -1,0 +1,354 @@
+"""Score answers against the true disease: name matching, per-case scores, bootstrap summaries.
+
+A student answers with disease *names*; `NameMatcher` maps each onto an OMIM id of the whole
+ontology (exact on normalised names and synonyms, else fuzzy with a similarity ratio >= 0.8, as
+the paper does), and a name that matches nothing is counted as a hallucination.
+`score_predictions` (student) and `score_rankings` (teacher) give one CASE_SCORES row per case
+and method; `summarize` turns those into top-k accuracy, MRR, hallucination and format rates with
+95% percentile bootstrap intervals over cases; `paired_bootstrap` compares two methods on the
+cases both answered.
+
+    python -c "from mint.evaluate import normalize_name; print(normalize_name('OMIM:163950 Noonan-Syndrome, 1'))"
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+from rapidfuzz import fuzz, process
+
+from mint.io import MintError
+from mint.prompts import parse_answer
+
+# An OMIM number written with the name: "#163950", "%163950", "OMIM:163950", "OMIM #163950".
+_OMIM_TAGGED = re.compile(r"(?:\bomim\s*:?\s*[#%*+^]?|[#%*+^])\s*\d{6}\b")
+# A bare six-digit number opening the name ("163950 Noonan syndrome"); no disease name starts so.
+_OMIM_LEADING = re.compile(r"^\s*\d{6}\b")
+# Apostrophes vanish rather than split a word, so "Alzheimer's" and "Alzheimers" meet.
+_APOSTROPHES = re.compile(r"['\u2019`]")
+_NON_WORD = re.compile(r"[\W_]+")
+
+CASE_SCORE_SCHEMA = {
+    "case_id": pl.Utf8,
+    "method": pl.Utf8,
+    "disease_id": pl.Utf8,
+    "predicted_ids": pl.List(pl.Utf8),
+    "rank": pl.Int32,
+    "n_predicted": pl.Int32,
+    "n_hallucinated": pl.Int32,
+    "format_ok": pl.Boolean,
+}
+
+_TOPK = re.compile(r"^top(\d+)$")
+
+
+def normalize_name(name: str) -> str:
+    """Lower-case `name`, drop accents and OMIM numbers, turn punctuation into single spaces."""
+    text = unicodedata.normalize("NFKD", name)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = _OMIM_LEADING.sub(" ", _OMIM_TAGGED.sub(" ", text))
+    text = _NON_WORD.sub(" ", _APOSTROPHES.sub("", text))
+    return " ".join(text.split())
+
+
+def _require_columns(df: pl.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise MintError(f"{what}: missing columns {missing}; have {df.columns}")
+
+
+def _preview(ids: Sequence[Any], n: int = 10) -> str:
+    shown = ", ".join(map(str, ids[:n]))
+    return shown + (f", ... ({len(ids)} in all)" if len(ids) > n else "")
+
+
+class NameMatcher:
+    """Map free-text disease names onto disease ids of the ontology.
+
+    `diseases` has the DISEASES columns (disease_id, name, synonyms). When several diseases share
+    a normalised name, one in `prefer` (the candidate panel) wins, then a disease whose own name
+    it is over one that lists it as a synonym, then the earlier row. `cutoff` is the least
+    `rapidfuzz.fuzz.ratio` / 100 a fuzzy match needs.
+    """
+
+    def __init__(self, diseases: pl.DataFrame, prefer: Iterable[str] | None = None, cutoff: float = 0.8) -> None:
+        _require_columns(diseases, ("disease_id", "name", "synonyms"), "diseases")
+        if not 0.0 < cutoff <= 1.0:
+            raise MintError(f"NameMatcher cutoff must be in (0, 1]; got {cutoff}")
+        self.cutoff = cutoff
+        self.prefer = frozenset(prefer or ())
+        # normalised name -> sort key -> id; the smallest key wins a tie.
+        candidates: dict[str, dict[str, tuple[int, int, int]]] = {}
+        rows = diseases.select("disease_id", "name", "synonyms").iter_rows()
+        for order, (disease_id, name, synonyms) in enumerate(rows):
+            if disease_id is None:
+                raise MintError(f"diseases: row {order} has no disease_id (name {name!r})")
+            for is_synonym, text in [(0, name), *((1, s) for s in synonyms or ())]:
+                if not text:
+                    continue
+                key = normalize_name(text)
+                if not key:
+                    continue
+                rank = (int(disease_id not in self.prefer), is_synonym, order)
+                ids = candidates.setdefault(key, {})
+                if disease_id not in ids or rank < ids[disease_id]:
+                    ids[disease_id] = rank
+        self._best: dict[str, str] = {key: min(ids, key=ids.__getitem__) for key, ids in candidates.items()}
+        self._choices: list[str] = list(self._best)
+        self._cache: dict[str, str | None] = {}
+
+    def __len__(self) -> int:
+        return len(self._choices)
+
+    def match(self, name: str | None) -> str | None:
+        """The disease id `name` names, or None when it names no disease of the ontology."""
+        if name is None:
+            return None
+        if name not in self._cache:
+            self._cache[name] = self._match(normalize_name(name))
+        return self._cache[name]
+
+    def _match(self, key: str) -> str | None:
+        if not key:
+            return None
+        exact = self._best.get(key)
+        if exact is not None:
+            return exact
+        # All choices at the cutoff or above (few), so that a tie on the best score can go to the
+        # panel as exact ties do; extractOne alone would return whichever tied choice came first.
+        hits = process.extract(
+            key, self._choices, scorer=fuzz.ratio, processor=None, score_cutoff=self.cutoff * 100, limit=None
+        )
+        if not hits:
+            return None
+        best_score = max(score for _, score, _ in hits)
+        tied = [self._best[choice] for choice, score, _ in hits if score == best_score]
+        preferred = [d for d in tied if d in self.prefer]
+        return (preferred or tied)[0]
+
+
+def _truth_map(truth: pl.DataFrame) -> dict[str, str]:
+    _require_columns(truth, ("case_id", "disease_id"), "truth")
+    pairs = truth.select("case_id", "disease_id").unique(maintain_order=True)
+    dup = pairs.filter(pl.col("case_id").is_duplicated())["case_id"].unique(maintain_order=True).to_list()
+    if dup:
+        raise MintError(f"truth: cases with more than one true disease: {_preview(dup)}")
+    return dict(pairs.iter_rows())
+
+
+def _check_known(case_ids: Sequence[str], truth: dict[str, str], what: str) -> None:
+    unknown = list(dict.fromkeys(c for c in case_ids if c not in truth))
+    if unknown:
+        raise MintError(f"{what}: case ids not in the truth table: {_preview(unknown)}")
+
+
+def _first_rank(predicted_ids: Sequence[str | None], true_id: str) -> int | None:
+    for position, disease_id in enumerate(predicted_ids, start=1):
+        if disease_id == true_id:
+            return position
+    return None
+
+
+def score_predictions(predictions: pl.DataFrame, truth: pl.DataFrame, matcher: NameMatcher, k: int) -> pl.DataFrame:
+    """One CASE_SCORES row per prediction row: matched ids, rank of the truth, hallucinations, format.
+
+    `format_ok` holds when the response keeps the numbered-list format and lists exactly `k` names.
+    """
+    _require_columns(predictions, ("case_id", "method", "response", "predicted_names"), "predictions")
+    if k < 1:
+        raise MintError(f"score_predictions: k must be >= 1; got {k}")
+    true_ids = _truth_map(truth)
+    _check_known(predictions["case_id"].to_list(), true_ids, "predictions")
+    records = []
+    for case_id, method, response, names in predictions.select(
+        "case_id", "method", "response", "predicted_names"
+    ).iter_rows():
+        names = names or []
+        ids = [matcher.match(name) for name in names]
+        parsed, format_ok = parse_answer(response) if response is not None else ([], False)
+        true_id = true_ids[case_id]
+        records.append(
+            {
+                "case_id": case_id,
+                "method": method,
+                "disease_id": true_id,
+                "predicted_ids": ids,
+                "rank": _first_rank(ids, true_id),
+                "n_predicted": len(names),
+                "n_hallucinated": sum(i is None for i in ids),
+                "format_ok": format_ok and len(parsed) == k,
+            }
+        )
+    return pl.DataFrame(records, schema=CASE_SCORE_SCHEMA)
+
+
+def score_rankings(rankings: pl.DataFrame, truth: pl.DataFrame, k: int, method: str) -> pl.DataFrame:
+    """CASE_SCORES rows for a teacher: its top-`k` diseases of each case, as if it had named them.
+
+    `rankings` holds one modality (filter it first); ties in `rank` go to the smaller disease id so
+    the top-k is deterministic. The teacher ranks panel ids, so it never hallucinates and always
+    keeps the format.
+    """
+    _require_columns(rankings, ("case_id", "modality", "disease_id", "rank"), "rankings")
+    if k < 1:
+        raise MintError(f"score_rankings: k must be >= 1; got {k}")
+    modalities = rankings["modality"].unique(maintain_order=True).to_list()
+    if len(modalities) > 1:
+        raise MintError(f"score_rankings ({method}): rankings mix modalities {modalities}; pass one")
+    true_ids = _truth_map(truth)
+    _check_known(rankings["case_id"].unique(maintain_order=True).to_list(), true_ids, f"rankings ({method})")
+    top = (
+        rankings.with_row_index("_row")
+        .with_columns(pl.col("_row").min().over("case_id").alias("_first"))
+        .sort(["_first", "rank", "disease_id"])
+        .group_by("case_id", maintain_order=True)
+        .agg(pl.col("disease_id").head(k).alias("predicted_ids"))
+    )
+    records = []
+    for case_id, ids in top.iter_rows():
+        true_id = true_ids[case_id]
+        records.append(
+            {
+                "case_id": case_id,
+                "method": method,
+                "disease_id": true_id,
+                "predicted_ids": ids,
+                "rank": _first_rank(ids, true_id),
+                "n_predicted": len(ids),
+                "n_hallucinated": 0,
+                "format_ok": True,
+            }
+        )
+    return pl.DataFrame(records, schema=CASE_SCORE_SCHEMA)
+
+
+def _metric_names(ks: Iterable[int]) -> list[str]:
+    tops = ["top1", *(f"top{k}" for k in ks)]
+    return [*dict.fromkeys(tops), "mrr", "hallucination_rate", "format_rate"]
+
+
+def _case_terms(scores: pl.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-case numerator and denominator whose sums' ratio is `metric` (denominator 1 for means)."""
+    n = scores.height
+    rank = scores["rank"].cast(pl.Float64).fill_null(np.inf).to_numpy()
+    ones = np.ones(n)
+    top = _TOPK.match(metric)
+    if top:
+        return (rank <= int(top.group(1))).astype(float), ones
+    if metric == "mrr":
+        return 1.0 / rank, ones  # 1/inf = 0 for an absent truth
+    if metric == "format_rate":
+        return scores["format_ok"].fill_null(False).cast(pl.Float64).to_numpy(), ones
+    if metric == "hallucination_rate":
+        return (
+            scores["n_hallucinated"].fill_null(0).cast(pl.Float64).to_numpy(),
+            scores["n_predicted"].fill_null(0).cast(pl.Float64).to_numpy(),
+        )
+    raise MintError(f"unknown metric {metric!r}; expected top<k>, mrr, hallucination_rate or format_rate")
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray | float:
+    # A method that predicted nothing hallucinated nothing: 0, not NaN.
+    return np.divide(num, den, out=np.zeros_like(np.asarray(num, dtype=float)), where=den > 0)
+
+
+def _stat(num: np.ndarray, den: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray | float:
+    """The metric on all cases, or on each bootstrap resample (rows of `idx`)."""
+    if idx is None:
+        return float(_ratio(np.array(num.sum()), np.array(den.sum())))
+    return _ratio(num[idx].sum(axis=1), den[idx].sum(axis=1))
+
+
+def _check_scores(case_scores: pl.DataFrame, n_boot: int) -> None:
+    _require_columns(case_scores, CASE_SCORE_SCHEMA, "case_scores")
+    if n_boot < 1:
+        raise MintError(f"n_boot must be >= 1; got {n_boot}")
+    dup = case_scores.filter(pl.struct("case_id", "method").is_duplicated())
+    if dup.height:
+        pairs = [f"{m}/{c}" for c, m in dup.select("case_id", "method").unique(maintain_order=True).iter_rows()]
+        raise MintError(f"case_scores: (method/case) scored more than once: {_preview(pairs)}")
+
+
+def summarize(
+    case_scores: pl.DataFrame, ks: Sequence[int] = (1, 3, 10), n_boot: int = 1000, seed: int = 0
+) -> pl.DataFrame:
+    """One row per method (in order of first appearance): n_cases and each metric with its 95% CI.
+
+    Metrics are top1 and top<k> for `ks` (truth within the first k), mrr, hallucination_rate
+    (hallucinated names over predicted names, pooled over cases) and format_rate; each has
+    `<metric>_lo` / `<metric>_hi` percentile bounds from `n_boot` case resamples. Every method
+    draws from a fresh generator seeded `seed`, so its interval does not depend on the others.
+    """
+    _check_scores(case_scores, n_boot)
+    metrics = _metric_names(ks)
+    rows = []
+    for method in case_scores["method"].unique(maintain_order=True).to_list():
+        scores = case_scores.filter(pl.col("method") == method)
+        n = scores.height
+        idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+        row: dict[str, Any] = {"method": method, "n_cases": n}
+        for metric in metrics:
+            num, den = _case_terms(scores, metric)
+            lo, hi = np.percentile(_stat(num, den, idx), [2.5, 97.5])
+            row.update({metric: _stat(num, den), f"{metric}_lo": float(lo), f"{metric}_hi": float(hi)})
+        rows.append(row)
+    schema = {"method": pl.Utf8, "n_cases": pl.Int64}
+    for metric in metrics:
+        schema.update({metric: pl.Float64, f"{metric}_lo": pl.Float64, f"{metric}_hi": pl.Float64})
+    return pl.DataFrame(rows, schema=schema)
+
+
+def paired_bootstrap(
+    case_scores: pl.DataFrame,
+    method_a: str,
+    method_b: str,
+    metric: str = "top1",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Difference `metric`(a) - `metric`(b) on the cases both methods scored, resampled in pairs.
+
+    Returns method_a, method_b, metric, n_cases, a, b, diff, lo, hi (95% percentile interval of the
+    difference) and p_value: twice the smaller bootstrap tail beyond 0, with the +1 correction so
+    it is never 0 from a finite number of resamples.
+    """
+    _check_scores(case_scores, n_boot)
+    by_method = {}
+    for method in (method_a, method_b):
+        scores = case_scores.filter(pl.col("method") == method)
+        if scores.height == 0:
+            have = case_scores["method"].unique(maintain_order=True).to_list()
+            raise MintError(f"paired_bootstrap: no case scores for method {method!r}; have {have}")
+        by_method[method] = scores
+    a = by_method[method_a]
+    b = by_method[method_b].filter(pl.col("case_id").is_in(a["case_id"].implode()))
+    a = a.filter(pl.col("case_id").is_in(b["case_id"].implode()))
+    if a.height == 0:
+        raise MintError(f"paired_bootstrap: methods {method_a!r} and {method_b!r} share no case")
+    # Same case order on both sides, so one index matrix resamples pairs.
+    a, b = a.sort("case_id"), b.sort("case_id")
+    num_a, den_a = _case_terms(a, metric)
+    num_b, den_b = _case_terms(b, metric)
+    idx = np.random.default_rng(seed).integers(0, a.height, size=(n_boot, a.height))
+    diffs = _stat(num_a, den_a, idx) - _stat(num_b, den_b, idx)
+    point_a, point_b = _stat(num_a, den_a), _stat(num_b, den_b)
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    below = (np.count_nonzero(diffs <= 0) + 1) / (n_boot + 1)
+    above = (np.count_nonzero(diffs >= 0) + 1) / (n_boot + 1)
+    return {
+        "method_a": method_a,
+        "method_b": method_b,
+        "metric": metric,
+        "n_cases": a.height,
+        "a": point_a,
+        "b": point_b,
+        "diff": point_a - point_b,
+        "lo": float(lo),
+        "hi": float(hi),
+        "p_value": min(1.0, 2 * min(below, above)),
+    }

@@ -1,0 +1,81 @@
+# Config validation and every computed input, as named functions so that rules stay declarative.
+from pathlib import Path
+
+from mint.config import validate_config
+
+# Validate as soon as the config loads: an invalid key fails here, naming the key.
+_validated = validate_config(config, source="workflow config")
+config.clear()
+config.update(_validated)
+
+KNOWLEDGE = "results/knowledge"
+COHORT = "results/cohort"
+TEACHER = "results/teacher"
+STUDENT_BASE = "results/student/base"
+
+
+def knowledge_files():
+    return [f"{KNOWLEDGE}/{name}.parquet" for name in ("diseases", "annotations", "terms")]
+
+
+def cohort_files():
+    return [f"{COHORT}/cases.parquet", f"{COHORT}/panel.parquet"]
+
+
+def external_rankings():
+    return config["teacher"]["rankings"] is not None
+
+
+def teacher_modalities():
+    return ["external"] if external_rankings() else ["note_photo", "note"]
+
+
+def student_base():
+    """The base student: the tiny model built here, or a Hugging Face id / local folder."""
+    base = config["student"]["base"]
+    return STUDENT_BASE if base == "builtin" else base
+
+
+def student_base_files():
+    """Files the base student is made of, so that rebuilding it reruns what depends on it."""
+    base = student_base()
+    return [base] if base == STUDENT_BASE or Path(base).exists() else []
+
+
+def methods():
+    return config["training"]["methods"]
+
+
+def recipe(wildcards):
+    return f"{config['training']['recipes']}/{wildcards.method}.yaml"
+
+
+def train_data(wildcards):
+    name = "sft" if wildcards.method == "sft" else "preferences"
+    return f"results/preferences/{name}.parquet"
+
+
+def train_init(wildcards):
+    """DPO starts from the SFT model (as in the paper), other methods from the base."""
+    return ["results/train/sft"] if wildcards.method == "dpo" else []
+
+
+def predict_model(wildcards):
+    return student_base() if wildcards.method == "base" else f"results/train/{wildcards.method}"
+
+
+def predict_model_files(wildcards):
+    return student_base_files() if wildcards.method == "base" else [f"results/train/{wildcards.method}"]
+
+
+def score_files():
+    teacher = [f"results/scores/teacher_{m}.parquet" for m in teacher_modalities()]
+    return teacher + [f"results/scores/{m}.parquet" for m in ["base", *methods()]]
+
+
+def train_dirs():
+    return [f"results/train/{m}" for m in methods()]
+
+
+def report_files():
+    return [f"results/report/{name}" for name in ("summary.md", "metrics.csv", "accuracy.png", "training.png")]

@@ -1,0 +1,21 @@
+rule build_student:
+    input:
+        knowledge_files(),
+        panel=f"{COHORT}/panel.parquet",
+        settings=config["student"]["builtin"],
+    output:
+        model=directory(STUDENT_BASE),
+    log:
+        "logs/build_student/build_student.log",
+    params:
+        knowledge_dir=KNOWLEDGE,
+        k=config["preferences"]["k"],
+        prompt=config["prompt"],
+    conda:
+        "../envs/mint.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../workflow_scripts/build_student.py"

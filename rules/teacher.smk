@@ -1,0 +1,87 @@
+rule embed_notes:
+    input:
+        cohort_files(),
+    output:
+        embeddings=f"{TEACHER}/note_embeddings.parquet",
+    log:
+        "logs/embed_notes/embed_notes.log",
+    params:
+        cohort_dir=COHORT,
+        encoder=config["teacher"]["encoder"],
+    conda:
+        "../envs/mint.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../workflow_scripts/embed_notes.py"
+
+
+rule train_teacher:
+    input:
+        cohort_files(),
+        images=f"{COHORT}/images",
+        embeddings=rules.embed_notes.output.embeddings,
+    output:
+        model=f"{TEACHER}/model.pt",
+        metrics=report(f"{TEACHER}/metrics.json", caption="../report/teacher.rst", category="Teacher"),
+    log:
+        "logs/train_teacher/train_teacher.log",
+    params:
+        cohort_dir=COHORT,
+        out_dir=TEACHER,
+        teacher=config["teacher"],
+        seed=config["seed"],
+    conda:
+        "../envs/mint.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../workflow_scripts/train_teacher.py"
+
+
+if external_rankings():
+
+    rule import_rankings:
+        input:
+            cohort_files(),
+            external=config["teacher"]["rankings"],
+        output:
+            rankings="results/rankings/teacher.parquet",
+        log:
+            "logs/import_rankings/import_rankings.log",
+        params:
+            cohort_dir=COHORT,
+        conda:
+            "../envs/mint.yaml"
+        resources:
+            mem_mb=4000,
+            runtime=10,
+        script:
+            "../workflow_scripts/import_rankings.py"
+
+else:
+
+    rule rank_diseases:
+        input:
+            cohort_files(),
+            images=f"{COHORT}/images",
+            embeddings=rules.embed_notes.output.embeddings,
+            model=rules.train_teacher.output.model,
+        output:
+            rankings="results/rankings/teacher.parquet",
+        log:
+            "logs/rank_diseases/rank_diseases.log",
+        params:
+            cohort_dir=COHORT,
+        conda:
+            "../envs/mint.yaml"
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        script:
+            "../workflow_scripts/rank_diseases.py"
