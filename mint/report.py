@@ -49,8 +49,11 @@ def score_student(config: Mapping[str, Any], knowledge_dir, cohort_dir, predicti
 
 
 def score_teacher(config: Mapping[str, Any], cohort_dir, rankings_path, modality: str, out_path) -> None:
-    rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
-    truth = _truth(cohort_dir).filter(pl.col("case_id").is_in(rankings["case_id"].unique().to_list()))
+    truth = _truth(cohort_dir)
+    rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(
+        (pl.col("modality") == modality) & pl.col("case_id").is_in(truth["case_id"].to_list())
+    )
+    truth = truth.filter(pl.col("case_id").is_in(rankings["case_id"].unique().to_list()))
     # The teacher ranks the whole panel, so it is scored on as many diseases as the largest k asked.
     k = max(config["evaluation"]["ks"])
     scores = score_rankings(rankings, truth, k, f"teacher_{modality}")

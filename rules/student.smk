@@ -6,7 +6,8 @@ rule build_student:
     output:
         model=directory(STUDENT_BASE),
     log:
-        "logs/build_student/build_student.log",
+        main="logs/build_student/build_student.log",
+        curve="logs/build_student/pretrain_loss.jsonl",
     params:
         knowledge_dir=KNOWLEDGE,
         k=config["preferences"]["k"],
