@@ -18,6 +18,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -74,7 +75,8 @@ CORPUS_QUESTIONS = (
 # HPO frequency at or above which a finding counts as common ('Frequent': 30-79%).
 COMMON_FREQUENCY = 0.3
 
-# The builtin student's defaults: ~1.6M parameters, ~2 minutes of pre-training on 2 CPU cores.
+# The builtin student's defaults: 1.2M parameters, ~1-2 minutes of pre-training on 2 CPU cores
+# (9-17k tokens/s there, depending on what else runs).
 DEFAULT_TINY: dict[str, Any] = {
     "vocab_size": 3000,
     "model": {
@@ -88,12 +90,12 @@ DEFAULT_TINY: dict[str, Any] = {
     },
     "corpus": {"n_docs": 6000, "n_distractors": 30, "k": 3, "chat_fraction": 0.6},
     "train": {
-        "steps": 600,
-        "batch_size": 16,
-        "lr": 3.0e-3,
+        "steps": 600,  # x batch_size x max_length = 1.2M tokens, ~2.7 epochs of the corpus
+        "batch_size": 8,
+        "lr": 5.0e-3,
         "warmup_ratio": 0.05,
         "weight_decay": 0.1,
-        "max_length": 128,
+        "max_length": 256,  # covers prompt + answer of later fine-tuning, so RoPE sees those positions
         "seed": 0,
         "threads": 2,
         "log_every": 10,
@@ -197,7 +199,8 @@ def pick_distractors(annotations: pl.DataFrame, panel_ids: Sequence[str], n: int
         return []
     panel_terms = annotations.filter(pl.col("disease_id").is_in(list(panel_ids)))["hpo_id"].unique()
     shared = (
-        annotations.filter(pl.col("hpo_id").is_in(panel_terms.implode()) & ~pl.col("disease_id").is_in(list(panel_ids)))
+        annotations.filter(pl.col("hpo_id").is_in(panel_terms.implode()))
+        .filter(~pl.col("disease_id").is_in(list(panel_ids)))
         .group_by("disease_id")
         .len()
         .sort("disease_id")
@@ -258,7 +261,8 @@ def knowledge_corpus(
         if rng.random() < chat_fraction:
             # One or two findings of `d`, the frequent ones more often, as a clinician would ask.
             n = min(len(hpo), 1 + int(rng.random() < 0.5))
-            asked = [hpo[i] for i in rng.choice(len(hpo), size=n, replace=False, p=(freq + 0.05) / (freq + 0.05).sum())]
+            weight = freq + 0.05  # very rare findings (2.5%) still get asked about now and then
+            asked = [hpo[i] for i in rng.choice(len(hpo), size=n, replace=False, p=weight / weight.sum())]
             score = {e: sum(findings[e].get(h, 0.0) for h in asked) for e in known}
             jitter = rng.random(len(known))  # breaks ties at random, so equal frequencies vary
             order = sorted(range(len(known)), key=lambda i: (-score[known[i]], jitter[i]))
@@ -337,8 +341,9 @@ def pretrain(model, tokenizer, texts: Sequence[str], train_cfg: Mapping[str, Any
     data = torch.from_numpy(stream)
     offsets = torch.arange(length + 1)
 
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    # Weight decay on matrices only, not on norms (nanoGPT's split).
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": float(cfg["weight_decay"])}, {"params": no_decay, "weight_decay": 0.0}],
         lr=float(cfg["lr"]),
@@ -404,7 +409,8 @@ def pretrain(model, tokenizer, texts: Sequence[str], train_cfg: Mapping[str, Any
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(dict(base))
     for key, value in (over or {}).items():
-        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+        nested = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = _merge(out[key], value) if nested else value
     return out
 
 
@@ -438,7 +444,8 @@ def build_builtin_student(
         names=dict(zip(panel["disease_id"].to_list(), panel["name"].to_list())),
     )
     # The workflow's own question goes into the vocabulary (not into the training text).
-    templates = [DEFAULT_SYSTEM, DEFAULT_USER, render_chat(build_prompt("A 4-year-old boy.", int(corpus_cfg["k"])), True)]
+    example = render_chat(build_prompt("A 4-year-old boy.", int(corpus_cfg["k"])), add_generation_prompt=True)
+    templates = [DEFAULT_SYSTEM, DEFAULT_USER, example]
     tokenizer = train_tokenizer([*texts, *templates], int(cfg["vocab_size"]))
     tokenizer.model_max_length = int(cfg["model"]["max_position_embeddings"])
     model = build_tiny_llama(tokenizer, cfg["model"], seed=seed)
@@ -510,6 +517,9 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import yaml
 
+    # OpenMP threads that spin while waiting collapse ~20x when another process holds a core;
+    # passive waiting costs little when the cores are free. Read once, when torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = make_parser().parse_args(argv)
     cfg: Mapping[str, Any] = {}
     if args.config:

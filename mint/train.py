@@ -92,15 +92,35 @@ def load_trained(model_dir: str | Path, dtype: str = "float32"):
     return model, tokenizer
 
 
-def load_dataset(method: str, data_path: str | Path) -> Dataset:
-    """The method's training rows in TRL's conversational format (messages as lists of dicts)."""
+def load_dataset(method: str, data_path: str | Path) -> tuple[Dataset, list[str]]:
+    """The method's training rows in TRL's conversational format (messages as lists of dicts), and their case ids."""
     if method == "sft":
-        df = read_parquet(data_path, schemas.SFT).select("prompt", "completion")
+        df = read_parquet(data_path, schemas.SFT).select("case_id", "prompt", "completion")
     else:
-        df = read_parquet(data_path, schemas.PREFERENCES).select("prompt", "chosen", "rejected")
+        df = read_parquet(data_path, schemas.PREFERENCES).select("case_id", "prompt", "chosen", "rejected")
     if df.height == 0:
         raise MintError(f"{data_path}: no training rows")
-    return Dataset.from_list(df.to_dicts())
+    return Dataset.from_list(df.drop("case_id").to_dicts()), df["case_id"].to_list()
+
+
+def check_lengths(dataset: Dataset, case_ids: Sequence[str], tokenizer, max_length: int | None, recipe_path) -> None:
+    """Fail before training if a prompt plus answer is cut by `max_length`.
+
+    Truncation would silently train on a cut (or, for ORPO, empty) answer: the log-odds of an
+    empty answer are 0/0, and the weights turn to NaN.
+    """
+    if max_length is None:
+        return
+    answers = [c for c in ("completion", "chosen", "rejected") if c in dataset.column_names]
+    for case_id, row in zip(case_ids, dataset):
+        for col in answers:
+            text = tokenizer.apply_chat_template(row["prompt"] + row[col], tokenize=False)
+            n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+            if n > max_length:
+                raise MintError(
+                    f"{recipe_path}: case {case_id!r}: prompt + {col} is {n} tokens, more than recipe key "
+                    f"'args.max_length' ({max_length}); raise it or shorten the prompt"
+                )
 
 
 def _snapshot(model) -> dict[str, torch.Tensor]:
@@ -139,7 +159,8 @@ def train_student(
     checkpoint_dir = Path(checkpoint_dir or Path(out_dir).with_name(Path(out_dir).name + ".checkpoints"))
     targs = config_cls(output_dir=str(checkpoint_dir), report_to=[], **args)
 
-    dataset = load_dataset(method, data_path)
+    dataset, case_ids = load_dataset(method, data_path)
+    check_lengths(dataset, case_ids, tokenizer, targs.max_length, recipe_path)
     _claim_checkpoints(checkpoint_dir, {"recipe": recipe, "base": base, "init": init,
                                         "data": file_digest(data_path)})
     trainer = trainer_cls(model=model, args=targs, train_dataset=dataset, processing_class=tokenizer)
@@ -150,6 +171,10 @@ def train_student(
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     after = _snapshot(trainer.model)
     unchanged = sorted(n for n in before if torch.equal(before[n], after[n]))
+    broken = sorted(n for n, t in after.items() if not torch.isfinite(t).all())
+    if broken:
+        raise MintError(f"{recipe_path}: training diverged: {len(broken)} parameter tensors hold NaN/inf "
+                        f"(e.g. {broken[0]}); lower 'args.learning_rate' or check the data")
 
     metrics = {
         "method": method,

@@ -1,14 +1,14 @@
 rule build_cohort:
     input:
-        knowledge_files(),
+        unpack(knowledge_files),
     output:
-        cohort_files(),
+        **cohort_files(),
         images=directory(f"{COHORT}/images"),
     log:
         "logs/build_cohort/build_cohort.log",
     params:
-        knowledge_dir=KNOWLEDGE,
-        out_dir=COHORT,
+        knowledge_dir=parent("diseases"),
+        out_dir=parent("cases", io="output"),
         cohort=config["cohort"],
         seed=config["seed"],
     conda:

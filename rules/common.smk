@@ -14,12 +14,17 @@ TEACHER = "results/teacher"
 STUDENT_BASE = "results/student/base"
 
 
-def knowledge_files():
-    return [f"{KNOWLEDGE}/{name}.parquet" for name in ("diseases", "annotations", "terms")]
+def knowledge_files(wildcards=None):
+    return {name: f"{KNOWLEDGE}/{name}.parquet" for name in ("diseases", "annotations", "terms")}
 
 
-def cohort_files():
-    return [f"{COHORT}/cases.parquet", f"{COHORT}/panel.parquet"]
+def cohort_files(wildcards=None):
+    return {"cases": f"{COHORT}/cases.parquet", "panel": f"{COHORT}/panel.parquet"}
+
+
+def parent(name, io="input"):
+    """A param that is the folder of a named input/output file (steps read sibling tables)."""
+    return lambda wildcards, input, output: str(Path(getattr(input if io == "input" else output, name)).parent)
 
 
 def external_rankings():
@@ -60,8 +65,15 @@ def train_init(wildcards):
     return ["results/train/sft"] if wildcards.method == "dpo" else []
 
 
-def predict_model(wildcards):
-    return student_base() if wildcards.method == "base" else f"results/train/{wildcards.method}"
+def first_or_none(files):
+    """The one file of a named input that may be empty (a str, or a list of 0 or 1)."""
+    if isinstance(files, str):
+        return files
+    return files[0] if len(files) else None
+
+
+def predict_model(wildcards, input):
+    return first_or_none(input.model) or student_base()
 
 
 def predict_model_files(wildcards):

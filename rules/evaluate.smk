@@ -1,14 +1,14 @@
 rule predict_student:
     input:
-        predict_model_files,
-        cohort_files(),
+        unpack(cohort_files),
+        model=predict_model_files,
     output:
         predictions="results/predict/{method}.parquet",
     log:
         "logs/predict_student/{method}.log",
     params:
         model=predict_model,
-        cohort_dir=COHORT,
+        cohort_dir=parent("cases"),
         evaluation=config["evaluation"],
         prompt=config["prompt"],
         k=config["preferences"]["k"],
@@ -27,16 +27,16 @@ rule predict_student:
 
 rule score_student:
     input:
-        knowledge_files(),
-        cohort_files(),
+        unpack(knowledge_files),
+        unpack(cohort_files),
         predictions="results/predict/{method}.parquet",
     output:
         scores="results/scores/{method}.parquet",
     log:
         "logs/score_student/{method}.log",
     params:
-        knowledge_dir=KNOWLEDGE,
-        cohort_dir=COHORT,
+        knowledge_dir=parent("diseases"),
+        cohort_dir=parent("cases"),
         evaluation=config["evaluation"],
     conda:
         "../envs/mint.yaml"
@@ -51,14 +51,14 @@ rule score_student:
 
 rule score_teacher:
     input:
-        cohort_files(),
+        unpack(cohort_files),
         rankings="results/rankings/teacher.parquet",
     output:
         scores="results/scores/teacher_{modality}.parquet",
     log:
         "logs/score_teacher/{modality}.log",
     params:
-        cohort_dir=COHORT,
+        cohort_dir=parent("cases"),
         evaluation=config["evaluation"],
     conda:
         "../envs/mint.yaml"

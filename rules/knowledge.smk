@@ -1,10 +1,10 @@
 rule build_knowledge:
     output:
-        knowledge_files(),
+        **knowledge_files(),
     log:
         "logs/build_knowledge/build_knowledge.log",
     params:
-        out_dir=KNOWLEDGE,
+        out_dir=parent("diseases", io="output"),
         knowledge=config["knowledge"],
     conda:
         "../envs/mint.yaml"

@@ -1,6 +1,6 @@
 rule build_preferences:
     input:
-        cohort_files(),
+        unpack(cohort_files),
         rankings="results/rankings/teacher.parquet",
     output:
         preferences="results/preferences/preferences.parquet",
@@ -8,8 +8,8 @@ rule build_preferences:
     log:
         "logs/build_preferences/build_preferences.log",
     params:
-        cohort_dir=COHORT,
-        out_dir="results/preferences",
+        cohort_dir=parent("cases"),
+        out_dir=parent("preferences", io="output"),
         preferences=config["preferences"],
         prompt=config["prompt"],
         seed=config["seed"],

@@ -11,7 +11,7 @@ rule make_report:
     log:
         "logs/make_report/make_report.log",
     params:
-        out_dir="results/report",
+        out_dir=parent("summary", io="output"),
         evaluation=config["evaluation"],
     conda:
         "../envs/mint.yaml"

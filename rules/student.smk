@@ -1,6 +1,6 @@
 rule build_student:
     input:
-        knowledge_files(),
+        unpack(knowledge_files),
         panel=f"{COHORT}/panel.parquet",
         settings=config["student"]["builtin"],
     output:
@@ -9,7 +9,7 @@ rule build_student:
         main="logs/build_student/build_student.log",
         curve="logs/build_student/pretrain_loss.jsonl",
     params:
-        knowledge_dir=KNOWLEDGE,
+        knowledge_dir=parent("diseases"),
         k=config["preferences"]["k"],
         prompt=config["prompt"],
     conda:

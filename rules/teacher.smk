@@ -1,12 +1,12 @@
 rule embed_notes:
     input:
-        cohort_files(),
+        unpack(cohort_files),
     output:
         embeddings=f"{TEACHER}/note_embeddings.parquet",
     log:
         "logs/embed_notes/embed_notes.log",
     params:
-        cohort_dir=COHORT,
+        cohort_dir=parent("cases"),
         encoder=config["teacher"]["encoder"],
     conda:
         "../envs/mint.yaml"
@@ -20,7 +20,7 @@ rule embed_notes:
 
 rule train_teacher:
     input:
-        cohort_files(),
+        unpack(cohort_files),
         images=f"{COHORT}/images",
         embeddings=rules.embed_notes.output.embeddings,
     output:
@@ -29,8 +29,8 @@ rule train_teacher:
     log:
         "logs/train_teacher/train_teacher.log",
     params:
-        cohort_dir=COHORT,
-        out_dir=TEACHER,
+        cohort_dir=parent("cases"),
+        out_dir=parent("model", io="output"),
         teacher=config["teacher"],
         seed=config["seed"],
     conda:
@@ -47,14 +47,14 @@ if external_rankings():
 
     rule import_rankings:
         input:
-            cohort_files(),
+            unpack(cohort_files),
             external=config["teacher"]["rankings"],
         output:
             rankings="results/rankings/teacher.parquet",
         log:
             "logs/import_rankings/import_rankings.log",
         params:
-            cohort_dir=COHORT,
+            cohort_dir=parent("cases"),
         conda:
             "../envs/mint.yaml"
         resources:
@@ -67,7 +67,7 @@ else:
 
     rule rank_diseases:
         input:
-            cohort_files(),
+            unpack(cohort_files),
             images=f"{COHORT}/images",
             embeddings=rules.embed_notes.output.embeddings,
             model=rules.train_teacher.output.model,
@@ -76,7 +76,7 @@ else:
         log:
             "logs/rank_diseases/rank_diseases.log",
         params:
-            cohort_dir=COHORT,
+            cohort_dir=parent("cases"),
         conda:
             "../envs/mint.yaml"
         threads: 2

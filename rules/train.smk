@@ -1,7 +1,7 @@
 rule train_student:
     input:
-        student_base_files(),
-        train_init,
+        base=student_base_files(),
+        init=train_init,
         recipe=recipe,
         data=train_data,
     output:
@@ -9,8 +9,8 @@ rule train_student:
     log:
         "logs/train_student/{method}.log",
     params:
-        base=student_base(),
-        init=lambda wc: train_init(wc)[0] if train_init(wc) else None,
+        base=lambda wildcards, input: first_or_none(input.base) or student_base(),
+        init=lambda wildcards, input: first_or_none(input.init),
         checkpoints="results/checkpoints/{method}",
     conda:
         "../envs/mint.yaml"

@@ -1,0 +1,244 @@
+"""Fast tests of the builtin student: tokenizer, chat template, tiny Llama, corpus, pre-training, loading."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from mint import schemas
+from mint.io import MintError, write_parquet
+from mint.prompts import HEADER, assistant, build_prompt, format_answer, parse_answer
+from mint.student import (
+    BOS,
+    DEFAULT_TINY,
+    EOT,
+    PAD,
+    SPECIAL_TOKENS,
+    build_builtin_student,
+    build_tiny_llama,
+    knowledge_corpus,
+    load_student,
+    main,
+    pretrain,
+    render_chat,
+    train_tokenizer,
+)
+
+TINY_MODEL = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 256,
+    "tie_word_embeddings": True,
+}
+TINY_CFG = {
+    "vocab_size": 400,
+    "model": TINY_MODEL,
+    "corpus": {"n_docs": 60, "n_distractors": 2, "k": 3},
+    "train": {"steps": 4, "batch_size": 2, "max_length": 64, "threads": 1, "log_every": 2},
+}
+
+DISEASE_NAMES = ["Alpha syndrome", "Beta dysplasia, type 2", "Gamma-Delta syndrome", "Epsilon disease 4",
+                 "Zeta syndrome", "Eta-Theta anomaly", "Iota deficiency", "Kappa syndrome 1"]
+TERM_NAMES = ["Hypertelorism", "Long philtrum", "Thin upper lip vermilion", "Low-set ears", "Micrognathia",
+              "Downslanted palpebral fissures", "Seizure", "Intellectual disability", "Short stature",
+              "Hypotonia", "Scoliosis", "Cleft palate"]
+
+
+@pytest.fixture(scope="module")
+def knowledge(tmp_path_factory):
+    """Eight fake diseases, twelve findings, each disease annotated with six of them."""
+    rng = np.random.default_rng(0)
+    d = tmp_path_factory.mktemp("knowledge")
+    ids = [f"OMIM:{100000 + i}" for i in range(len(DISEASE_NAMES))]
+    hpo = [f"HP:{i:07d}" for i in range(1, len(TERM_NAMES) + 1)]
+    diseases = pl.DataFrame({"disease_id": ids, "name": DISEASE_NAMES,
+                             "synonyms": [[] for _ in ids]}, schema_overrides={"synonyms": pl.List(pl.String)})
+    rows = [(i, h, float(rng.choice([0.17, 0.545, 0.895, 1.0])))
+            for i in ids for h in rng.choice(hpo, size=6, replace=False)]
+    annotations = pl.DataFrame(rows, schema=["disease_id", "hpo_id", "frequency"], orient="row")
+    terms = pl.DataFrame({"hpo_id": hpo, "name": TERM_NAMES, "parents": [[] for _ in hpo],
+                          "is_facial": [i < 6 for i in range(len(hpo))]},
+                         schema_overrides={"parents": pl.List(pl.String)})
+    write_parquet(diseases, d / "diseases.parquet", schemas.DISEASES)
+    write_parquet(annotations, d / "annotations.parquet", schemas.ANNOTATIONS)
+    write_parquet(terms, d / "terms.parquet", schemas.TERMS)
+    return d, diseases, annotations, terms
+
+
+@pytest.fixture(scope="module")
+def panel(knowledge):
+    return knowledge[1].head(4).select("disease_id", "name")
+
+
+@pytest.fixture(scope="module")
+def corpus(knowledge, panel):
+    _, diseases, annotations, terms = knowledge
+    return knowledge_corpus(diseases, annotations, terms, panel["disease_id"].to_list(), k=3, n_docs=80,
+                            rng=np.random.default_rng(0), n_distractors=2)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(corpus):
+    return train_tokenizer(corpus, 400)
+
+
+@pytest.fixture(scope="module")
+def builtin(knowledge, panel, tmp_path_factory):
+    out = tmp_path_factory.mktemp("student") / "builtin"
+    log = out.parent / "pretrain.jsonl"
+    metrics = build_builtin_student(knowledge[0], panel, TINY_CFG, out, log)
+    return out, log, metrics
+
+
+def test_tokenizer_round_trips_text_and_special_tokens(tokenizer):
+    assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == (BOS, EOT, PAD)
+    assert len(tokenizer) == 400
+    for text in ["Alpha syndrome is a rare genetic disease.", "Héllo\n\n  wörld 1234 ✓",
+                 f"{BOS}x{EOT}", render_chat(build_prompt("A 4-year-old boy. Findings: Hypertelorism.", 3), True)]:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(ids) == text
+    for special in SPECIAL_TOKENS:
+        assert len(tokenizer(special, add_special_tokens=False)["input_ids"]) == 1
+    assert tokenizer("Alpha")["input_ids"][0] == tokenizer.bos_token_id  # like Llama 3
+
+
+def test_chat_template_prompt_is_prefix_of_prompt_plus_completion(tokenizer):
+    prompt = build_prompt("A 4-year-old boy. Findings: Hypertelorism, Long philtrum.", 3)
+    completion = assistant(format_answer(["Alpha syndrome", "Zeta syndrome", "Kappa syndrome 1"]))
+    p_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True)["input_ids"]
+    full_ids = tokenizer.apply_chat_template(prompt + completion)["input_ids"]
+    assert full_ids[: len(p_ids)] == p_ids
+    assert full_ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.apply_chat_template(prompt + completion, tokenize=False) == render_chat(prompt + completion)
+    rendered = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    assert rendered == render_chat(prompt, add_generation_prompt=True)
+
+
+def test_chat_template_works_with_trl_preference_and_assistant_masks(tokenizer):
+    from trl.data_utils import apply_chat_template
+
+    prompt = build_prompt("Findings: Seizure.", 3)
+    example = {"prompt": prompt, "chosen": assistant(format_answer(["Alpha syndrome"])),
+               "rejected": assistant(format_answer(["Zeta syndrome"]))}
+    out = apply_chat_template(example, tokenizer)
+    assert out["prompt"] == render_chat(prompt, add_generation_prompt=True)
+    assert out["chosen"] == format_answer(["Alpha syndrome"]) + EOT
+    masked = tokenizer.apply_chat_template(prompt + example["chosen"], return_assistant_tokens_mask=True,
+                                           return_dict=True)
+    kept = [t for t, m in zip(masked["input_ids"], masked["assistant_masks"]) if m]
+    assert tokenizer.decode(kept) == out["chosen"]
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_build_tiny_llama_parameter_count_matches_config(tokenizer, tied):
+    cfg = {**TINY_MODEL, "tie_word_embeddings": tied}
+    model = build_tiny_llama(tokenizer, cfg)
+    h, inter, n_layers = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    kv = h // cfg["num_attention_heads"] * cfg["num_key_value_heads"]
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * inter + 2 * h  # q, o; k, v; gate, up, down; two RMSNorms
+    expected = len(tokenizer) * h * (1 if tied else 2) + n_layers * per_layer + h
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert model.config.eos_token_id == tokenizer.eos_token_id
+    assert model.config.pad_token_id == tokenizer.pad_token_id
+
+
+def test_build_tiny_llama_names_missing_key(tokenizer):
+    with pytest.raises(MintError, match="hidden_size"):
+        build_tiny_llama(tokenizer, {k: v for k, v in TINY_MODEL.items() if k != "hidden_size"})
+
+
+def test_default_tiny_builds(tokenizer):
+    model = build_tiny_llama(tokenizer, DEFAULT_TINY["model"])
+    assert model.config.num_hidden_layers == DEFAULT_TINY["model"]["num_hidden_layers"]
+
+
+def test_knowledge_corpus_has_descriptions_and_answer_format(corpus, panel, knowledge):
+    names = set(knowledge[1]["name"].to_list())
+    chats = [d for d in corpus if d.startswith(BOS)]
+    descriptions = [d for d in corpus if not d.startswith(BOS)]
+    assert chats and descriptions
+    assert all(" is a rare genetic disease." in d for d in descriptions)
+    for chat in chats:
+        answer = chat.split("<|start_header_id|>assistant<|end_header_id|>\n\n")[1].removesuffix(EOT)
+        got, ok = parse_answer(answer)
+        assert ok and len(got) == 3 and set(got) <= names
+    mentioned = {n for n in names if any(n in d for d in corpus)}
+    assert set(panel["name"].to_list()) <= mentioned
+    assert len(mentioned) > panel.height  # distractors too
+    # Not the workflow's question: the student meets that first in fine-tuning.
+    assert not any("could explain these findings" in d for d in corpus)
+
+
+def test_knowledge_corpus_names_unknown_panel_disease(knowledge):
+    _, diseases, annotations, terms = knowledge
+    with pytest.raises(MintError, match="OMIM:999999"):
+        knowledge_corpus(diseases, annotations, terms, ["OMIM:999999"], 3, 5, np.random.default_rng(0))
+
+
+def test_pretrain_reduces_loss_and_changes_every_parameter(tokenizer, tmp_path):
+    model = build_tiny_llama(tokenizer, TINY_MODEL)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    texts = ["Alpha syndrome is a rare genetic disease. Common findings include Hypertelorism."] * 20
+    log = tmp_path / "loss.jsonl"
+    metrics = pretrain(model, tokenizer, texts,
+                       {"steps": 30, "batch_size": 4, "max_length": 32, "lr": 1e-2, "threads": 1, "log_every": 10},
+                       log)
+    assert metrics["final_loss"] < metrics["first_loss"]
+    assert metrics["steps"] == 30 and metrics["tokens_per_s"] > 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["step"] for r in records] == [10, 20, 30]
+    assert {"step", "loss", "tokens_per_s"} <= set(records[0])
+    unchanged = [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
+    assert not unchanged
+
+
+def test_build_builtin_student_round_trips_and_generates(builtin):
+    out, log, metrics = builtin
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert (out / "provenance.json").exists()
+    assert log.read_text().count("\n") == 2
+    model, tokenizer = load_student(str(out))
+    assert tokenizer.eos_token == EOT and tokenizer.chat_template
+    tokenizer.padding_side = "left"
+    prompts = [build_prompt("A 4-year-old boy. Findings: Hypertelorism.", 3), build_prompt("Seizure.", 3)]
+    enc = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, padding=True, return_tensors="pt")
+    gen = model.generate(**enc, max_new_tokens=5, do_sample=False)
+    assert gen.shape[0] == 2 and gen.shape[1] > enc["input_ids"].shape[1]
+
+
+def test_main_builds_from_yaml(knowledge, panel, tmp_path):
+    import yaml
+
+    panel_path = tmp_path / "panel.parquet"
+    write_parquet(panel, panel_path, schemas.PANEL)
+    cfg = tmp_path / "builtin.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY_CFG, "train": {**TINY_CFG["train"], "steps": 2}}))
+    metrics = main([str(knowledge[0]), str(panel_path), str(tmp_path / "out"), "--config", str(cfg)])
+    assert metrics["steps"] == 2
+    assert (tmp_path / "out" / "config.json").exists()
+
+
+def test_load_student_names_missing_local_folder(tmp_path):
+    missing = tmp_path / "no" / "such" / "student"
+    with pytest.raises(MintError, match=str(missing)):
+        load_student(str(missing))
+
+
+def test_load_student_names_unreachable_hub_id(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once, at import
+    with pytest.raises(MintError, match="mint-test/no-such-model.*no hub access"):
+        load_student("mint-test/no-such-model")
+
+
+def test_header_is_what_the_corpus_teaches(corpus):
+    assert any(f"\n\n{HEADER}\n1. " in d for d in corpus)

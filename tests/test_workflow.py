@@ -1,0 +1,113 @@
+"""Integration tier: the real Snakemake DAG on a tiny config, in a scratch working directory."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TINY = "tests/data/tiny/config.yaml"
+
+pytestmark = pytest.mark.integration
+
+
+def workdir(tmp: Path) -> Path:
+    """A scratch working directory with the config folders the tiny config names."""
+    shutil.copytree(REPO / "config", tmp / "config")
+    shutil.copytree(REPO / "tests" / "data", tmp / "tests" / "data")
+    return tmp
+
+
+def snakemake(wd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--cores", "2", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}")
+    return res
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    wd = workdir(tmp_path_factory.mktemp("wf"))
+    snakemake(wd, "--configfile", TINY)
+    return wd
+
+
+def test_metrics_table_has_every_method_row(tiny_run):
+    table = pl.read_csv(tiny_run / "results/report/metrics.csv")
+    assert table["method"].to_list() == ["teacher_note_photo", "teacher_note", "base", "sft", "dpo", "orpo"]
+    assert (table["n_cases"] == table["n_cases"][0]).all()
+    for col in ("top1", "top1_lo", "top1_hi", "mrr", "hallucination_rate", "format_rate"):
+        assert table[col].is_between(0, 1).all(), col
+    assert (tiny_run / "results/report/accuracy.png").stat().st_size > 1000
+    assert "MINT (ORPO)" in (tiny_run / "results/report/summary.md").read_text()
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo", "orpo"])
+def test_training_changed_every_trainable_parameter(tiny_run, method):
+    metrics = json.loads((tiny_run / f"results/train/{method}/metrics.json").read_text())
+    assert metrics["trainable_tensors"] > 0
+    assert metrics["unchanged_tensors"] == []
+    assert metrics["fine_tuning"] == ("full" if method == "sft" else "lora")
+
+
+def test_full_fine_tuning_changed_every_saved_weight(tiny_run):
+    """Independent of the trainer's own bookkeeping: compare the saved weights with the base's."""
+    from safetensors.torch import load_file
+
+    base = load_file(tiny_run / "results/student/base/model.safetensors")
+    tuned = load_file(tiny_run / "results/train/sft/model.safetensors")
+    assert base.keys() == tuned.keys()
+    assert [k for k in base if torch.equal(base[k], tuned[k])] == []
+    assert all(torch.isfinite(v).all() for v in tuned.values())
+
+
+def test_lora_adapter_weights_moved_from_init(tiny_run):
+    """peft initialises every lora_B to zero: a trained adapter has none left at zero."""
+    from safetensors.torch import load_file
+
+    for method in ("dpo", "orpo"):
+        weights = load_file(tiny_run / f"results/train/{method}/adapter_model.safetensors")
+        lora_b = {k: v for k, v in weights.items() if "lora_B" in k}
+        assert lora_b and all(torch.isfinite(v).all() and v.abs().sum() > 0 for v in lora_b.values()), method
+
+
+def test_rerun_is_a_no_op(tiny_run):
+    res = snakemake(tiny_run, "--configfile", TINY, "--dry-run")
+    assert "Nothing to be done" in res.stdout + res.stderr
+
+
+def test_provenance_sidecars(tiny_run):
+    prov = json.loads((tiny_run / "results/preferences/preferences.parquet.provenance.json").read_text())
+    assert prov["seed"] == 7 and prov["versions"]["trl"] == "1.16.0"
+
+
+def test_bad_manifest_fails_with_a_clear_message_and_no_cohort(tmp_path):
+    wd = workdir(tmp_path)
+    (wd / "manifest.csv").write_text("case_id,note,disease_id\np1,seizures,OMIM:100100\n")
+    res = snakemake(wd, "--configfile", TINY, "--config", "cohort={'source': 'manifest', 'manifest': "
+                    "{'path': 'manifest.csv'}}", "--until", "build_cohort", check=False)
+    assert res.returncode != 0
+    log = (wd / "logs/build_cohort/build_cohort.log").read_text()
+    assert "manifest.csv: manifest is missing column(s) ['image_path']" in log
+    assert not (wd / "results/cohort/cases.parquet").exists()
+
+
+def test_invalid_config_names_the_key(tmp_path):
+    wd = workdir(tmp_path)
+    res = snakemake(wd, "--configfile", TINY, "--config", "preferences={'k': 0}", "--dry-run", check=False)
+    assert res.returncode != 0
+    assert "preferences.k" in res.stdout + res.stderr
+
+
+def test_lint_is_clean():
+    res = subprocess.run([*SNAKEMAKE, "--lint", "--snakefile", "Snakefile"], capture_output=True, text=True, cwd=REPO)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    assert "Lints for" not in out, out
