@@ -6,6 +6,8 @@ rule build_cohort:
         images=directory(f"{COHORT}/images"),
     log:
         "logs/build_cohort/build_cohort.log",
+    benchmark:
+        "benchmarks/build_cohort.tsv"
     params:
         knowledge_dir=parent("diseases"),
         out_dir=parent("cases", io="output"),

@@ -6,6 +6,8 @@ rule predict_student:
         predictions="results/predict/{method}.parquet",
     log:
         "logs/predict_student/{method}.log",
+    benchmark:
+        "benchmarks/predict_student/{method}.tsv"
     params:
         model=predict_model,
         cohort_dir=parent("cases"),

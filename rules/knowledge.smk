@@ -3,6 +3,8 @@ rule build_knowledge:
         **knowledge_files(),
     log:
         "logs/build_knowledge/build_knowledge.log",
+    benchmark:
+        "benchmarks/build_knowledge.tsv"
     params:
         out_dir=parent("diseases", io="output"),
         knowledge=config["knowledge"],

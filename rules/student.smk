@@ -8,6 +8,8 @@ rule build_student:
     log:
         main="logs/build_student/build_student.log",
         curve="logs/build_student/pretrain_loss.jsonl",
+    benchmark:
+        "benchmarks/build_student.tsv"
     params:
         knowledge_dir=parent("diseases"),
         k=config["preferences"]["k"],

@@ -5,6 +5,8 @@ rule embed_notes:
         embeddings=f"{TEACHER}/note_embeddings.parquet",
     log:
         "logs/embed_notes/embed_notes.log",
+    benchmark:
+        "benchmarks/embed_notes.tsv"
     params:
         cohort_dir=parent("cases"),
         encoder=config["teacher"]["encoder"],
@@ -28,6 +30,8 @@ rule train_teacher:
         metrics=report(f"{TEACHER}/metrics.json", caption="../report/teacher.rst", category="Teacher"),
     log:
         "logs/train_teacher/train_teacher.log",
+    benchmark:
+        "benchmarks/train_teacher.tsv"
     params:
         cohort_dir=parent("cases"),
         out_dir=parent("model", io="output"),
@@ -75,6 +79,8 @@ else:
             rankings="results/rankings/teacher.parquet",
         log:
             "logs/rank_diseases/rank_diseases.log",
+        benchmark:
+            "benchmarks/rank_diseases.tsv"
         params:
             cohort_dir=parent("cases"),
         conda:

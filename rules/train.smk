@@ -8,6 +8,8 @@ rule train_student:
         model=directory("results/train/{method}"),
     log:
         "logs/train_student/{method}.log",
+    benchmark:
+        "benchmarks/train_student/{method}.tsv"
     params:
         base=lambda wildcards, input: first_or_none(input.base) or student_base(),
         init=lambda wildcards, input: first_or_none(input.init),
