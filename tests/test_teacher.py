@@ -1,0 +1,70 @@
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from mint import schemas
+from mint.config import validate_config
+from mint.io import MintError, read_parquet, write_parquet
+from mint.teacher import FusionTeacher, import_rankings, presence, rankings_frame
+
+
+def test_rankings_frame_ranks_by_score():
+    scores = np.array([[0.1, 0.9, 0.5], [0.7, 0.2, 0.1]])
+    df = rankings_frame(["a", "b"], ["d1", "d2", "d3"], scores, "note")
+    ranked = df.filter(pl.col("case_id") == "a").sort("rank")["disease_id"].to_list()
+    assert ranked == ["d2", "d3", "d1"]
+    assert df.filter(pl.col("case_id") == "b").sort("rank")["disease_id"].to_list() == ["d1", "d2", "d3"]
+
+
+def test_missing_modality_changes_nothing_but_its_branch():
+    torch.manual_seed(0)
+    model = FusionTeacher(text_dim=8, n_classes=4, hidden=16).eval()
+    text, photo = torch.randn(3, 8), torch.randn(3, 32, 32)
+    with torch.no_grad():
+        note_only = model(text, photo, presence(3, "note"))
+        other_photo = model(text, torch.randn(3, 32, 32), presence(3, "note"))
+        both = model(text, photo, presence(3, "note_photo"))
+    assert torch.allclose(note_only, other_photo)  # the photo is ignored when absent
+    assert not torch.allclose(note_only, both)
+
+
+@pytest.fixture
+def cohort(tmp_path):
+    panel = pl.DataFrame({"disease_id": ["d1", "d2"], "name": ["One", "Two"]})
+    cases = pl.DataFrame({
+        "case_id": ["c1", "c2"], "disease_id": ["d1", "d2"], "split": ["train", "test"], "note": ["x", "y"],
+        "image_path": [None, None], "hpo_ids": [None, None], "note_hpo_ids": [None, None],
+    })
+    write_parquet(panel, tmp_path / "cohort/panel.parquet", schemas.PANEL)
+    write_parquet(cases, tmp_path / "cohort/cases.parquet", schemas.CASES)
+    return tmp_path / "cohort"
+
+
+def _external(tmp_path, df):
+    path = tmp_path / "external.parquet"
+    df.write_parquet(path)
+    return validate_config({"teacher": {"rankings": str(path)}})
+
+
+def test_external_rankings_are_ranked(tmp_path, cohort):
+    cfg = _external(tmp_path, pl.DataFrame({"case_id": ["c1", "c1"], "disease_id": ["d1", "d2"], "score": [0.2, 0.8]}))
+    import_rankings(cfg, cohort, tmp_path / "r.parquet")
+    out = read_parquet(tmp_path / "r.parquet", schemas.RANKINGS)
+    assert out.sort("rank")["disease_id"].to_list() == ["d2", "d1"]
+    assert set(out["modality"]) == {"external"}
+
+
+@pytest.mark.parametrize(
+    "df, message",
+    [
+        (pl.DataFrame({"case_id": ["c1"], "disease_id": ["d1"]}), r"missing column\(s\) \['score'\]"),
+        (pl.DataFrame({"case_id": ["c1"], "disease_id": ["d9"], "score": [1.0]}), "not in the panel: \\['d9'\\]"),
+        (pl.DataFrame({"case_id": ["zz"], "disease_id": ["d1"], "score": [1.0]}), "not in the cohort: \\['zz'\\]"),
+        (pl.DataFrame({"case_id": ["c2"], "disease_id": ["d1"], "score": [1.0]}), "training case\\(s\\) \\['c1'\\]"),
+    ],
+)
+def test_bad_external_rankings_are_named(tmp_path, cohort, df, message):
+    with pytest.raises(MintError, match=message):
+        import_rankings(_external(tmp_path, df), cohort, tmp_path / "r.parquet")
+    assert not (tmp_path / "r.parquet").exists()
