@@ -34,7 +34,7 @@ from mint.trl_compat import METHODS, trainer_classes
 
 log = logging.getLogger(__name__)
 
-RECIPE_KEYS = {"method", "init", "lora", "args", "dtype"}
+RECIPE_KEYS = {"method", "init", "lora", "args", "dtype", "nll"}
 STUDENT_FILE = "mint_student.json"
 
 
@@ -53,6 +53,10 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     recipe.setdefault("lora", None)
     recipe.setdefault("args", {})
     recipe.setdefault("dtype", "float32")
+    recipe.setdefault("nll", "completion")
+    if recipe["nll"] not in ("completion", "full"):
+        raise MintError(f"{path}: recipe key 'nll' must be 'completion' or 'full' (ORPO's NLL over the prompt too), "
+                        f"got {recipe['nll']!r}")
     if recipe["init"] not in ("base", "sft"):
         raise MintError(f"{path}: recipe key 'init' must be 'base' or 'sft', got {recipe['init']!r}")
     config_cls, _ = trainer_classes(method)
@@ -150,7 +154,7 @@ def train_student(
         from peft import LoraConfig, get_peft_model
 
         model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **recipe["lora"]))
-    config_cls, trainer_cls = trainer_classes(method)
+    config_cls, trainer_cls = trainer_classes(method, completion_only_nll=recipe["nll"] == "completion")
     args = dict(recipe["args"])
     if not torch.cuda.is_available() and (args.get("bf16") or args.get("fp16")):
         log.warning("no GPU: training in float32 instead of the recipe's bf16/fp16")
@@ -180,6 +184,7 @@ def train_student(
         "method": method,
         "recipe": str(recipe_path),
         "fine_tuning": "lora" if adapter else "full",
+        "nll": recipe["nll"] if method == "orpo" else None,
         "n_rows": len(dataset),
         "trainable_parameters": int(sum(t.numel() for t in after.values())),
         "trainable_tensors": len(after),

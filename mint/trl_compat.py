@@ -9,7 +9,35 @@ from __future__ import annotations
 import warnings
 
 
-def trainer_classes(method: str) -> tuple[type, type]:
+def _completion_only_orpo(orpo_trainer: type) -> type:
+    """ORPO whose NLL term covers the answer only.
+
+    TRL's ORPOTrainer computes the NLL of a decoder-only model "over the full prompt and
+    response", which here means learning to write the clinical notes: for the builtin tiny
+    student that is most of its capacity, and it is not what MINT asks (the prompt is the
+    question, the teacher's list the answer). The odds-ratio term is unchanged.
+    """
+    import torch
+    from torch import nn
+
+    class CompletionOnlyORPOTrainer(orpo_trainer):
+        def concatenated_forward(self, model, batch):
+            out = list(super().concatenated_forward(model, batch))
+            chosen_logits = out[2]  # (batch, seq - 1, vocab): already shifted for a decoder-only model
+            labels = batch["chosen_labels"][:, 1:].to(chosen_logits.device)  # prompt and padding are -100
+            labels = labels[:, : chosen_logits.shape[1]]
+            logits = chosen_logits[:, : labels.shape[1]]
+            if self.is_encoder_decoder:
+                return tuple(out)
+            out[4] = nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), torch.as_tensor(labels).reshape(-1), ignore_index=-100
+            )
+            return tuple(out)
+
+    return CompletionOnlyORPOTrainer
+
+
+def trainer_classes(method: str, completion_only_nll: bool = True) -> tuple[type, type]:
     """(ConfigClass, TrainerClass) of a training method; pinned: trl==1.16.0."""
     if method == "sft":
         from trl import SFTConfig, SFTTrainer
@@ -23,7 +51,7 @@ def trainer_classes(method: str) -> tuple[type, type]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TRL warns that experimental APIs may change: we pin the version
             from trl.experimental.orpo import ORPOConfig, ORPOTrainer
-        return ORPOConfig, ORPOTrainer
+        return ORPOConfig, (_completion_only_orpo(ORPOTrainer) if completion_only_nll else ORPOTrainer)
     raise ValueError(f"unknown training method {method!r}; expected one of {METHODS}")
 
 

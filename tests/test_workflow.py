@@ -111,3 +111,11 @@ def test_lint_is_clean():
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     assert "Lints for" not in out, out
+
+
+def test_orpo_nll_covers_the_answer_only(tiny_run):
+    """TRL's ORPO puts the prompt in its NLL; ours (recipe nll: completion) must not: then the NLL
+    equals minus the mean per-token log-probability of the chosen answer, which TRL also logs."""
+    rows = [json.loads(x) for x in (tiny_run / "results/train/orpo/trainer_log.jsonl").read_text().splitlines()]
+    first = next(r for r in rows if "nll_loss" in r)
+    assert first["nll_loss"] == pytest.approx(-first["logps/chosen"], rel=1e-3)
