@@ -53,5 +53,16 @@ def test_unknown_method_is_named(tmp_path):
 
 
 def test_orpo_lives_in_trl_experimental():
-    config_cls, trainer_cls = trainer_classes("orpo")
-    assert trainer_cls.__module__.startswith("trl.experimental.orpo")
+    from trl.experimental.orpo import ORPOTrainer
+
+    config_cls, trainer_cls = trainer_classes("orpo", completion_only_nll=False)
+    assert trainer_cls is ORPOTrainer and config_cls.__module__.startswith("trl.experimental.orpo")
+    # The default subclasses TRL's trainer and only changes which tokens the NLL term covers.
+    assert issubclass(trainer_classes("orpo")[1], ORPOTrainer)
+
+
+def test_recipe_nll_choice_is_checked(tmp_path):
+    bad = tmp_path / "orpo.yaml"
+    bad.write_text("method: orpo\nnll: prompt\n")
+    with pytest.raises(MintError, match="'nll'"):
+        load_recipe(bad)

@@ -78,6 +78,12 @@ def test_lora_adapter_weights_moved_from_init(tiny_run):
         assert lora_b and all(torch.isfinite(v).all() and v.abs().sum() > 0 for v in lora_b.values()), method
 
 
+def test_html_report(tiny_run):
+    snakemake(tiny_run, "--configfile", TINY, "--report", "report.html")
+    html = (tiny_run / "report.html").read_text()
+    assert "accuracy.png" in html and "summary.md" in html
+
+
 def test_rerun_is_a_no_op(tiny_run):
     res = snakemake(tiny_run, "--configfile", TINY, "--dry-run")
     assert "Nothing to be done" in res.stdout + res.stderr
@@ -119,3 +125,32 @@ def test_orpo_nll_covers_the_answer_only(tiny_run):
     rows = [json.loads(x) for x in (tiny_run / "results/train/orpo/trainer_log.jsonl").read_text().splitlines()]
     first = next(r for r in rows if "nll_loss" in r)
     assert first["nll_loss"] == pytest.approx(-first["logps/chosen"], rel=1e-3)
+
+
+def test_training_resumes_after_a_kill(tiny_run, tmp_path):
+    """Kill a training run once it has checkpointed; the rerun continues past step 0 and finishes."""
+    import signal
+    import time
+
+    recipe = tmp_path / "sft.yaml"
+    recipe.write_text(
+        "method: sft\nlora: null\nargs:\n  learning_rate: 1.0e-4\n  max_steps: 400\n  per_device_train_batch_size: 2\n"
+        "  max_length: 480\n  gradient_checkpointing: false\n  logging_steps: 10\n  save_strategy: steps\n"
+        "  save_steps: 10\n  seed: 7\n"
+    )
+    ckpt, out = tmp_path / "checkpoints", tmp_path / "sft"
+    cmd = [sys.executable, "-m", "mint.train", str(recipe), str(tiny_run / "results/student/base"),
+           str(tiny_run / "results/preferences/sft.parquet"), str(out), "--checkpoints", str(ckpt)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(ckpt.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(ckpt.glob("checkpoint-*")), "no checkpoint was written before the kill"
+    assert not out.exists(), "a killed run must not leave an output folder"
+    subprocess.run(cmd, check=True, capture_output=True)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed_from"] and int(metrics["resumed_from"].rsplit("-", 1)[1]) > 0
+    assert metrics["global_step"] == 400
+    assert not ckpt.exists()  # finished: checkpoints are cleaned up
