@@ -191,15 +191,23 @@ def read_manifest(
         if not (row["note"] or "").strip():
             raise MintError(f"{where}: empty note")
         if row["disease_id"] not in known:
-            raise MintError(f"{where}: unknown disease id {row['disease_id']!r} (not an OMIM disease of the HPO release)")
+            raise MintError(
+                f"{where}: unknown disease id {row['disease_id']!r} (not an OMIM disease of the HPO release)"
+            )
         if not row["image_path"]:
             raise MintError(f"{where}: empty image_path")
-        load_face(root / row["image_path"], image_size)  # raises MintError naming a missing/corrupt image
+        try:
+            load_face(root / row["image_path"], image_size)
+        except MintError as err:  # a missing or corrupt image: say which row
+            raise MintError(f"{where}: {err}") from err
     if "split" in df.columns:
         bad = df.filter(~pl.col("split").is_in(SPLITS))
         if bad.height:
-            raise MintError(f"{path}: column 'split' must be one of {SPLITS}; case {bad['case_id'][0]!r} has {bad['split'][0]!r}")
-    return df.with_columns(image_path=pl.col("image_path").map_elements(lambda p: str(root / p), return_dtype=pl.String))
+            raise MintError(
+                f"{path}: column 'split' must be one of {SPLITS}; case {bad['case_id'][0]!r} has {bad['split'][0]!r}"
+            )
+    paths = [str(root / p) for p in df["image_path"].to_list()]
+    return df.with_columns(image_path=pl.Series(paths, dtype=pl.String))
 
 
 # ---------------------------------------------------------------- step entry point

@@ -25,7 +25,9 @@ from mint.prompts import build_prompt, parse_answer
 
 
 @torch.no_grad()
-def generate_answers(model, tokenizer, prompts: Sequence[list[dict]], batch_size: int, max_new_tokens: int) -> list[str]:
+def generate_answers(
+    model, tokenizer, prompts: Sequence[list[dict]], batch_size: int, max_new_tokens: int
+) -> list[str]:
     """Greedy answers to chat prompts, in the order given."""
     model.eval()
     tokenizer.padding_side = "left"

@@ -16,18 +16,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
-
-from mint import schemas  # noqa: E402
-from mint.cohort import load_cohort  # noqa: E402
-from mint.config import load_config, section  # noqa: E402
-from mint.evaluate import NameMatcher, paired_bootstrap, score_predictions, score_rankings, summarize  # noqa: E402
-from mint.io import atomic_path, load_json, provenance, read_parquet, write_json, write_parquet  # noqa: E402
-from mint.knowledge import load_knowledge  # noqa: E402
+from mint import schemas
+from mint.cohort import load_cohort
+from mint.config import load_config, section
+from mint.evaluate import NameMatcher, paired_bootstrap, score_predictions, score_rankings, summarize
+from mint.io import atomic_path, load_json, provenance, read_parquet, write_json, write_parquet
+from mint.knowledge import load_knowledge
 
 TEACHER_ROWS = {"note_photo": "teacher (note+photo)", "note": "teacher (note only)", "photo": "teacher (photo only)",
                 "external": "teacher (external)"}
@@ -137,7 +133,17 @@ def _write_summary(config, table: pl.DataFrame, training, comparisons, teacher_m
         tmp.write_text("\n".join(lines) + "\n")
 
 
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on cluster nodes
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _plot_accuracy(table: pl.DataFrame, k: int, path: Path) -> None:
+    plt = _pyplot()
     metrics = ["top1"] + ([f"top{k}"] if f"top{k}" in table.columns and k != 1 else [])
     fig, ax = plt.subplots(figsize=(1.2 * table.height + 2, 3.6))
     width = 0.8 / len(metrics)
@@ -159,6 +165,7 @@ def _plot_accuracy(table: pl.DataFrame, k: int, path: Path) -> None:
 
 
 def _plot_training(train_dirs: Sequence[str | Path], path: Path) -> None:
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for d in train_dirs:
         rows = [json.loads(x) for x in (Path(d) / "trainer_log.jsonl").read_text().splitlines() if x.strip()]

@@ -8,8 +8,8 @@ have read about these diseases (descriptions of their findings, and question/ans
 numbered-list answer format of `mint.prompts`), never patient cases. Afterwards the student knows
 the disease names and the answer format, so that fine-tuning on cases has something to improve.
 
-    python -m mint.student results/knowledge results/panel/panel.parquet results/student/builtin \
-        --config config/student_builtin.yaml --log logs/build_student/builtin.jsonl
+    python -m mint.student results/knowledge results/cohort/panel.parquet results/student/base \
+        --config config/student/tiny.yaml --log logs/build_student/pretrain_loss.jsonl
 """
 
 from __future__ import annotations
@@ -75,32 +75,18 @@ CORPUS_QUESTIONS = (
 # HPO frequency at or above which a finding counts as common ('Frequent': 30-79%).
 COMMON_FREQUENCY = 0.3
 
-# The builtin student's defaults: 1.2M parameters, ~1-2 minutes of pre-training on 2 CPU cores
-# (9-17k tokens/s there, depending on what else runs).
-DEFAULT_TINY: dict[str, Any] = {
-    "vocab_size": 3000,
-    "model": {
-        "hidden_size": 128,
-        "intermediate_size": 384,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 512,
-        "tie_word_embeddings": True,
-    },
-    "corpus": {"n_docs": 6000, "n_distractors": 30, "k": 3, "chat_fraction": 0.6},
-    "train": {
-        "steps": 600,  # x batch_size x max_length = 1.2M tokens, ~2.7 epochs of the corpus
-        "batch_size": 8,
-        "lr": 5.0e-3,
-        "warmup_ratio": 0.05,
-        "weight_decay": 0.1,
-        "max_length": 256,  # covers prompt + answer of later fine-tuning, so RoPE sees those positions
-        "seed": 0,
-        "threads": 2,
-        "log_every": 10,
-    },
-}
+# The builtin student's defaults live in one place, the YAML the workflow uses (its comments give
+# the sizes and measured times); a settings file given by the user is merged over them.
+DEFAULT_TINY_PATH = Path(__file__).resolve().parent.parent / "config" / "student" / "tiny.yaml"
+
+
+def _load_default_tiny() -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(DEFAULT_TINY_PATH.read_text())
+
+
+DEFAULT_TINY: dict[str, Any] = _load_default_tiny()
 
 
 # --------------------------------------------------------------------------- tokenizer

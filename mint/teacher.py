@@ -291,8 +291,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = load_config(args.config)
     out = Path(args.out_dir)
     write_embeddings(config, args.cohort_dir, out / "note_embeddings.parquet")
-    print(json.dumps({k: v for k, v in train_teacher(config, args.cohort_dir, out / "note_embeddings.parquet", out).items()
-                      if k != "history"}, indent=1))
+    metrics = train_teacher(config, args.cohort_dir, out / "note_embeddings.parquet", out)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=1))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ The output folder is a Hugging Face folder (a peft adapter, or a full model) plu
 `trainer_log.jsonl`. Checkpoints go to a separate folder (Snakemake deletes the outputs of a
 failed job), and a rerun resumes from the last one.
 
-    python -m mint.train config/recipes/tiny/orpo.yaml results/student/base results/preferences/preferences.parquet results/train/orpo
+    python -m mint.train config/recipes/tiny/orpo.yaml results/student/base \
+        results/preferences/preferences.parquet results/train/orpo
 """
 
 from __future__ import annotations

@@ -107,8 +107,8 @@ def test_manifest_cohort(knowledge_dir, tmp_path):
     [
         ({"note": "  "}, r"row 4 \(case_id 'p2'\): empty note"),
         ({"disease_id": "OMIM:000000"}, r"row 4 \(case_id 'p2'\): unknown disease id 'OMIM:000000'"),
-        ({"image_path": "missing.png"}, "face image not found: .*missing.png"),
-        ({"image_path": "corrupt.png"}, "corrupt.png: not a readable image"),
+        ({"image_path": "missing.png"}, r"row 4 \(case_id 'p2'\): face image not found: .*missing.png"),
+        ({"image_path": "corrupt.png"}, r"row 4 \(case_id 'p2'\): .*corrupt.png: not a readable image"),
     ],
 )
 def test_bad_manifest_row_is_named_and_nothing_is_written(knowledge_dir, tmp_path, change, message):
