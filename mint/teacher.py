@@ -131,33 +131,22 @@ def accuracy(logits: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
     return float((top == labels[:, None]).any(axis=1).mean())
 
 
-def train_teacher(
-    config: Mapping[str, Any], cohort_dir: str | Path, embeddings_path: str | Path, out_dir: str | Path,
-    log_path: str | Path | None = None,
-) -> dict[str, Any]:
-    """Train the fusion teacher; write `model.pt` and `metrics.json` under `out_dir`."""
-    cfg = config["teacher"]
-    seed = config["seed"]
+def fit_teacher(
+    text: np.ndarray, photos: np.ndarray, labels: np.ndarray, n_classes: int, train_idx: np.ndarray,
+    select_idx: np.ndarray, cfg: Mapping[str, Any], seed: int, desc: str = "train teacher",
+) -> tuple[FusionTeacher, list[dict[str, float]]]:
+    """Train one FusionTeacher on `train_idx`; keep the epoch with the best note+photo top-1 on `select_idx`."""
     torch.manual_seed(seed)
-    torch.set_num_threads(cfg["threads"])
     rng = np.random.default_rng(seed)
-    cases, panel = load_cohort(cohort_dir)
-    text, photos, labels, classes = _tensors(cases, panel, embeddings_path, config)
-    split = cases["split"].to_numpy()
-    tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "validation")
-    if len(tr) == 0:
-        raise MintError(f"{cohort_dir}/cases.parquet: no case in the 'train' split")
-    model = FusionTeacher(text.shape[1], len(classes), cfg["hidden"])
+    model = FusionTeacher(text.shape[1], n_classes, cfg["hidden"])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["learning_rate"], weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
     loss_fn = nn.CrossEntropyLoss()
     drop = cfg["modality_dropout"]
     best, best_state, history = -1.0, None, []
-    # Model selection on validation (note+photo) when there is a validation split, else the last epoch.
-    select = va if len(va) else tr
-    for epoch in tqdm(range(cfg["epochs"]), desc="train teacher", unit="epoch"):
+    for epoch in tqdm(range(cfg["epochs"]), desc=desc, unit="epoch"):
         model.train()
-        order = rng.permutation(tr)
+        order = rng.permutation(train_idx)
         total = 0.0
         for i in range(0, len(order), cfg["batch_size"]):
             idx = order[i : i + cfg["batch_size"]]
@@ -173,13 +162,48 @@ def train_teacher(
             opt.step()
             total += loss.item() * len(idx)
         sched.step()
-        score = accuracy(predict_logits(model, text[select], photos[select], "note_photo"), labels[select])
-        history.append({"epoch": epoch + 1, "train_loss": total / len(tr), "select_top1": score})
+        score = accuracy(predict_logits(model, text[select_idx], photos[select_idx], "note_photo"), labels[select_idx])
+        history.append({"epoch": epoch + 1, "train_loss": total / len(train_idx), "select_top1": score})
         if score >= best:
             best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
+    return model, history
 
-    metrics: dict[str, Any] = {"n_classes": len(classes), "n_train": len(tr), "history": history}
+
+def train_teacher(
+    config: Mapping[str, Any], cohort_dir: str | Path, embeddings_path: str | Path, out_dir: str | Path,
+    log_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train the fusion teacher; write `model.pt` and `metrics.json` under `out_dir`.
+
+    With `teacher.cross_fit: K` (K >= 2), K more teachers are trained, each without one fold of
+    the training cases, to rank that fold (`rank_diseases`): the training cases' rankings are then
+    out-of-fold, what the teacher would say of a new patient, not of one it has memorised.
+    """
+    cfg = config["teacher"]
+    seed = config["seed"]
+    torch.set_num_threads(cfg["threads"])
+    cases, panel = load_cohort(cohort_dir)
+    text, photos, labels, classes = _tensors(cases, panel, embeddings_path, config)
+    split = cases["split"].to_numpy()
+    tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "validation")
+    if len(tr) == 0:
+        raise MintError(f"{cohort_dir}/cases.parquet: no case in the 'train' split")
+    # Model selection on validation (note+photo) when there is a validation split, else the last epoch.
+    select = va if len(va) else tr
+    model, history = fit_teacher(text, photos, labels, len(classes), tr, select, cfg, seed)
+
+    folds = []
+    if cfg["cross_fit"] >= 2:
+        fold_of = np.random.default_rng(seed).permutation(len(tr)) % cfg["cross_fit"]
+        for f in range(cfg["cross_fit"]):
+            held = tr[fold_of == f]
+            fold_model, _ = fit_teacher(text, photos, labels, len(classes), tr[fold_of != f], select, cfg,
+                                        seed + 1 + f, desc=f"fold {f + 1}/{cfg['cross_fit']}")
+            folds.append({"case_ids": cases["case_id"].gather(held).to_list(), "state_dict": fold_model.state_dict()})
+
+    metrics: dict[str, Any] = {"n_classes": len(classes), "n_train": len(tr), "history": history,
+                               "cross_fit": cfg["cross_fit"]}
     for split_name in ("validation", "test"):
         idx = np.flatnonzero(split == split_name)
         for modality in MODALITIES:
@@ -190,7 +214,7 @@ def train_teacher(
     prov = provenance(section(config, "teacher", "cohort"), seed=seed)
     with atomic_path(out_dir / "model.pt") as tmp:
         torch.save({"state_dict": model.state_dict(), "classes": classes, "text_dim": text.shape[1],
-                    "hidden": cfg["hidden"]}, tmp)
+                    "hidden": cfg["hidden"], "folds": folds}, tmp)
     write_json(metrics, out_dir / "metrics.json", prov)
     if log_path:
         Path(log_path).write_text("\n".join(json.dumps(h) for h in history) + "\n")
@@ -225,14 +249,22 @@ def rank_diseases(
     ckpt = torch.load(model_path, weights_only=False)
     if ckpt["classes"] != panel["disease_id"].to_list():
         raise MintError(f"{model_path}: teacher was trained on another panel than {cohort_dir}/panel.parquet")
-    model = FusionTeacher(ckpt["text_dim"], len(ckpt["classes"]), ckpt["hidden"])
-    model.load_state_dict(ckpt["state_dict"])
     text, photos, _, classes = _tensors(cases, panel, embeddings_path, config)
-    frames = []
-    for modality in MODALITIES:
-        logits = predict_logits(model, text, photos, modality)
-        scores = torch.log_softmax(torch.from_numpy(logits), dim=1).numpy()
-        frames.append(rankings_frame(cases["case_id"].to_list(), classes, scores, modality))
+
+    def scores_of(state_dict) -> dict[str, np.ndarray]:
+        model = FusionTeacher(ckpt["text_dim"], len(ckpt["classes"]), ckpt["hidden"])
+        model.load_state_dict(state_dict)
+        return {m: torch.log_softmax(torch.from_numpy(predict_logits(model, text, photos, m)), dim=1).numpy()
+                for m in MODALITIES}
+
+    scores = scores_of(ckpt["state_dict"])
+    row_of = {c: i for i, c in enumerate(cases["case_id"].to_list())}
+    for fold in ckpt.get("folds", []):  # out-of-fold scores for the training cases (teacher.cross_fit)
+        rows = [row_of[c] for c in fold["case_ids"]]
+        fold_scores = scores_of(fold["state_dict"])
+        for m in MODALITIES:
+            scores[m][rows] = fold_scores[m][rows]
+    frames = [rankings_frame(cases["case_id"].to_list(), classes, scores[m], m) for m in MODALITIES]
     write_parquet(pl.concat(frames), out_path, schemas.RANKINGS,
                   provenance(section(config, "teacher", "cohort"), seed=config["seed"]))
 

@@ -62,3 +62,7 @@ def test_build_preferences_writes_trl_conversational_format(tmp_path):
     assert row["k"] == 3 and row["q"] == 2 and row["teacher"] == "note_photo" and row["truth_in_chosen"]
     sft = read_parquet(tmp_path / "out/sft.parquet", schemas.SFT)
     assert sft["target_ids"].to_list()[1] == ["d1", "d2", "d3"]
+    # Same config and seed: byte-identical files.
+    build_preferences(cfg, cohort, tmp_path / "rank.parquet", tmp_path / "again")
+    for name in ("preferences.parquet", "sft.parquet"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "again" / name).read_bytes()

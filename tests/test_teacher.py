@@ -68,3 +68,34 @@ def test_bad_external_rankings_are_named(tmp_path, cohort, df, message):
     with pytest.raises(MintError, match=message):
         import_rankings(_external(tmp_path, df), cohort, tmp_path / "r.parquet")
     assert not (tmp_path / "r.parquet").exists()
+
+
+def test_cross_fit_ranks_training_cases_out_of_fold(tmp_path):
+    from mint.teacher import rank_diseases, train_teacher
+
+    rng = np.random.default_rng(0)
+    n = 30
+    cases = pl.DataFrame({
+        "case_id": [f"c{i:02d}" for i in range(n)], "disease_id": [f"d{i % 3}" for i in range(n)],
+        "split": ["train"] * 18 + ["validation"] * 3 + ["test"] * 9, "note": ["x"] * n,
+        "image_path": [None] * n, "hpo_ids": [None] * n, "note_hpo_ids": [None] * n,
+    })
+    write_parquet(pl.DataFrame({"disease_id": ["d0", "d1", "d2"], "name": ["A", "B", "C"]}),
+                  tmp_path / "cohort/panel.parquet", schemas.PANEL)
+    write_parquet(cases, tmp_path / "cohort/cases.parquet", schemas.CASES)
+    emb = tmp_path / "emb.parquet"
+    pl.DataFrame({"case_id": cases["case_id"], "embedding": rng.normal(size=(n, 8)).astype(np.float32)}).write_parquet(emb)
+    ranked = {}
+    for k in (0, 3):
+        cfg = validate_config({"teacher": {"epochs": 2, "cross_fit": k, "threads": 1}})
+        train_teacher(cfg, tmp_path / "cohort", emb, tmp_path / f"t{k}")
+        ckpt = torch.load(tmp_path / f"t{k}/model.pt", weights_only=False)
+        held = [c for f in ckpt["folds"] for c in f["case_ids"]]
+        assert sorted(held) == (cases["case_id"].head(18).to_list() if k else [])  # each training case once
+        rank_diseases(cfg, tmp_path / "cohort", emb, tmp_path / f"t{k}/model.pt", tmp_path / f"r{k}.parquet")
+        ranked[k] = read_parquet(tmp_path / f"r{k}.parquet").sort("case_id", "modality", "disease_id")
+    test_ids = cases.filter(pl.col("split") == "test")["case_id"].to_list()
+    on = lambda df, ids: df.filter(pl.col("case_id").is_in(ids))  # noqa: E731
+    assert on(ranked[0], test_ids).equals(on(ranked[3], test_ids))  # the main teacher scores new patients
+    train_ids = cases["case_id"].head(18).to_list()
+    assert not on(ranked[0], train_ids)["score"].equals(on(ranked[3], train_ids)["score"])
