@@ -70,6 +70,10 @@ def make_report(
     scores = pl.concat([read_parquet(p, schemas.CASE_SCORES) for p in score_paths])
     table = summarize(scores, ks=tuple(ev["ks"]), n_boot=ev["bootstrap"], seed=config["seed"])
     table = table.with_columns(label=pl.col("method").map_elements(display_name, return_dtype=pl.String))
+    # Rows in a fixed order (teacher rows, then the students as in STUDENT_ROWS), whatever the input order.
+    order = [f"teacher_{m}" for m in TEACHER_ROWS] + list(STUDENT_ROWS)
+    table = table.sort(pl.col("method").map_elements(lambda m: order.index(m) if m in order else len(order),
+                                                     return_dtype=pl.Int64), maintain_order=True)
     out = Path(out_dir)
     prov = provenance(section(config, "evaluation", "preferences", "training"), seed=config["seed"])
     with atomic_path(out / "metrics.csv") as tmp:
@@ -158,10 +162,15 @@ def _plot_accuracy(table: pl.DataFrame, k: int, path: Path) -> None:
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8)
     ax.set_title("Disease prediction on the test notes (95% bootstrap intervals)", fontsize=9)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    fig.clf()
+    _pyplot().close(fig)
 
 
 def _plot_training(train_dirs: Sequence[str | Path], path: Path) -> None:
@@ -175,10 +184,7 @@ def _plot_training(train_dirs: Sequence[str | Path], path: Path) -> None:
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (method's own objective)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -15,7 +15,6 @@ the disease names and the answer format, so that fine-tuning on cases has someth
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -29,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from mint import schemas
+from mint.config import deep_update, load_yaml
 from mint.io import MintError, atomic_dir, provenance, read_parquet, write_json, write_provenance
 from mint.knowledge import load_knowledge
 from mint.prompts import DEFAULT_SYSTEM, DEFAULT_USER, HEADER, build_prompt, format_answer
@@ -80,13 +80,7 @@ COMMON_FREQUENCY = 0.3
 DEFAULT_TINY_PATH = Path(__file__).resolve().parent.parent / "config" / "student" / "tiny.yaml"
 
 
-def _load_default_tiny() -> dict[str, Any]:
-    import yaml
-
-    return yaml.safe_load(DEFAULT_TINY_PATH.read_text())
-
-
-DEFAULT_TINY: dict[str, Any] = _load_default_tiny()
+DEFAULT_TINY: dict[str, Any] = load_yaml(DEFAULT_TINY_PATH)
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -392,14 +386,6 @@ def pretrain(model, tokenizer, texts: Sequence[str], train_cfg: Mapping[str, Any
 # --------------------------------------------------------------------------- builtin student
 
 
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(dict(base))
-    for key, value in (over or {}).items():
-        nested = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
-        out[key] = _merge(out[key], value) if nested else value
-    return out
-
-
 def build_builtin_student(
     knowledge_dir: str | Path,
     panel: pl.DataFrame,
@@ -414,7 +400,7 @@ def build_builtin_student(
     """
     import torch
 
-    cfg = _merge(DEFAULT_TINY, cfg)
+    cfg = deep_update(DEFAULT_TINY, cfg or {})
     missing = [c for c in ("disease_id", "name") if c not in panel.columns]
     if missing:
         raise MintError(f"panel: missing columns {missing}; expected ['disease_id', 'name']")
@@ -501,15 +487,13 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    import yaml
-
     # OpenMP threads that spin while waiting collapse ~20x when another process holds a core;
     # passive waiting costs little when the cores are free. Read once, when torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = make_parser().parse_args(argv)
     cfg: Mapping[str, Any] = {}
     if args.config:
-        cfg = yaml.safe_load(Path(args.config).read_text()) or {}
+        cfg = load_yaml(args.config)
         if not isinstance(cfg, Mapping):
             raise MintError(f"{args.config}: expected a mapping with keys {sorted(DEFAULT_TINY)}")
     panel = read_parquet(args.panel, schemas.PANEL)

@@ -84,7 +84,8 @@ def test_cross_fit_ranks_training_cases_out_of_fold(tmp_path):
                   tmp_path / "cohort/panel.parquet", schemas.PANEL)
     write_parquet(cases, tmp_path / "cohort/cases.parquet", schemas.CASES)
     emb = tmp_path / "emb.parquet"
-    pl.DataFrame({"case_id": cases["case_id"], "embedding": rng.normal(size=(n, 8)).astype(np.float32)}).write_parquet(emb)
+    embeddings = rng.normal(size=(n, 8)).astype(np.float32)
+    pl.DataFrame({"case_id": cases["case_id"], "embedding": embeddings}).write_parquet(emb)
     ranked = {}
     for k in (0, 3):
         cfg = validate_config({"teacher": {"epochs": 2, "cross_fit": k, "threads": 1}})
