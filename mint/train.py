@@ -1,8 +1,8 @@
 """Train the student with one method (sft, dpo, orpo) from a recipe YAML; one entry point for all.
 
 A recipe names the method, where training starts (`init: base`, or `init: sft` for DPO as in the
-paper), LoRA settings (`lora: null` means full fine-tuning, which is what learns within the
-demo's budget for the builtin tiny model) and `args` passed unchanged to TRL's config class.
+paper), LoRA settings (`lora: null` means full fine-tuning, what the builtin tiny student's
+recipes use) and `args` passed unchanged to TRL's config class.
 
 The output folder is a Hugging Face folder (a peft adapter, or a full model) plus
 `mint_student.json` (how to rebuild the model: base, init, adapter), `metrics.json` and
