@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 from rapidfuzz import fuzz, process
 
+from mint import schemas
 from mint.io import MintError
 from mint.prompts import parse_answer
 
@@ -33,16 +34,8 @@ _OMIM_LEADING = re.compile(r"^\s*\d{6}\b")
 _APOSTROPHES = re.compile(r"['\u2019`]")
 _NON_WORD = re.compile(r"[\W_]+")
 
-CASE_SCORE_SCHEMA = {
-    "case_id": pl.Utf8,
-    "method": pl.Utf8,
-    "disease_id": pl.Utf8,
-    "predicted_ids": pl.List(pl.Utf8),
-    "rank": pl.Int32,
-    "n_predicted": pl.Int32,
-    "n_hallucinated": pl.Int32,
-    "format_ok": pl.Boolean,
-}
+# The polars form of `schemas.CASE_SCORES`, derived from it so the two cannot drift.
+CASE_SCORE_SCHEMA = dict(pl.from_arrow(schemas.CASE_SCORES.empty_table()).schema)
 
 _TOPK = re.compile(r"^top(\d+)$")
 

@@ -251,19 +251,19 @@ def rank_diseases(
         raise MintError(f"{model_path}: teacher was trained on another panel than {cohort_dir}/panel.parquet")
     text, photos, _, classes = _tensors(cases, panel, embeddings_path, config)
 
-    def scores_of(state_dict) -> dict[str, np.ndarray]:
+    def scores_of(state_dict, rows) -> dict[str, np.ndarray]:
         model = FusionTeacher(ckpt["text_dim"], len(ckpt["classes"]), ckpt["hidden"])
         model.load_state_dict(state_dict)
-        return {m: torch.log_softmax(torch.from_numpy(predict_logits(model, text, photos, m)), dim=1).numpy()
-                for m in MODALITIES}
+        return {m: torch.log_softmax(torch.from_numpy(predict_logits(model, text[rows], photos[rows], m)), dim=1)
+                .numpy() for m in MODALITIES}
 
-    scores = scores_of(ckpt["state_dict"])
+    scores = scores_of(ckpt["state_dict"], slice(None))
     row_of = {c: i for i, c in enumerate(cases["case_id"].to_list())}
     for fold in ckpt.get("folds", []):  # out-of-fold scores for the training cases (teacher.cross_fit)
         rows = [row_of[c] for c in fold["case_ids"]]
-        fold_scores = scores_of(fold["state_dict"])
+        fold_scores = scores_of(fold["state_dict"], rows)  # score only the fold it did not train on
         for m in MODALITIES:
-            scores[m][rows] = fold_scores[m][rows]
+            scores[m][rows] = fold_scores[m]
     frames = [rankings_frame(cases["case_id"].to_list(), classes, scores[m], m) for m in MODALITIES]
     write_parquet(pl.concat(frames), out_path, schemas.RANKINGS,
                   provenance(section(config, "teacher", "cohort"), seed=config["seed"]))
