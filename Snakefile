@@ -19,6 +19,7 @@ include: "rules/preferences.smk"
 include: "rules/student.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/baselines.smk"
 include: "rules/report.smk"
 
 

@@ -14,6 +14,7 @@ that the photo carries diagnostic information the note lacks, as real photos do.
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +30,11 @@ from mint.face import load_face, render_face_png
 from mint.io import MintError, atomic_dir, provenance, read_parquet, write_parquet
 from mint.knowledge import load_knowledge
 
+log = logging.getLogger(__name__)
+
 MANIFEST_COLUMNS = ("case_id", "note", "image_path", "disease_id")
+CASE_COLUMNS = [f.name for f in schemas.CASES]
+EXCLUDED_COLUMNS = {f.name: pl.String for f in schemas.EXCLUDED}
 SPLITS = ("train", "validation", "test")
 
 
@@ -113,9 +118,7 @@ def simulate_cohort(
         own = set(ann["hpo_id"].to_list())
         for i in range(sim["cases_per_disease"]):
             case_id = f"{disease_id.replace(':', '_')}_{i:04d}"
-            # Each facial finding is present with its annotated frequency; at least one, the likeliest.
-            present = face_freq > rng.random(len(face_freq))
-            face = face_ids[present].tolist() or [face_ids[np.argmax(face_freq)]]
+            face = sample_facial(face_ids, face_freq, rng)
             n_true = int(rng.integers(sim["true_terms"][0], sim["true_terms"][1] + 1))
             true = _weighted_sample(other_ids, other_freq, n_true, rng)
             stated_face = [t for t in face if rng.random() < sim["note_facial_share"]]
@@ -131,6 +134,7 @@ def simulate_cohort(
             rows.append(
                 {
                     "case_id": case_id,
+                    "source": "simulated",
                     "disease_id": disease_id,
                     "note": note,
                     "image_path": f"{image_prefix}/{case_id}.png",
@@ -138,9 +142,20 @@ def simulate_cohort(
                     "note_hpo_ids": sorted(stated),
                 }
             )
-    return pl.DataFrame(rows, schema={"case_id": pl.String, "disease_id": pl.String, "note": pl.String,
-                                      "image_path": pl.String, "hpo_ids": pl.List(pl.String),
-                                      "note_hpo_ids": pl.List(pl.String)})
+    schema = {"case_id": pl.String, "source": pl.String, "disease_id": pl.String, "note": pl.String,
+              "image_path": pl.String, "hpo_ids": pl.List(pl.String), "note_hpo_ids": pl.List(pl.String)}
+    return pl.DataFrame(rows, schema=schema).with_columns(publication=pl.lit(None, pl.String))
+
+
+def sample_facial(face_ids: np.ndarray, face_freq: np.ndarray, rng: np.random.Generator) -> list[str]:
+    """Each facial finding of a disease, present with its annotated frequency; at least the likeliest one.
+
+    A disease with no facial annotation gives none (its patients' photos show an unremarkable face).
+    """
+    if len(face_ids) == 0:
+        return []
+    present = face_freq > rng.random(len(face_freq))
+    return face_ids[present].tolist() or [face_ids[np.argmax(face_freq)]]
 
 
 def assign_split(cases: pl.DataFrame, validation: float, test: float, seed: int) -> pl.DataFrame:
@@ -210,6 +225,111 @@ def read_manifest(
     return df.with_columns(image_path=pl.Series(paths, dtype=pl.String))
 
 
+# ---------------------------------------------------------------- phenopacket cohort
+
+
+def read_panel(path: str | Path, diseases: pl.DataFrame) -> pl.DataFrame:
+    """The candidate panel from a TSV/CSV with `disease_id` and `name` (or `label`, as phenopacket-store's).
+
+    Panel diseases that this HPO release does not annotate stay in the panel (a patient may have
+    one); their names come from the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MintError(f"config key 'cohort.phenopacket.panel': file not found: {path}")
+    df = pl.read_csv(path, separator="\t" if path.suffix.lower() in (".tsv", ".txt") else ",", infer_schema=False)
+    if "name" not in df.columns and "label" in df.columns:
+        df = df.rename({"label": "name"})
+    missing = [c for c in ("disease_id", "name") if c not in df.columns]
+    if missing:
+        raise MintError(f"{path}: panel is missing column(s) {missing}; it needs disease_id and name (or label)")
+    dup = df.filter(pl.col("disease_id").is_duplicated())["disease_id"].unique().sort().to_list()
+    if dup:
+        raise MintError(f"{path}: disease id(s) listed twice: {dup[:5]}")
+    known = dict(zip(diseases["disease_id"].to_list(), diseases["name"].to_list()))
+    df = df.with_columns(name=pl.when(pl.col("name").str.strip_chars() == "").then(
+        pl.col("disease_id").replace_strict(known, default=None)).otherwise(pl.col("name")))
+    unnamed = df.filter(pl.col("name").is_null())["disease_id"].to_list()
+    if unnamed:
+        raise MintError(f"{path}: no name for disease(s) {unnamed[:5]} (not in this HPO release either)")
+    return df.select("disease_id", "name").sort("disease_id")
+
+
+def read_phenopacket_source(path: str | Path) -> pl.DataFrame:
+    """Raw phenopacket rows: a folder of GA4GH Phenopacket v2 JSON files, or the flat Parquet."""
+    from mint.phenopackets import read_flat, read_phenopacket_json
+
+    path = Path(path)
+    if not path.exists():
+        raise MintError(f"config key 'cohort.phenopacket.path': not found: {path}")
+    return read_phenopacket_json(path) if path.is_dir() else read_flat(path)
+
+
+def phenopacket_cohort(
+    pp: Mapping[str, Any],
+    split: Mapping[str, float],
+    diseases: pl.DataFrame,
+    annotations: pl.DataFrame,
+    terms: pl.DataFrame,
+    image: Mapping[str, Any],
+    image_dir: Path,
+    image_prefix: str,
+    seed: int,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Real patients (split by publication) plus simulated training patients of the panel diseases.
+
+    Returns (cases, panel, excluded). Notes state at most `max_observed` observed and
+    `max_excluded` excluded findings, in the phenopacket's order, so they fit the student's context;
+    `hpo_ids` and `note_hpo_ids` are the observed findings the note states. A real patient's photo
+    is rendered from its own facial findings plus facial findings sampled from its disease's
+    annotations, as for a simulated patient.
+    """
+    from mint.phenopackets import split_by_publication, to_cases
+
+    raw = read_phenopacket_source(pp["path"])
+    panel = read_panel(pp["panel"], diseases) if pp["panel"] else (
+        pl.DataFrame({"disease_id": raw["disease_ids"].explode().drop_nulls().unique().sort()})
+        .join(diseases.select("disease_id", "name"), on="disease_id", how="left")
+        .with_columns(name=pl.col("name").fill_null(pl.col("disease_id")))
+    )
+    panel_ids = panel["disease_id"].to_list()
+    known_terms = set(terms["hpo_id"].to_list())
+    names = dict(zip(terms["hpo_id"].to_list(), terms["name"].to_list()))
+    # Exclusions are judged on the whole phenopacket, the note on its first findings.
+    _, excluded = to_cases(raw, panel_ids, known_terms, names)
+    kept = raw.filter(~pl.col("case_id").is_in(excluded["case_id"].implode()))
+    capped = kept.with_columns(pl.col("observed_hpo").list.head(pp["max_observed"]),
+                               pl.col("excluded_hpo").list.head(pp["max_excluded"]))
+    real, _ = to_cases(capped, panel_ids, known_terms, names)
+    real = split_by_publication(real, split["validation"], split["test"], seed)
+
+    rng = np.random.default_rng(seed)
+    facial = set(terms.filter(pl.col("is_facial"))["hpo_id"].to_list())
+    face_ann = annotations.filter(pl.col("hpo_id").is_in(list(facial)))
+    face_of = {d: (g["hpo_id"].to_numpy(), g["frequency"].to_numpy())
+               for (d,), g in face_ann.group_by("disease_id", maintain_order=True)}
+    empty = (np.array([], dtype=object), np.array([], dtype=float))
+    paths = []
+    for case_id, disease_id, hpo in tqdm(real.select("case_id", "disease_id", "hpo_ids").iter_rows(),
+                                         total=real.height, desc="render photos", unit="case"):
+        face = sorted(set(sample_facial(*face_of.get(disease_id, empty), rng)) | (set(hpo) & facial))
+        render_face_png(face, image_dir / f"{case_id}.png", rng, size=image["image_size"], jitter=image["jitter"])
+        paths.append(f"{image_prefix}/{case_id}.png")
+    real = real.with_columns(image_path=pl.Series(paths, dtype=pl.String), source=pl.lit("phenopacket"))
+
+    parts = [real.select(CASE_COLUMNS)]
+    per_disease = pp["simulated_per_disease"]
+    annotated = panel.filter(pl.col("disease_id").is_in(annotations["disease_id"].unique().implode()))
+    if per_disease:
+        sim_cfg = {**image, "cases_per_disease": per_disease}
+        sim = simulate_cohort(annotated, annotations, terms, sim_cfg, image_dir, image_prefix, seed + 1)
+        parts.append(sim.with_columns(split=pl.lit("train")).select(CASE_COLUMNS))
+    log.info("phenopacket cohort: %d real cases (%s), %d excluded, %d simulated training cases of %d annotated "
+             "panel diseases", real.height, dict(real["split"].value_counts().iter_rows()), excluded.height,
+             sum(p.height for p in parts[1:]), annotated.height)
+    return pl.concat(parts), panel, excluded
+
+
 # ---------------------------------------------------------------- step entry point
 
 
@@ -220,7 +340,13 @@ def build_cohort(config: Mapping[str, Any], knowledge_dir: str | Path, out_dir: 
     cohort = config["cohort"]
     seed = config["seed"]
     images = out_dir / "images"
-    if cohort["source"] == "simulated":
+    excluded = pl.DataFrame(schema=EXCLUDED_COLUMNS)
+    if cohort["source"] == "phenopacket":
+        with atomic_dir(images) as tmp_images:
+            cases, panel, excluded = phenopacket_cohort(
+                cohort["phenopacket"], cohort["split"], diseases, annotations, terms, cohort["simulated"],
+                tmp_images, str(images), seed)
+    elif cohort["source"] == "simulated":
         sim = cohort["simulated"]
         panel = choose_panel(diseases, annotations, terms, sim["n_diseases"], sim["min_facial_terms"], seed)
         with atomic_dir(images) as tmp_images:
@@ -239,13 +365,15 @@ def build_cohort(config: Mapping[str, Any], knowledge_dir: str | Path, out_dir: 
                 dest = f"{case_id}{Path(src).suffix.lower()}"
                 shutil.copyfile(src, tmp_images / dest)
                 new_paths.append(str(images / dest))
-        cases = cases.with_columns(image_path=pl.Series(new_paths), hpo_ids=None, note_hpo_ids=None)
+        cases = cases.with_columns(image_path=pl.Series(new_paths), hpo_ids=None, note_hpo_ids=None,
+                                   source=pl.lit("manifest"), publication=pl.lit(None, pl.String))
     if "split" not in cases.columns:
         cases = assign_split(cases, cohort["split"]["validation"], cohort["split"]["test"], seed)
     cases = cases.sort("case_id")
     prov = provenance(section(config, "cohort", "knowledge"), seed=seed)
     write_parquet(panel, out_dir / "panel.parquet", schemas.PANEL, prov)
     write_parquet(cases, out_dir / "cases.parquet", schemas.CASES, prov)
+    write_parquet(excluded, out_dir / "excluded.parquet", schemas.EXCLUDED, prov)
 
 
 def load_cohort(cohort_dir: str | Path) -> tuple[pl.DataFrame, pl.DataFrame]:

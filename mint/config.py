@@ -67,6 +67,9 @@ def _check_consistency(cfg: Mapping[str, Any], source: str) -> None:
     cohort = cfg["cohort"]
     if cohort["source"] == "manifest" and not cohort["manifest"]["path"]:
         raise MintError(f"{source}: config key 'cohort.manifest.path' is required when cohort.source is 'manifest'")
+    if cohort["source"] == "phenopacket" and not cohort["phenopacket"]["path"]:
+        raise MintError(f"{source}: config key 'cohort.phenopacket.path' is required when cohort.source is "
+                        "'phenopacket'")
     for key in ("true_terms", "noise_terms"):
         lo, hi = cohort["simulated"][key]
         if lo > hi:
@@ -77,6 +80,11 @@ def _check_consistency(cfg: Mapping[str, Any], source: str) -> None:
     methods = cfg["training"]["methods"]
     if "dpo" in methods and "sft" not in methods:
         raise MintError(f"{source}: config key 'training.methods': 'dpo' starts from the SFT model, so add 'sft'")
+    if "sft" in cfg["baselines"]["rag"] and "sft" not in methods:
+        raise MintError(f"{source}: config key 'baselines.rag': 'sft' prompts the SFT model, so add 'sft' to "
+                        "'training.methods'")
+    if cfg["baselines"]["phenomizer"] and cohort["source"] == "manifest":
+        raise MintError(f"{source}: config key 'baselines.phenomizer' needs HPO-coded cases; a manifest has notes only")
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -147,7 +147,9 @@ def _first_rank(predicted_ids: Sequence[str | None], true_id: str) -> int | None
     return None
 
 
-def score_predictions(predictions: pl.DataFrame, truth: pl.DataFrame, matcher: NameMatcher, k: int) -> pl.DataFrame:
+def score_predictions(
+    predictions: pl.DataFrame, truth: pl.DataFrame, matcher: NameMatcher, k: int, seed: int | None = None
+) -> pl.DataFrame:
     """One CASE_SCORES row per prediction row: matched ids, rank of the truth, hallucinations, format.
 
     `format_ok` holds when the response keeps the numbered-list format and lists exactly `k` names.
@@ -175,6 +177,7 @@ def score_predictions(predictions: pl.DataFrame, truth: pl.DataFrame, matcher: N
                 "n_predicted": len(names),
                 "n_hallucinated": sum(i is None for i in ids),
                 "format_ok": format_ok and len(parsed) == k,
+                "seed": seed,
             }
         )
     return pl.DataFrame(records, schema=CASE_SCORE_SCHEMA)
@@ -215,6 +218,7 @@ def score_rankings(rankings: pl.DataFrame, truth: pl.DataFrame, k: int, method: 
                 "n_predicted": len(ids),
                 "n_hallucinated": 0,
                 "format_ok": True,
+                "seed": None,
             }
         )
     return pl.DataFrame(records, schema=CASE_SCORE_SCHEMA)
@@ -261,10 +265,33 @@ def _check_scores(case_scores: pl.DataFrame, n_boot: int) -> None:
     _require_columns(case_scores, CASE_SCORE_SCHEMA, "case_scores")
     if n_boot < 1:
         raise MintError(f"n_boot must be >= 1; got {n_boot}")
-    dup = case_scores.filter(pl.struct("case_id", "method").is_duplicated())
+    dup = case_scores.filter(pl.struct("case_id", "method", "seed").is_duplicated())
     if dup.height:
         pairs = [f"{m}/{c}" for c, m in dup.select("case_id", "method").unique(maintain_order=True).iter_rows()]
-        raise MintError(f"case_scores: (method/case) scored more than once: {_preview(pairs)}")
+        raise MintError(f"case_scores: (method/case) scored more than once for one seed: {_preview(pairs)}")
+
+
+def _seed_averaged(scores: pl.DataFrame, metric: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Case ids (sorted) and per-case numerator/denominator, averaged over the method's seeds.
+
+    A method trained with several seeds is one row per case and seed; averaging per case keeps the
+    case the unit that the bootstrap resamples, and the point estimate is the mean over seeds.
+    """
+    num, den = _case_terms(scores, metric)
+    per_case = (
+        pl.DataFrame({"case_id": scores["case_id"], "num": num, "den": den})
+        .group_by("case_id").agg(pl.col("num").mean(), pl.col("den").mean()).sort("case_id")
+    )
+    return per_case["case_id"].to_list(), per_case["num"].to_numpy(), per_case["den"].to_numpy()
+
+
+def seed_spread(scores: pl.DataFrame, metric: str) -> tuple[int, float]:
+    """(number of seeds, standard deviation of `metric` across them; 0 for a single seed)."""
+    values = []
+    for _, group in scores.group_by("seed", maintain_order=True):
+        num, den = _case_terms(group, metric)
+        values.append(_stat(num, den))
+    return len(values), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def summarize(
@@ -276,23 +303,29 @@ def summarize(
     (hallucinated names over predicted names, pooled over cases) and format_rate; each has
     `<metric>_lo` / `<metric>_hi` percentile bounds from `n_boot` case resamples. Every method
     draws from a fresh generator seeded `seed`, so its interval does not depend on the others.
+    A method scored for several training seeds gives the mean over seeds, intervals from resampling
+    cases with each case's seed-averaged score, `n_seeds`, and `top1_seed_sd` / `mrr_seed_sd`
+    (the spread between seeds).
     """
     _check_scores(case_scores, n_boot)
     metrics = _metric_names(ks)
     rows = []
     for method in case_scores["method"].unique(maintain_order=True).to_list():
         scores = case_scores.filter(pl.col("method") == method)
-        n = scores.height
+        n = scores["case_id"].n_unique()
         idx = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
         row: dict[str, Any] = {"method": method, "n_cases": n}
         for metric in metrics:
-            num, den = _case_terms(scores, metric)
+            _, num, den = _seed_averaged(scores, metric)
             lo, hi = np.percentile(_stat(num, den, idx), [2.5, 97.5])
             row.update({metric: _stat(num, den), f"{metric}_lo": float(lo), f"{metric}_hi": float(hi)})
+        row["n_seeds"], row["top1_seed_sd"] = seed_spread(scores, "top1")
+        row["mrr_seed_sd"] = seed_spread(scores, "mrr")[1]
         rows.append(row)
     schema = {"method": pl.Utf8, "n_cases": pl.Int64}
     for metric in metrics:
         schema.update({metric: pl.Float64, f"{metric}_lo": pl.Float64, f"{metric}_hi": pl.Float64})
+    schema.update(n_seeds=pl.Int64, top1_seed_sd=pl.Float64, mrr_seed_sd=pl.Float64)
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -323,11 +356,10 @@ def paired_bootstrap(
     a = a.filter(pl.col("case_id").is_in(b["case_id"].implode()))
     if a.height == 0:
         raise MintError(f"paired_bootstrap: methods {method_a!r} and {method_b!r} share no case")
-    # Same case order on both sides, so one index matrix resamples pairs.
-    a, b = a.sort("case_id"), b.sort("case_id")
-    num_a, den_a = _case_terms(a, metric)
-    num_b, den_b = _case_terms(b, metric)
-    idx = np.random.default_rng(seed).integers(0, a.height, size=(n_boot, a.height))
+    # Both sides sorted by case id (and averaged over seeds), so one index matrix resamples pairs.
+    cases, num_a, den_a = _seed_averaged(a, metric)
+    _, num_b, den_b = _seed_averaged(b, metric)
+    idx = np.random.default_rng(seed).integers(0, len(cases), size=(n_boot, len(cases)))
     diffs = _stat(num_a, den_a, idx) - _stat(num_b, den_b, idx)
     point_a, point_b = _stat(num_a, den_a), _stat(num_b, den_b)
     lo, hi = np.percentile(diffs, [2.5, 97.5])
@@ -337,7 +369,7 @@ def paired_bootstrap(
         "method_a": method_a,
         "method_b": method_b,
         "metric": metric,
-        "n_cases": a.height,
+        "n_cases": len(cases),
         "a": point_a,
         "b": point_b,
         "diff": point_a - point_b,

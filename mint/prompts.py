@@ -27,11 +27,15 @@ DEFAULT_USER = (
 Message = dict[str, str]
 
 
-def build_prompt(note: str, k: int, prompt_cfg: Mapping[str, Any] | None = None) -> list[Message]:
-    """System and user messages asking for exactly `k` diseases for `note`."""
+def build_prompt(
+    note: str, k: int, prompt_cfg: Mapping[str, Any] | None = None, context: str | None = None
+) -> list[Message]:
+    """System and user messages asking for exactly `k` diseases for `note`; `context` (RAG) comes first."""
     prompt_cfg = prompt_cfg or {}
     system = prompt_cfg.get("system") or DEFAULT_SYSTEM
     user = (prompt_cfg.get("user") or DEFAULT_USER).format(note=note, k=k)
+    if context:
+        user = f"{context}\n\n{user}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 

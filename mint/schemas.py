@@ -24,10 +24,12 @@ TERMS = pa.schema(
     ]
 )
 
-# Cohort: one row per patient, whatever the source (simulated, manifest).
+# Cohort: one row per patient, whatever the source (simulated, manifest, phenopacket).
 CASES = pa.schema(
     [
         ("case_id", pa.string()),
+        ("source", pa.string()),  # simulated | manifest | phenopacket
+        ("publication", pa.string()),  # the case's publication (PMID), the unit of a phenopacket split; or null
         ("disease_id", pa.string()),
         ("split", pa.string()),  # train | validation | test
         ("note", pa.string()),
@@ -37,6 +39,15 @@ CASES = pa.schema(
     ]
 )
 PANEL = pa.schema([("disease_id", pa.string()), ("name", pa.string())])
+# Input cases the cohort leaves out, each with the reason (reported, never silently dropped).
+EXCLUDED = pa.schema(
+    [
+        ("case_id", pa.string()),
+        ("disease_id", pa.string()),
+        ("reason", pa.string()),  # no_observed_term | unknown_hpo_id | disease_not_in_panel | several_diagnoses
+        ("detail", pa.string()),
+    ]
+)
 
 # Teacher output: the score of every panel disease for every case, per input modality.
 RANKINGS = pa.schema(
@@ -96,5 +107,6 @@ CASE_SCORES = pa.schema(
         ("n_predicted", pa.int32()),
         ("n_hallucinated", pa.int32()),
         ("format_ok", pa.bool_()),
+        ("seed", pa.int64()),  # training seed of a trained student; null for methods without one
     ]
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import re
@@ -32,6 +33,8 @@ from mint.config import deep_update, load_yaml
 from mint.io import MintError, atomic_dir, provenance, read_parquet, write_json, write_provenance
 from mint.knowledge import load_knowledge
 from mint.prompts import DEFAULT_SYSTEM, DEFAULT_USER, HEADER, build_prompt, format_answer
+
+log = logging.getLogger(__name__)
 
 BOS = "<|begin_of_text|>"
 START_HEADER = "<|start_header_id|>"
@@ -216,24 +219,28 @@ def knowledge_corpus(
     `names` overrides disease names (the panel's own spelling).
     """
     panel_ids = list(dict.fromkeys(panel_ids))
-    unknown = sorted(set(panel_ids) - set(diseases["disease_id"].to_list()))
-    if unknown:
-        raise MintError(f"panel diseases not in the knowledge tables: {unknown[:5]}")
-    known = panel_ids + pick_distractors(annotations, panel_ids, n_distractors, rng)
     name_of = dict(zip(diseases["disease_id"].to_list(), diseases["name"].to_list()))
     name_of.update(names or {})
+    unknown = sorted(set(panel_ids) - set(name_of))
+    if unknown:
+        raise MintError(f"panel diseases neither in the knowledge tables nor named by the panel: {unknown[:5]}")
+    known = panel_ids + pick_distractors(annotations, panel_ids, n_distractors, rng)
     label = dict(zip(terms["hpo_id"].to_list(), terms["name"].to_list()))
     ann = annotations.filter(pl.col("disease_id").is_in(known) & pl.col("hpo_id").is_in(list(label)))
     findings: dict[str, dict[str, float]] = {d: {} for d in known}
     for d, h, f in ann.select("disease_id", "hpo_id", "frequency").iter_rows():
         findings[d][h] = f
-    empty = [d for d in panel_ids if not findings[d]]
-    if empty:
-        raise MintError(f"panel diseases without annotated findings: {empty[:5]}")
+    # A panel disease this HPO release does not annotate (real panels have them) is learnt by name only.
+    name_only = [d for d in panel_ids if not findings[d]]
+    if name_only:
+        log.warning("%d panel disease(s) have no annotated finding in this HPO release (e.g. %s): the student "
+                    "learns only their names", len(name_only), name_only[0])
     known = [d for d in known if findings[d]]
+    if not known:
+        raise MintError("no panel disease has an annotated finding in this HPO release")
     system = build_prompt("", k)[0]["content"]
 
-    docs = []
+    docs = [f"{name_of[d]} is a rare genetic disease." for d in name_only]
     for _ in range(n_docs):
         d = known[rng.integers(len(known))]
         hpo = list(findings[d])
@@ -247,7 +254,8 @@ def knowledge_corpus(
             jitter = rng.random(len(known))  # breaks ties at random, so equal frequencies vary
             order = sorted(range(len(known)), key=lambda i: (-score[known[i]], jitter[i]))
             answer = [known[i] for i in order if score[known[i]] > 0][:k]
-            others = [known[i] for i in rng.permutation(len(known)) if known[i] not in answer]
+            pool = known + name_only
+            others = [pool[i] for i in rng.permutation(len(pool)) if pool[i] not in answer]
             answer += others[: k - len(answer)]
             question = CORPUS_QUESTIONS[rng.integers(len(CORPUS_QUESTIONS))]
             messages = [

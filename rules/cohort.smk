@@ -3,6 +3,7 @@ rule build_cohort:
         unpack(knowledge_files),
     output:
         **cohort_files(),
+        excluded=excluded_file(),
         images=directory(f"{COHORT}/images"),
     log:
         "logs/build_cohort/build_cohort.log",

@@ -27,6 +27,10 @@ def cohort_files(wildcards=None):
     return {"cases": f"{COHORT}/cases.parquet", "panel": f"{COHORT}/panel.parquet"}
 
 
+def excluded_file():
+    return f"{COHORT}/excluded.parquet"
+
+
 def parent(name, io="input"):
     """A param that is the folder of a named input/output file (steps read sibling tables)."""
     return lambda wildcards, input, output: str(Path(getattr(input if io == "input" else output, name)).parent)
@@ -85,9 +89,23 @@ def predict_model_files(wildcards):
     return student_base_files() if wildcards.method == "base" else [f"results/train/{wildcards.method}"]
 
 
+def rag_model(wildcards, input):
+    return first_or_none(input.model) or student_base()
+
+
+def rag_model_files(wildcards):
+    return student_base_files() if wildcards.student == "base" else ["results/train/sft"]
+
+
+def baseline_methods():
+    """Rows of the comparison beyond teacher and students, in config order."""
+    b = config["baselines"]
+    return (["phenomizer"] if b["phenomizer"] else []) + (["knn"] if b["knn"] else []) + [f"rag_{s}" for s in b["rag"]]
+
+
 def score_files():
     teacher = [f"results/scores/teacher_{m}.parquet" for m in teacher_modalities()]
-    return teacher + [f"results/scores/{m}.parquet" for m in ["base", *methods()]]
+    return teacher + [f"results/scores/{m}.parquet" for m in ["base", *methods(), *baseline_methods()]]
 
 
 def train_dirs():
@@ -95,4 +113,4 @@ def train_dirs():
 
 
 def report_files():
-    return [f"results/report/{name}" for name in ("summary.md", "metrics.csv", "accuracy.png", "training.png")]
+    return [f"results/report/{name}" for name in ("summary.md", "metrics.csv", "accuracy.png", "training.png", "per_disease.png")]

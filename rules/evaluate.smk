@@ -46,7 +46,7 @@ rule score_student:
         mem_mb=4000,
         runtime=10,
     wildcard_constraints:
-        method="base|sft|dpo|orpo",
+        method="base|sft|dpo|orpo|rag_base|rag_sft",
     script:
         "../workflow_scripts/score_student.py"
 

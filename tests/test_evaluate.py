@@ -1,5 +1,6 @@
 """Unit tests of mint.evaluate on a handful of made-up diseases and cases."""
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -155,7 +156,7 @@ def test_score_rankings_top_k(truth):
         score_rankings(rankings.with_columns(modality=pl.Series(["note", "photo"] * 4)), truth, k=2, method="t")
 
 
-def _scores(method, ranks, n_hall, n_pred, fmt, case_ids=None):
+def _scores(method, ranks, n_hall, n_pred, fmt, case_ids=None, seed=None):
     n = len(ranks)
     return pl.DataFrame(
         {
@@ -167,6 +168,7 @@ def _scores(method, ranks, n_hall, n_pred, fmt, case_ids=None):
             "n_predicted": n_pred,
             "n_hallucinated": n_hall,
             "format_ok": fmt,
+            "seed": [seed] * n,
         },
         schema=CASE_SCORE_SCHEMA,
     )
@@ -199,6 +201,21 @@ def test_summarize_point_estimates_and_intervals():
     assert b["top10_lo"] < b["top10_hi"]
     assert summarize(scores, n_boot=200, seed=3).equals(out)
     assert not summarize(scores, n_boot=200, seed=4).equals(out)
+
+
+def test_summarize_averages_seeds_per_case():
+    ids = [f"c{i}" for i in range(4)]
+    s1 = _scores("m", [1, 1, None, None], [0] * 4, [1] * 4, [True] * 4, case_ids=ids, seed=1)
+    s2 = _scores("m", [1, None, None, None], [0] * 4, [1] * 4, [True] * 4, case_ids=ids, seed=2)
+    out = summarize(pl.concat([s1, s2]), n_boot=200, seed=0).row(0, named=True)
+    assert out["n_cases"] == 4 and out["n_seeds"] == 2
+    assert out["top1"] == pytest.approx((0.5 + 0.25) / 2)
+    assert out["top1_seed_sd"] == pytest.approx(np.std([0.5, 0.25], ddof=1))
+    single = summarize(s1, n_boot=200, seed=0).row(0, named=True)
+    assert single["n_seeds"] == 1 and single["top1_seed_sd"] == 0.0
+    # Paired against itself across seeds: the seed-averaged scores differ only by seed noise.
+    res = paired_bootstrap(pl.concat([s1, s2, s1.with_columns(method=pl.lit("o"))]), "m", "o", n_boot=100)
+    assert res["n_cases"] == 4 and res["diff"] == pytest.approx(0.375 - 0.5)
 
 
 def test_summarize_rejects_duplicate_case():

@@ -42,7 +42,7 @@ def test_build_preferences_writes_trl_conversational_format(tmp_path):
     cases = pl.DataFrame({
         "case_id": ["c1", "c2", "c3"], "disease_id": ["d1", "d2", "d3"], "split": ["train", "train", "test"],
         "note": ["note one", "note two", "note three"], "image_path": [None] * 3,
-        "hpo_ids": [None] * 3, "note_hpo_ids": [None] * 3,
+        "hpo_ids": [None] * 3, "note_hpo_ids": [None] * 3, "source": ["manifest"] * 3, "publication": [None] * 3,
     })
     cohort = tmp_path / "cohort"
     write_parquet(panel, cohort / "panel.parquet", schemas.PANEL)

@@ -35,6 +35,7 @@ def cohort(tmp_path):
     cases = pl.DataFrame({
         "case_id": ["c1", "c2"], "disease_id": ["d1", "d2"], "split": ["train", "test"], "note": ["x", "y"],
         "image_path": [None, None], "hpo_ids": [None, None], "note_hpo_ids": [None, None],
+        "source": ["manifest"] * 2, "publication": [None, None],
     })
     write_parquet(panel, tmp_path / "cohort/panel.parquet", schemas.PANEL)
     write_parquet(cases, tmp_path / "cohort/cases.parquet", schemas.CASES)
@@ -79,6 +80,7 @@ def test_cross_fit_ranks_training_cases_out_of_fold(tmp_path):
         "case_id": [f"c{i:02d}" for i in range(n)], "disease_id": [f"d{i % 3}" for i in range(n)],
         "split": ["train"] * 18 + ["validation"] * 3 + ["test"] * 9, "note": ["x"] * n,
         "image_path": [None] * n, "hpo_ids": [None] * n, "note_hpo_ids": [None] * n,
+        "source": ["manifest"] * n, "publication": [None] * n,
     })
     write_parquet(pl.DataFrame({"disease_id": ["d0", "d1", "d2"], "name": ["A", "B", "C"]}),
                   tmp_path / "cohort/panel.parquet", schemas.PANEL)
