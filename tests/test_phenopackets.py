@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from mint.cohort import read_panel
 from mint.io import MintError
 from mint.knowledge import load_knowledge
 from mint.phenopackets import (
@@ -16,7 +17,6 @@ from mint.phenopackets import (
     demographic_phrase,
     main,
     read_flat,
-    read_panel_ids,
     read_phenopacket_json,
     split_by_publication,
     to_cases,
@@ -48,9 +48,9 @@ def from_json(store):
 
 @pytest.fixture(scope="module")
 def knowledge(knowledge_dir, store):
-    _, _, terms = load_knowledge(knowledge_dir)
+    diseases, _, terms = load_knowledge(knowledge_dir)
     names = dict(zip(terms["hpo_id"].to_list(), terms["name"].to_list()))
-    panel = read_panel_ids(store / "diseases.tsv")
+    panel = read_panel(store / "diseases.tsv", diseases)["disease_id"].to_list()
     return panel, terms["hpo_id"].to_list(), names
 
 
