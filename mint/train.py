@@ -9,8 +9,13 @@ The output folder is a Hugging Face folder (a peft adapter, or a full model) plu
 `trainer_log.jsonl`. Checkpoints go to a separate folder (Snakemake deletes the outputs of a
 failed job), and a rerun resumes from the last one.
 
+The same code runs as one process or as several under `accelerate launch` (DDP, DeepSpeed
+ZeRO-3, FSDP: `config/accelerate/`): every process trains, only process 0 claims the checkpoint
+folder and writes the output folder (weights gathered from all processes first when sharded).
+
     python -m mint.train config/recipes/tiny/orpo.yaml results/student/base \
         results/preferences/preferences.parquet results/train/orpo
+    accelerate launch --config_file config/accelerate/ddp.yaml --num_processes 4 -m mint.train ...
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from mint.config import load_yaml
 from mint.io import MintError, atomic_dir, config_hash, file_digest, provenance, read_parquet, write_json
 from mint.student import load_student
 from mint.trl_compat import METHODS, trainer_classes
+from mint.workflow import rank_log
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +135,18 @@ def check_lengths(dataset: Dataset, case_ids: Sequence[str], tokenizer, max_leng
 
 
 def _snapshot(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    """Trainable tensors, copied to the CPU (a full fine-tune's copy would not fit beside it on the GPU)."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _gathered_state(trainer) -> tuple[dict[str, torch.Tensor], bool]:
+    """(full state dict on process 0, whether the weights were sharded); every process must call it.
+
+    Under ZeRO-3 or FSDP each process holds a shard: accelerate gathers them (to process 0).
+    Otherwise it is the model's own state dict.
+    """
+    sharded = bool(trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled)
+    return trainer.accelerator.get_state_dict(trainer.model_wrapped), sharded
 
 
 def train_student(
@@ -140,8 +157,12 @@ def train_student(
     init_dir: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
     threads: int = 1,
-) -> dict[str, Any]:
-    """Train one method; returns its metrics (also written to `out_dir/metrics.json`)."""
+) -> dict[str, Any] | None:
+    """Train one method; returns its metrics (also written to `out_dir/metrics.json`).
+
+    Under `accelerate launch` with several processes, every process trains and only process 0
+    writes (and returns the metrics; the others return None).
+    """
     torch.set_num_threads(threads)
     recipe = load_recipe(recipe_path)
     method = recipe["method"]
@@ -157,25 +178,33 @@ def train_student(
         model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **recipe["lora"]))
     config_cls, trainer_cls = trainer_classes(method, completion_only_nll=recipe["nll"] == "completion")
     args = dict(recipe["args"])
-    if not torch.cuda.is_available() and (args.get("bf16") or args.get("fp16")):
+    gpu = torch.cuda.is_available()
+    if not gpu and (args.get("bf16") or args.get("fp16")):
         log.warning("no GPU: training in float32 instead of the recipe's bf16/fp16")
-    args.update(bf16=args.get("bf16", False) and torch.cuda.is_available(),
-                fp16=args.get("fp16", False) and torch.cuda.is_available())
+    # use_cpu without a GPU: several CPU processes then join one gloo group (DDP on CPU).
+    args.update(bf16=args.get("bf16", False) and gpu, fp16=args.get("fp16", False) and gpu, use_cpu=not gpu)
     checkpoint_dir = Path(checkpoint_dir or Path(out_dir).with_name(Path(out_dir).name + ".checkpoints"))
     targs = config_cls(output_dir=str(checkpoint_dir), report_to=[], **args)
+    main_process = targs.process_index == 0  # also sets up the process group under accelerate launch
 
     dataset, case_ids = load_dataset(method, data_path)
     check_lengths(dataset, case_ids, tokenizer, targs.max_length, recipe_path)
-    _claim_checkpoints(checkpoint_dir, {"recipe": recipe, "base": base, "init": init,
-                                        "data": file_digest(data_path)})
+    if main_process:
+        _claim_checkpoints(checkpoint_dir, {"recipe": recipe, "base": base, "init": init,
+                                            "data": file_digest(data_path)})
+    targs.distributed_state.wait_for_everyone()  # the others resume from what process 0 kept
     trainer = trainer_cls(model=model, args=targs, train_dataset=dataset, processing_class=tokenizer)
-    before = _snapshot(trainer.model)
+    before = _snapshot(trainer.model) if main_process else {}
     last = _last_checkpoint(checkpoint_dir)
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=str(last) if last else None)
-    after = _snapshot(trainer.model)
-    unchanged = sorted(n for n in before if torch.equal(before[n], after[n]))
+    state, sharded = _gathered_state(trainer)
+    if not trainer.is_world_process_zero():
+        return None
+    # Compare in the saved precision (ZeRO-3 gathers 16-bit weights).
+    after = {n: state[n].detach().cpu() for n in before}
+    unchanged = sorted(n for n in before if torch.equal(before[n].to(after[n].dtype), after[n]))
     broken = sorted(n for n, t in after.items() if not torch.isfinite(t).all())
     if broken:
         raise MintError(f"{recipe_path}: training diverged: {len(broken)} parameter tensors hold NaN/inf "
@@ -192,10 +221,12 @@ def train_student(
         "unchanged_tensors": unchanged,
         "resumed_from": str(last) if last else None,
         "global_step": trainer.state.global_step,
+        "processes": targs.world_size,
         **{k: v for k, v in result.metrics.items() if isinstance(v, int | float)},
     }
     with atomic_dir(out_dir) as tmp:
-        trainer.model.save_pretrained(str(tmp))
+        # FSDP leaves trainer.model wrapped; the gathered state dict holds the weights.
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(tmp), state_dict=state if sharded else None)
         tokenizer.save_pretrained(str(tmp))
         (tmp / STUDENT_FILE).write_text(json.dumps({"method": method, "base": base, "init": init,
                                                     "adapter": adapter}, indent=2) + "\n")
@@ -235,13 +266,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir")
     p.add_argument("--init", default=None, help="trained SFT folder (recipes with init: sft)")
     p.add_argument("--checkpoints", default=None)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per process")
+    p.add_argument("--log", default=None, help="log file (process k > 0 writes <stem>.rank<k>.log beside it)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     a = make_parser().parse_args(argv)
-    print(json.dumps(train_student(a.recipe, a.base, a.data, a.out_dir, a.init, a.checkpoints, a.threads), indent=1))
+    with rank_log(a.log):
+        metrics = train_student(a.recipe, a.base, a.data, a.out_dir, a.init, a.checkpoints, a.threads)
+        if metrics is not None:
+            print(json.dumps(metrics, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 # Config validation and every computed input, as named functions so that rules stay declarative.
+import json
 import os
+import shlex
+import sys
 from pathlib import Path
 
 from mint.config import validate_config
@@ -7,6 +10,12 @@ from mint.config import validate_config
 # PyTorch threads that spin while they wait slowed training ~20-fold when two jobs shared the
 # 2 cores here (400 vs 9k tokens/s); passive waiting lets parallel jobs share the cores.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Shell rules run `accelerate` and `python -m mint...`: those of the Python that runs Snakemake
+# (a rule's conda env, when used, goes first on PATH once activated).
+_bin, _path = str(Path(sys.executable).parent), os.environ.get("PATH", "")
+if _path.split(os.pathsep)[0] != _bin:
+    os.environ.update(PATH=os.pathsep.join([_bin, _path]))
 
 # Validate as soon as the config loads: an invalid key fails here, naming the key.
 _validated = validate_config(config, source="workflow config")
@@ -74,6 +83,12 @@ def train_init(wildcards):
     return ["results/train/sft"] if wildcards.method == "dpo" else []
 
 
+def init_option(wildcards, input):
+    """`--init <SFT folder>` for mint.train when the method starts from SFT, else nothing."""
+    init = first_or_none(input.init)
+    return f"--init {shlex.quote(init)}" if init else ""
+
+
 def first_or_none(files):
     """The one file of a named input that may be empty (a str, or a list of 0 or 1)."""
     if isinstance(files, str):
@@ -83,6 +98,12 @@ def first_or_none(files):
 
 def predict_model(wildcards, input):
     return first_or_none(input.model) or student_base()
+
+
+def predict_settings():
+    """The config that mint.predict reads, as JSON (a param: changing it reruns prediction)."""
+    keys = ("seed", "evaluation", "prompt", "preferences")
+    return json.dumps({k: config[k] for k in keys}, sort_keys=True)
 
 
 def predict_model_files(wildcards):

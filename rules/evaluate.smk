@@ -2,6 +2,7 @@ rule predict_student:
     input:
         unpack(cohort_files),
         model=predict_model_files,
+        accelerate=config["training"]["accelerate"],
     output:
         predictions="results/predict/{method}.parquet",
     log:
@@ -11,9 +12,7 @@ rule predict_student:
     params:
         model=predict_model,
         cohort_dir=parent("cases"),
-        evaluation=config["evaluation"],
-        prompt=config["prompt"],
-        k=config["preferences"]["k"],
+        settings=predict_settings(),
     conda:
         "../envs/mint.yaml"
     threads: 1
@@ -23,8 +22,12 @@ rule predict_student:
         gpu=1,
     wildcard_constraints:
         method="base|sft|dpo|orpo",
-    script:
-        "../workflow_scripts/predict_student.py"
+    shell:
+        # The test cases are shared out over one process per GPU (CPU: one process); see mint/launch.py.
+        "PROCESSES=$(python -m mint.launch {resources.gpu}); "
+        "accelerate launch --config_file {input.accelerate:q} $PROCESSES -m mint.predict "
+        "{params.model:q} {params.cohort_dir:q} {output.predictions:q} --settings {params.settings:q} "
+        "--method {wildcards.method} --log {log:q}"
 
 
 rule score_student:

@@ -4,6 +4,7 @@ rule train_student:
         init=train_init,
         recipe=recipe,
         data=train_data,
+        accelerate=config["training"]["accelerate"],
     output:
         model=directory("results/train/{method}"),
     log:
@@ -12,7 +13,7 @@ rule train_student:
         "benchmarks/train_student/{method}.tsv"
     params:
         base=lambda wildcards, input: first_or_none(input.base) or student_base(),
-        init=lambda wildcards, input: first_or_none(input.init),
+        init=init_option,
         checkpoints="results/checkpoints/{method}",
     conda:
         "../envs/mint.yaml"
@@ -23,5 +24,9 @@ rule train_student:
         gpu=1,
     wildcard_constraints:
         method="sft|dpo|orpo",
-    script:
-        "../workflow_scripts/train_student.py"
+    shell:
+        # One process per GPU the job got (CPU: one process); see mint/launch.py.
+        "PROCESSES=$(python -m mint.launch {resources.gpu}); "
+        "accelerate launch --config_file {input.accelerate:q} $PROCESSES -m mint.train "
+        "{input.recipe:q} {params.base:q} {input.data:q} {output.model:q} {params.init} "
+        "--checkpoints {params.checkpoints:q} --threads {threads} --log {log:q}"

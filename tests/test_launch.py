@@ -1,0 +1,177 @@
+"""Launch topology: the accelerate configs, the process flags, and real multi-process runs on CPU.
+
+Two CPU processes (gloo DDP, started by `accelerate launch` as on a 2-GPU node) train a tiny
+student and answer test notes; the output is written once, loads, and the answers equal those of
+one process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mint import schemas
+from mint.config import load_yaml, validate_config
+from mint.launch import CPU_FLAGS, launch_flags
+from mint.prompts import assistant, build_prompt, format_answer
+from mint.student import build_tiny_llama, render_chat, train_tokenizer
+
+REPO = Path(__file__).resolve().parent.parent
+ACCELERATE_CONFIGS = sorted((REPO / "config" / "accelerate").glob("*.yaml"))
+EXPECTED_TYPE = {"cpu": "NO", "ddp": "MULTI_GPU", "zero3": "DEEPSPEED", "fsdp": "FSDP"}
+
+
+@pytest.mark.parametrize("path", ACCELERATE_CONFIGS, ids=lambda p: p.name)
+def test_accelerate_config_loads_with_accelerates_own_loader(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(path))
+    assert cfg.distributed_type.value == EXPECTED_TYPE[path.stem]
+    assert cfg.num_machines == 1
+    if path.stem in ("zero3", "fsdp"):
+        assert cfg.mixed_precision == "bf16"
+    if path.stem == "zero3":
+        assert cfg.deepspeed_config["zero_stage"] == 3 and cfg.deepspeed_config["zero3_save_16bit_model"]
+    if path.stem == "fsdp":
+        fsdp = cfg.fsdp_config
+        assert fsdp["fsdp_sharding_strategy"] == "FULL_SHARD" and fsdp["fsdp_use_orig_params"]
+        assert fsdp["fsdp_transformer_layer_cls_to_wrap"] == "LlamaDecoderLayer"
+    if path.stem == "cpu":
+        assert cfg.use_cpu and cfg.num_processes == 1 and cfg.mixed_precision == "no"
+
+
+def test_every_topology_has_a_config_and_the_default_exists():
+    assert {p.stem for p in ACCELERATE_CONFIGS} == set(EXPECTED_TYPE)
+    assert (REPO / validate_config({})["training"]["accelerate"]).exists()
+
+
+def test_fsdp_wraps_a_class_that_transformers_has():
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    wrap = load_yaml(REPO / "config/accelerate/fsdp.yaml")["fsdp_config"]["fsdp_transformer_layer_cls_to_wrap"]
+    assert wrap == LlamaDecoderLayer.__name__
+
+
+@pytest.mark.parametrize(
+    ("gpus", "visible", "flags"),
+    [
+        (1, 0, CPU_FLAGS),  # no GPU on the node: one CPU process
+        (0, 4, CPU_FLAGS),  # the rule asked for none
+        (1, 1, ["--num_processes", "1"]),
+        (4, 8, ["--num_processes", "4"]),
+        (4, 2, ["--num_processes", "2"]),  # never more processes than visible GPUs
+    ],
+)
+def test_launch_flags(gpus, visible, flags):
+    assert launch_flags(gpus, visible) == flags
+
+
+def test_launch_flags_here_without_a_gpu():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    out = subprocess.run([sys.executable, "-m", "mint.launch", "1"], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == CPU_FLAGS
+
+
+# --------------------------------------------------------------------------- two CPU processes
+
+NAMES = ["Alpha syndrome", "Beta dysplasia", "Gamma syndrome", "Delta disease", "Epsilon syndrome", "Zeta anomaly"]
+FINDINGS = ["Hypertelorism", "Seizure", "Short stature", "Cleft palate", "Scoliosis", "Hypotonia"]
+TINY_MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "max_position_embeddings": 512, "tie_word_embeddings": True}
+
+
+def _note(i: int) -> str:
+    return f"A {i + 2}-year-old child. Findings: {FINDINGS[i % 6]}, {FINDINGS[(i + 2) % 6]}."
+
+
+def _table(rows: list[dict], schema: pa.Schema, path: Path) -> None:
+    """A Parquet of `schema` (columns a row leaves out are null: robust to new optional columns)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny untrained student, 8 preference pairs, 6 test notes and an ORPO recipe."""
+    d = tmp_path_factory.mktemp("launch")
+    prompts = [build_prompt(_note(i), 2) for i in range(8)]
+    answers = [(format_answer([NAMES[i % 6], NAMES[(i + 1) % 6]]),
+                format_answer([NAMES[(i + 3) % 6], NAMES[(i + 4) % 6]])) for i in range(8)]
+    tokenizer = train_tokenizer([render_chat(p + assistant(a)) for p, (a, _) in zip(prompts, answers)], 400)
+    model = build_tiny_llama(tokenizer, TINY_MODEL)
+    model.save_pretrained(d / "base")
+    tokenizer.save_pretrained(d / "base")
+    _table([{"case_id": f"c{i}", "prompt": p, "chosen": assistant(c), "rejected": assistant(r)}
+            for i, (p, (c, r)) in enumerate(zip(prompts, answers))], schemas.PREFERENCES, d / "preferences.parquet")
+    _table([{"case_id": f"t{i}", "disease_id": f"OMIM:10000{i % 6}", "split": "test" if i < 6 else "train",
+             "note": _note(i)} for i in range(8)], schemas.CASES, d / "cohort/cases.parquet")
+    _table([{"disease_id": f"OMIM:10000{i}", "name": n} for i, n in enumerate(NAMES)], schemas.PANEL,
+           d / "cohort/panel.parquet")
+    # 8 rows, 2 per process and step, one epoch: 4 steps in one process, 2 in two.
+    (d / "orpo.yaml").write_text(
+        "method: orpo\nlora: null\nargs:\n  learning_rate: 1.0e-3\n  num_train_epochs: 1\n"
+        "  per_device_train_batch_size: 2\n  max_length: 480\n  logging_steps: 1\n  save_strategy: 'no'\n"
+        "  seed: 3\n"
+    )
+    settings = validate_config({"seed": 3, "preferences": {"k": 2, "q": 2},
+                                "evaluation": {"batch_size": 2, "max_new_tokens": 8}})
+    return d, json.dumps({k: settings[k] for k in ("seed", "evaluation", "prompt", "preferences")})
+
+
+def accelerate(*args: str, processes: int) -> subprocess.CompletedProcess:
+    """`accelerate launch` as the rules run it: 2 processes through the DDP config (torchrun;
+    on CPU they join a gloo group), 1 process as the workflow does without GPUs."""
+    flags = (["--config_file", str(REPO / "config/accelerate/ddp.yaml"), "--num_processes", str(processes)]
+             if processes > 1 else ["--config_file", str(REPO / "config/accelerate/cpu.yaml"), *CPU_FLAGS])
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *flags, "-m", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}"
+    return res
+
+
+@pytest.mark.multiprocess
+def test_two_cpu_processes_train_once_and_the_model_loads(tiny):
+    from mint.train import load_trained
+
+    d, _ = tiny
+    out, log = d / "train/orpo", d / "logs/orpo.log"
+    accelerate("mint.train", str(d / "orpo.yaml"), str(d / "base"), str(d / "preferences.parquet"), str(out),
+               "--checkpoints", str(d / "checkpoints"), "--log", str(log), processes=2)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["processes"] == 2
+    assert metrics["global_step"] == 2  # 8 rows / (2 per process x 2 processes)
+    assert metrics["unchanged_tensors"] == [] and metrics["trainable_tensors"] > 0
+    assert (out / "provenance.json").exists() and (out / "trainer_log.jsonl").read_text()
+    # Written once, by process 0: no leftover temporary folders, checkpoints removed,
+    # the metrics printed in process 0's log only.
+    assert sorted(p.name for p in out.parent.iterdir()) == ["orpo"]
+    assert not (d / "checkpoints").exists()
+    assert '"global_step"' in log.read_text()
+    rank1 = log.with_name("orpo.rank1.log")
+    assert rank1.exists() and '"global_step"' not in rank1.read_text()
+    model, tokenizer = load_trained(out)
+    assert model.num_parameters() > 0 and tokenizer.eos_token
+
+
+@pytest.mark.multiprocess
+def test_two_cpu_processes_predict_what_one_process_predicts(tiny):
+    d, settings = tiny
+    for n in (1, 2):
+        accelerate("mint.predict", str(d / "base"), str(d / "cohort"), str(d / f"predict{n}.parquet"),
+                   "--settings", settings, "--method", "base", "--log", str(d / f"logs/predict{n}.log"), processes=n)
+    one, two = (pl.read_parquet(d / f"predict{n}.parquet") for n in (1, 2))
+    assert one["case_id"].to_list() == [f"t{i}" for i in range(6)]
+    assert one.equals(two)
+    assert (d / "logs/predict2.rank1.log").exists()
