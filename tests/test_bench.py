@@ -1,0 +1,38 @@
+"""bench/gpu_orpo_check.py runs and prints its figures: on CPU with --tiny, in full where a GPU is."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def gpu_orpo_check(*args: str, tmp_path: Path) -> tuple[str, dict]:
+    out = tmp_path / "check.json"
+    res = subprocess.run([sys.executable, "-m", "bench.gpu_orpo_check", *args, "--json", str(out)],
+                         capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    return res.stdout, json.loads(out.read_text())
+
+
+def test_gpu_orpo_check_runs_tiny_on_cpu(tmp_path):
+    stdout, result = gpu_orpo_check("--tiny", "--peak-tflops", "1", tmp_path=tmp_path)
+    for line in ("tokens/s:", "MFU:", "peak memory:", "versions:"):
+        assert line in stdout
+    # 2 timed steps x 2 rows x (prompt+chosen and prompt+rejected) x (BOS + 24 + 8 + EOS) tokens.
+    assert result["tokens_per_step"] == 2 * 2 * 34 and result["padding_share"] == 0
+    assert result["tokens_per_s"] > 0 and 0 < result["mfu"] < 1
+    assert result["mfu"] == pytest.approx(6 * result["parameters"] * result["tokens_per_s"] / 1e12, rel=1e-3)
+    assert result["versions"]["trl"] == "1.16.0"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+def test_gpu_orpo_check_llama_1b_shape(tmp_path):
+    _, result = gpu_orpo_check("--steps", "3", "--warmup", "1", tmp_path=tmp_path)
+    assert result["parameters"] == 1_235_814_400  # Llama-3.2-1B
+    assert result["dtype"] == "bfloat16" and result["peak_gpu_memory_gib"] > 0
