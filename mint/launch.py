@@ -30,6 +30,14 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def use_cpu() -> bool:
+    """Whether this process computes on the CPU: no GPU, or the launch says so (`--cpu`, `use_cpu: true`)."""
+    import torch
+    from accelerate.utils import parse_flag_from_env
+
+    return not torch.cuda.is_available() or parse_flag_from_env("ACCELERATE_USE_CPU")
+
+
 def launch_flags(gpus: int, visible: int | None = None) -> list[str]:
     """`accelerate launch` flags for a job that asked for `gpus` GPUs (`visible`: found on the node)."""
     visible = visible_gpus() if visible is None else visible

@@ -26,6 +26,7 @@ from mint import schemas
 from mint.cohort import load_cohort
 from mint.config import load_config, section, validate_config
 from mint.io import MintError, provenance, write_parquet
+from mint.launch import use_cpu
 from mint.prompts import build_prompt, parse_answer
 from mint.workflow import rank_log
 
@@ -33,11 +34,12 @@ from mint.workflow import rank_log
 def process_state():
     """This process's place among those `accelerate launch` started (one process: a trivial state).
 
-    Without a GPU, `cpu=True` makes several processes join one gloo group.
+    On the CPU when there is no GPU or the accelerate config says so (`use_cpu`, as training
+    does); several CPU processes then join one gloo group.
     """
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    return PartialState(cpu=use_cpu())
 
 
 @torch.no_grad()

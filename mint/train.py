@@ -35,6 +35,7 @@ from datasets import Dataset
 from mint import schemas
 from mint.config import load_yaml
 from mint.io import MintError, atomic_dir, config_hash, file_digest, provenance, read_parquet, write_json
+from mint.launch import use_cpu
 from mint.student import load_student
 from mint.trl_compat import METHODS, trainer_classes
 from mint.workflow import rank_log
@@ -178,10 +179,10 @@ def train_student(
         model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **recipe["lora"]))
     config_cls, trainer_cls = trainer_classes(method, completion_only_nll=recipe["nll"] == "completion")
     args = dict(recipe["args"])
-    gpu = torch.cuda.is_available()
+    gpu = not use_cpu()  # no GPU, or config/accelerate/cpu.yaml
     if not gpu and (args.get("bf16") or args.get("fp16")):
-        log.warning("no GPU: training in float32 instead of the recipe's bf16/fp16")
-    # use_cpu without a GPU: several CPU processes then join one gloo group (DDP on CPU).
+        log.warning("on the CPU: training in float32 instead of the recipe's bf16/fp16")
+    # use_cpu: several CPU processes then join one gloo group (DDP on CPU).
     args.update(bf16=args.get("bf16", False) and gpu, fp16=args.get("fp16", False) and gpu, use_cpu=not gpu)
     checkpoint_dir = Path(checkpoint_dir or Path(out_dir).with_name(Path(out_dir).name + ".checkpoints"))
     targs = config_cls(output_dir=str(checkpoint_dir), report_to=[], **args)

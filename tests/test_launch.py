@@ -20,7 +20,7 @@ import pytest
 
 from mint import schemas
 from mint.config import load_yaml, validate_config
-from mint.launch import CPU_FLAGS, launch_flags
+from mint.launch import CPU_FLAGS, launch_flags, use_cpu
 from mint.prompts import assistant, build_prompt, format_answer
 from mint.student import build_tiny_llama, render_chat, train_tokenizer
 
@@ -81,6 +81,12 @@ def test_launch_flags_here_without_a_gpu():
         pytest.skip("a GPU is visible")
     out = subprocess.run([sys.executable, "-m", "mint.launch", "1"], capture_output=True, text=True, check=True)
     assert out.stdout.split() == CPU_FLAGS
+
+
+def test_cpu_config_keeps_a_gpu_node_on_the_cpu(monkeypatch):
+    """cpu.yaml (use_cpu) and `--cpu` set ACCELERATE_USE_CPU: train and predict then stay on the CPU."""
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    assert use_cpu()
 
 
 # --------------------------------------------------------------------------- two CPU processes
