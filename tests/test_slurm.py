@@ -1,0 +1,186 @@
+"""SLURM tier: the tiny workflow through Snakemake's own SLURM executor on a real cluster.
+
+Needs a SLURM cluster that answers `sinfo` on this machine, with MinJobAge long enough for
+`squeue` to list finished jobs; `.ci/slurm-up` starts such a one-node cluster (CI runs it
+before the tests). Without one, every test here is skipped, naming the reason.
+
+    bash .ci/slurm-up && .venv/bin/python -m pytest -m slurm
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TINY = "tests/data/tiny/config.yaml"
+PROFILE = REPO / "profiles" / "slurm-local"
+
+pytestmark = [pytest.mark.slurm, pytest.mark.integration]
+
+# Every rule of the tiny DAG but the local target `all`, with its job count.
+TINY_JOBS = {"build_knowledge": 1, "build_cohort": 1, "embed_notes": 1, "train_teacher": 1, "rank_diseases": 1,
+             "build_preferences": 1, "build_student": 1, "train_student": 3, "predict_student": 4,
+             "score_student": 4, "score_teacher": 2, "make_report": 1}
+SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
+
+
+def cluster_problem() -> str | None:
+    """Why the tests cannot use a SLURM cluster here, or None when one answers with a usable node."""
+    if shutil.which("sinfo") is None:
+        return "sinfo is not on PATH: no SLURM cluster here (start one with `bash .ci/slurm-up`, as root)"
+    try:
+        res = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "sinfo did not answer within 30 s: is slurmctld running? (`bash .ci/slurm-up`)"
+    states = res.stdout.split()
+    if res.returncode != 0 or not any(s.rstrip("*~#$@").startswith(("idle", "mix", "alloc")) for s in states):
+        return f"the SLURM cluster has no usable node (sinfo: {(res.stdout + res.stderr).strip()!r})"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    problem = cluster_problem()
+    if problem:
+        pytest.skip(problem)
+
+
+def workdir(tmp: Path) -> Path:
+    """A scratch working directory with the config folders the tiny config names."""
+    shutil.copytree(REPO / "config", tmp / "config")
+    shutil.copytree(REPO / "tests" / "data", tmp / "tests" / "data")
+    return tmp
+
+
+def command(wd: Path, *args: str) -> list[str]:
+    return [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile", TINY, *args]
+
+
+def on_slurm(wd: Path, *args: str) -> list[str]:
+    return command(wd, "--profile", str(PROFILE), *args)
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+
+
+def check(res: subprocess.CompletedProcess) -> str:
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, f"{' '.join(res.args)} failed:\n{out[-6000:]}"
+    return out
+
+
+def submitted(out: str) -> dict[str, list[str]]:
+    """Rule -> SLURM job ids, from snakemake's 'submitted with SLURM jobid' lines."""
+    jobs: dict[str, list[str]] = {}
+    for jobid, log in SUBMITTED.findall(out):
+        rule = next(p for p in Path(log).parts if p.startswith("rule_"))[len("rule_"):]
+        jobs.setdefault(rule, []).append(jobid)
+    return jobs
+
+
+def squeue_states(jobids: list[str]) -> dict[str, str]:
+    res = subprocess.run(["squeue", "-h", "-t", "all", "-j", ",".join(jobids), "-o", "%i|%T"],
+                         capture_output=True, text=True, check=True)
+    return dict(line.split("|") for line in res.stdout.split())
+
+
+def mtimes(wd: Path, pattern: str) -> dict[str, int]:
+    return {str(p.relative_to(wd)): p.stat().st_mtime_ns for p in sorted(wd.glob(pattern))}
+
+
+@pytest.fixture(scope="module")
+def runs(cluster, tmp_path_factory):
+    """The tiny config twice: on SLURM (profiles/slurm-local) and locally (--cores 2), side by side
+    (the SLURM run mostly waits for status checks, so the local run uses the idle cores)."""
+    local_wd = workdir(tmp_path_factory.mktemp("local"))
+    slurm_wd = workdir(tmp_path_factory.mktemp("slurm"))
+    local = subprocess.Popen(command(local_wd, "--cores", "2"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, cwd=REPO)
+    start = time.monotonic()
+    slurm = run(on_slurm(slurm_wd))
+    slurm_s = time.monotonic() - start
+    local_out, _ = local.communicate()
+    assert local.returncode == 0, f"local run failed:\n{local_out[-6000:]}"
+    print(f"wall time side by side: SLURM {slurm_s:.0f} s")  # measured, never asserted (bench/)
+    return {"local": local_wd, "slurm": slurm_wd, "slurm_out": check(slurm)}
+
+
+def test_every_step_ran_as_a_slurm_job(runs):
+    out, wd = runs["slurm_out"], runs["slurm"]
+    jobs = submitted(out)
+    assert {rule: len(ids) for rule, ids in jobs.items()} == TINY_JOBS
+    ids = [i for rule_ids in jobs.values() for i in rule_ids]
+    assert len(set(ids)) == len(ids)
+    # One SLURM log per job, named by its job id (profiles/slurm-local keeps successful jobs' logs).
+    logs = {p.stem: p for p in (wd / ".snakemake/slurm_logs").rglob("*.log")}
+    assert set(ids) <= set(logs)
+    for rule, rule_ids in jobs.items():
+        assert all(f"rule_{rule}" in logs[i].parts for i in rule_ids), rule
+    # SLURM itself knows them, finished, under this run's job name (run id).
+    assert set(squeue_states(ids).values()) == {"COMPLETED"}
+    run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
+    res = subprocess.run(["squeue", "-h", "-t", "all", "--name", run_id, "-o", "%i"], capture_output=True, text=True)
+    assert sorted(res.stdout.split(), key=int) == sorted(ids, key=int)
+
+
+@pytest.mark.parametrize("path", ["results/cohort/cases.parquet", "results/rankings/teacher.parquet",
+                                  "results/preferences/preferences.parquet", "results/preferences/sft.parquet"])
+def test_slurm_tables_are_byte_identical_to_a_local_run(runs, path):
+    assert (runs["slurm"] / path).read_bytes() == (runs["local"] / path).read_bytes()
+
+
+def test_slurm_report_equals_a_local_run(runs):
+    slurm = pl.read_csv(runs["slurm"] / "results/report/metrics.csv")
+    local = pl.read_csv(runs["local"] / "results/report/metrics.csv")
+    assert slurm.equals(local), f"SLURM:\n{slurm}\nlocal:\n{local}"
+
+
+def test_a_job_slurm_refuses_fails_clearly_and_the_rerun_reuses_what_was_made(cluster, tmp_path):
+    wd = workdir(tmp_path)
+    # build_cohort asks for 10 TB (mem_mb): sbatch refuses it, after build_knowledge has finished.
+    res = run(on_slurm(wd, "--until", "build_cohort", "--set-resources", "build_cohort:mem_mb=10000000"))
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "Error in rule build_cohort" in out
+    assert "SLURM sbatch failed. The error message was 'sbatch: error: Memory specification can not be satisfied" in out
+    assert "--mem 10000000" in out  # the request that was refused, as sent
+    knowledge = mtimes(wd, "results/knowledge/*.parquet")
+    assert len(knowledge) == 3 and not (wd / "results/cohort/cases.parquet").exists()
+
+    out = check(run(on_slurm(wd, "--until", "build_cohort")))
+    assert set(submitted(out)) == {"build_cohort"}
+    assert (wd / "results/cohort/cases.parquet").exists()
+    assert mtimes(wd, "results/knowledge/*.parquet") == knowledge
+
+
+def test_a_cancelled_job_fails_clearly_and_leaves_no_output(cluster, tmp_path):
+    wd = workdir(tmp_path)
+    proc = subprocess.Popen(on_slurm(wd, "--until", "build_knowledge"), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    try:
+        jobid, deadline = None, time.monotonic() + 120
+        while jobid is None and time.monotonic() < deadline and proc.poll() is None:
+            logs = list((wd / ".snakemake/slurm_logs/rule_build_knowledge").glob("*.log"))
+            if logs and squeue_states([logs[0].stem]).get(logs[0].stem) == "RUNNING":
+                jobid = logs[0].stem
+            time.sleep(0.2)
+        assert jobid, "build_knowledge never ran on SLURM"
+        subprocess.run(["scancel", jobid], check=True)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert f"SLURM-job '{jobid}' failed, SLURM status is: 'CANCELLED'" in out
+    assert "Error in rule build_knowledge" in out
+    assert not list(wd.glob("results/knowledge/*.parquet"))
+    plan = check(run(command(wd, "--until", "build_knowledge", "--dry-run")))
+    assert "build_knowledge" in plan
