@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo benchmark test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,20 @@ demo: setup
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report/report.html
 	@echo; cat results/report/summary.md; echo; echo "HTML report: results/report/report.html"
+
+# The phenopacket benchmark (config/benchmark.yaml) in its own folder, runs/benchmark, reading the
+# phenopacket-store snapshot in place (STORE=... to point elsewhere; nothing is copied).
+STORE ?= $(abspath ../shared/phenopacket-store)
+BENCH_DIR ?= runs/benchmark
+benchmark: setup
+	mkdir -p $(BENCH_DIR)
+	ln -sfn $(CURDIR)/config $(BENCH_DIR)/config
+	ln -sfn $(STORE) $(BENCH_DIR)/phenopacket-store
+	$(BIN)/snakemake --cores $(CORES) --snakefile $(CURDIR)/Snakefile --directory $(BENCH_DIR) \
+		--configfile $(CURDIR)/config/benchmark.yaml
+	cd $(BENCH_DIR) && $(CURDIR)/$(BIN)/snakemake --snakefile $(CURDIR)/Snakefile \
+		--configfile $(CURDIR)/config/benchmark.yaml --report results/report/report.html
+	@echo; cat $(BENCH_DIR)/results/report/summary.md
 
 test: setup
 	$(BIN)/python -m pytest -q

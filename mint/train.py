@@ -158,6 +158,7 @@ def train_student(
     init_dir: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
     threads: int = 1,
+    seed: int | None = None,
 ) -> dict[str, Any] | None:
     """Train one method; returns its metrics (also written to `out_dir/metrics.json`).
 
@@ -179,6 +180,8 @@ def train_student(
         model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **recipe["lora"]))
     config_cls, trainer_cls = trainer_classes(method, completion_only_nll=recipe["nll"] == "completion")
     args = dict(recipe["args"])
+    if seed is not None:  # the workflow's training seed (config training.seeds) overrides the recipe's
+        args["seed"] = seed
     gpu = not use_cpu()  # no GPU, or config/accelerate/cpu.yaml
     if not gpu and (args.get("bf16") or args.get("fp16")):
         log.warning("on the CPU: training in float32 instead of the recipe's bf16/fp16")
@@ -191,7 +194,7 @@ def train_student(
     dataset, case_ids = load_dataset(method, data_path)
     check_lengths(dataset, case_ids, tokenizer, targs.max_length, recipe_path)
     if main_process:
-        _claim_checkpoints(checkpoint_dir, {"recipe": recipe, "base": base, "init": init,
+        _claim_checkpoints(checkpoint_dir, {"recipe": recipe, "base": base, "init": init, "seed": targs.seed,
                                             "data": file_digest(data_path)})
     targs.distributed_state.wait_for_everyone()  # the others resume from what process 0 kept
     trainer = trainer_cls(model=model, args=targs, train_dataset=dataset, processing_class=tokenizer)
@@ -213,6 +216,7 @@ def train_student(
 
     metrics = {
         "method": method,
+        "seed": targs.seed,
         "recipe": str(recipe_path),
         "fine_tuning": "lora" if adapter else "full",
         "nll": recipe["nll"] if method == "orpo" else None,
@@ -268,6 +272,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", default=None, help="trained SFT folder (recipes with init: sft)")
     p.add_argument("--checkpoints", default=None)
     p.add_argument("--threads", type=int, default=1, help="CPU threads per process")
+    p.add_argument("--seed", type=int, default=None, help="training seed (default: the recipe's args.seed)")
     p.add_argument("--log", default=None, help="log file (process k > 0 writes <stem>.rank<k>.log beside it)")
     return p
 
@@ -275,7 +280,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     a = make_parser().parse_args(argv)
     with rank_log(a.log):
-        metrics = train_student(a.recipe, a.base, a.data, a.out_dir, a.init, a.checkpoints, a.threads)
+        metrics = train_student(a.recipe, a.base, a.data, a.out_dir, a.init, a.checkpoints, a.threads, a.seed)
         if metrics is not None:
             print(json.dumps(metrics, indent=1))
 

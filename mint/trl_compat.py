@@ -52,7 +52,18 @@ def trainer_classes(method: str, completion_only_nll: bool = True) -> tuple[type
             warnings.simplefilter("ignore")  # TRL warns that experimental APIs may change: we pin the version
             from trl.experimental.orpo import ORPOConfig, ORPOTrainer
         return ORPOConfig, (_completion_only_orpo(ORPOTrainer) if completion_only_nll else ORPOTrainer)
+    if method in ("cpo", "simpo"):  # SimPO is CPO's trainer with loss_type "simpo" (set in its recipe)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from trl.experimental.cpo import CPOConfig, CPOTrainer
+        return CPOConfig, CPOTrainer
+    if method == "kto":  # unpairs the (chosen, rejected) pairs itself: chosen = desirable, rejected = not
+        from trl import KTOConfig, KTOTrainer
+
+        return KTOConfig, KTOTrainer
     raise ValueError(f"unknown training method {method!r}; expected one of {METHODS}")
 
 
-METHODS = ("sft", "dpo", "orpo")
+# Methods trained on the teacher's preference pairs (all but SFT); each has a recipe <method>.yaml.
+PREFERENCE_METHODS = ("dpo", "orpo", "cpo", "simpo", "kto")
+METHODS = ("sft", *PREFERENCE_METHODS)

@@ -70,13 +70,14 @@ rule predict_rag:
         embeddings=rules.embed_notes.output.embeddings,
         model=rag_model_files,
     output:
-        predictions="results/predict/rag_{student}.parquet",
+        predictions="results/predict/{run}.parquet",
     log:
-        "logs/predict_rag/{student}.log",
+        "logs/predict_rag/{run}.log",
     benchmark:
-        "benchmarks/predict_rag/{student}.tsv"
+        "benchmarks/predict_rag/{run}.tsv"
     params:
-        model=rag_model,
+        model=predict_model,
+        method=run_method,
         cohort_dir=parent("cases"),
         baselines=config["baselines"],
         evaluation=config["evaluation"],
@@ -90,6 +91,6 @@ rule predict_rag:
         runtime=120,
         gpu=1,
     wildcard_constraints:
-        student="base|sft",
+        run=RAG_RUN,
     script:
         "../workflow_scripts/predict_rag.py"

@@ -5,7 +5,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from mint.config import validate_config
+from mint.config import load_yaml, validate_config
+from mint.trl_compat import METHODS
 
 # PyTorch threads that spin while they wait slowed training ~20-fold when two jobs shared the
 # 2 cores here (400 vs 9k tokens/s); passive waiting lets parallel jobs share the cores.
@@ -69,6 +70,15 @@ def methods():
     return config["training"]["methods"]
 
 
+def seeds():
+    """Training seeds: each trained method is trained, answered and scored once per seed."""
+    return config["training"]["seeds"] or [config["seed"]]
+
+
+def trained(method, seed):
+    return f"results/train/seed{seed}/{method}"
+
+
 def recipe(wildcards):
     return f"{config['training']['recipes']}/{wildcards.method}.yaml"
 
@@ -79,8 +89,9 @@ def train_data(wildcards):
 
 
 def train_init(wildcards):
-    """DPO starts from the SFT model (as in the paper), other methods from the base."""
-    return ["results/train/sft"] if wildcards.method == "dpo" else []
+    """The SFT model of the same seed for recipes that start there (DPO, as in the paper), else nothing."""
+    init = (load_yaml(recipe(wildcards)) or {}).get("init", "base")
+    return [trained("sft", wildcards.seed)] if init == "sft" else []
 
 
 def init_option(wildcards, input):
@@ -106,16 +117,32 @@ def predict_settings():
     return json.dumps({k: config[k] for k in keys}, sort_keys=True)
 
 
+# A run is what one prediction/score file holds: the base model, or a trained method of one seed.
+TRAINED_RUN = r"seed\d+/(" + "|".join(METHODS) + ")"
+RAG_RUN = r"rag_base|seed\d+/rag_sft"
+PREDICT_RUN = f"base|{TRAINED_RUN}"
+SCORE_RUN = f"base|{TRAINED_RUN}|{RAG_RUN}"
+
+
+def run_method(wildcards):
+    """'orpo' of 'seed3/orpo': the value of the predictions' method column."""
+    return wildcards.run.split("/")[-1]
+
+
+def run_seed(wildcards):
+    """The training seed of a run ('seed3/orpo' -> 3), None for the base model and retrieval rows."""
+    head = wildcards.run.split("/")[0]
+    return int(head.removeprefix("seed")) if head.startswith("seed") else None
+
+
 def predict_model_files(wildcards):
-    return student_base_files() if wildcards.method == "base" else [f"results/train/{wildcards.method}"]
-
-
-def rag_model(wildcards, input):
-    return first_or_none(input.model) or student_base()
+    return student_base_files() if wildcards.run == "base" else [f"results/train/{wildcards.run}"]
 
 
 def rag_model_files(wildcards):
-    return student_base_files() if wildcards.student == "base" else ["results/train/sft"]
+    if wildcards.run == "rag_base":
+        return student_base_files()
+    return [trained("sft", run_seed(wildcards))]
 
 
 def baseline_methods():
@@ -126,11 +153,15 @@ def baseline_methods():
 
 def score_files():
     teacher = [f"results/scores/teacher_{m}.parquet" for m in teacher_modalities()]
-    return teacher + [f"results/scores/{m}.parquet" for m in ["base", *methods(), *baseline_methods()]]
+    rankers = [f"results/scores/{b}.parquet" for b in baseline_methods() if not b.startswith("rag_")]
+    rag = [f"results/scores/seed{s}/rag_sft.parquet" for s in seeds() if "sft" in config["baselines"]["rag"]]
+    rag += ["results/scores/rag_base.parquet"] if "base" in config["baselines"]["rag"] else []
+    students = [f"results/scores/seed{s}/{m}.parquet" for s in seeds() for m in methods()]
+    return teacher + rankers + ["results/scores/base.parquet"] + rag + students
 
 
 def train_dirs():
-    return [f"results/train/{m}" for m in methods()]
+    return [trained(m, s) for s in seeds() for m in methods()]
 
 
 def report_files():

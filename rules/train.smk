@@ -6,15 +6,15 @@ rule train_student:
         data=train_data,
         accelerate=config["training"]["accelerate"],
     output:
-        model=directory("results/train/{method}"),
+        model=directory("results/train/seed{seed}/{method}"),
     log:
-        "logs/train_student/{method}.log",
+        "logs/train_student/seed{seed}/{method}.log",
     benchmark:
-        "benchmarks/train_student/{method}.tsv"
+        "benchmarks/train_student/seed{seed}/{method}.tsv"
     params:
         base=lambda wildcards, input: first_or_none(input.base) or student_base(),
         init=init_option,
-        checkpoints="results/checkpoints/{method}",
+        checkpoints="results/checkpoints/seed{seed}/{method}",
     conda:
         "../envs/mint.yaml"
     threads: 1
@@ -23,10 +23,11 @@ rule train_student:
         runtime=720,
         gpu=1,
     wildcard_constraints:
-        method="sft|dpo|orpo",
+        method="|".join(METHODS),
+        seed=r"\d+",
     shell:
         # One process per GPU the job got (CPU: one process); see mint/launch.py.
         "PROCESSES=$(python -m mint.launch {resources.gpu}); "
         "accelerate launch --config_file {input.accelerate:q} $PROCESSES -m mint.train "
         "{input.recipe:q} {params.base:q} {input.data:q} {output.model:q} {params.init} "
-        "--checkpoints {params.checkpoints:q} --threads {threads} --log {log:q}"
+        "--checkpoints {params.checkpoints:q} --seed {wildcards.seed} --threads {threads} --log {log:q}"

@@ -14,7 +14,10 @@ RECIPES = sorted(REPO.glob("config/recipes/*/*.yaml")) + sorted(REPO.glob("tests
 
 def test_recipes_exist_for_every_method_and_set():
     for folder in {p.parent for p in RECIPES}:
-        assert {p.stem for p in folder.glob("*.yaml")} == set(METHODS), folder
+        stems = {p.stem for p in folder.glob("*.yaml")}
+        assert {"sft", "dpo", "orpo"} <= stems <= set(METHODS), folder
+        if folder.name in ("tiny", "paper"):  # the default and the paper's sets offer every method
+            assert stems == set(METHODS), folder
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")

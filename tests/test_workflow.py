@@ -41,7 +41,8 @@ def tiny_run(tmp_path_factory):
 
 def test_metrics_table_has_every_method_row(tiny_run):
     table = pl.read_csv(tiny_run / "results/report/metrics.csv")
-    assert table["method"].to_list() == ["teacher_note_photo", "teacher_note", "base", "sft", "dpo", "orpo"]
+    assert table["method"].to_list() == ["teacher_note_photo", "teacher_note", "phenomizer", "knn", "base",
+                                         "rag_base", "sft", "rag_sft", "dpo", "orpo"]
     assert (table["n_cases"] == table["n_cases"][0]).all()
     for col in ("top1", "top1_lo", "top1_hi", "mrr", "hallucination_rate", "format_rate"):
         assert table[col].is_between(0, 1).all(), col
@@ -51,7 +52,7 @@ def test_metrics_table_has_every_method_row(tiny_run):
 
 @pytest.mark.parametrize("method", ["sft", "dpo", "orpo"])
 def test_training_changed_every_trainable_parameter(tiny_run, method):
-    metrics = json.loads((tiny_run / f"results/train/{method}/metrics.json").read_text())
+    metrics = json.loads((tiny_run / f"results/train/seed7/{method}/metrics.json").read_text())
     assert metrics["trainable_tensors"] > 0
     assert metrics["unchanged_tensors"] == []
     assert metrics["fine_tuning"] == ("full" if method == "sft" else "lora")
@@ -62,7 +63,7 @@ def test_full_fine_tuning_changed_every_saved_weight(tiny_run):
     from safetensors.torch import load_file
 
     base = load_file(tiny_run / "results/student/base/model.safetensors")
-    tuned = load_file(tiny_run / "results/train/sft/model.safetensors")
+    tuned = load_file(tiny_run / "results/train/seed7/sft/model.safetensors")
     assert base.keys() == tuned.keys()
     assert [k for k in base if torch.equal(base[k], tuned[k])] == []
     assert all(torch.isfinite(v).all() for v in tuned.values())
@@ -73,7 +74,7 @@ def test_lora_adapter_weights_moved_from_init(tiny_run):
     from safetensors.torch import load_file
 
     for method in ("dpo", "orpo"):
-        weights = load_file(tiny_run / f"results/train/{method}/adapter_model.safetensors")
+        weights = load_file(tiny_run / f"results/train/seed7/{method}/adapter_model.safetensors")
         lora_b = {k: v for k, v in weights.items() if "lora_B" in k}
         assert lora_b and all(torch.isfinite(v).all() and v.abs().sum() > 0 for v in lora_b.values()), method
 
@@ -97,8 +98,10 @@ def test_provenance_sidecars(tiny_run):
 def test_bad_manifest_fails_with_a_clear_message_and_no_cohort(tmp_path):
     wd = workdir(tmp_path)
     (wd / "manifest.csv").write_text("case_id,note,disease_id\np1,seizures,OMIM:100100\n")
-    res = snakemake(wd, "--configfile", TINY, "--config", "cohort={'source': 'manifest', 'manifest': "
-                    "{'path': 'manifest.csv'}}", "--until", "build_cohort", check=False)
+    # A manifest has notes only: no HPO terms for the Phenomizer baseline of the tiny config.
+    (wd / "manifest.yaml").write_text("cohort: {source: manifest, manifest: {path: manifest.csv}}\n"
+                                      "baselines: {phenomizer: false}\n")
+    res = snakemake(wd, "--configfile", TINY, str(wd / "manifest.yaml"), "--until", "build_cohort", check=False)
     assert res.returncode != 0
     log = (wd / "logs/build_cohort/build_cohort.log").read_text()
     assert "manifest.csv: manifest is missing column(s) ['image_path']" in log
@@ -123,7 +126,7 @@ def test_lint_is_clean():
 def test_orpo_nll_covers_the_answer_only(tiny_run):
     """TRL's ORPO puts the prompt in its NLL; ours (recipe nll: completion) must not: then the NLL
     equals minus the mean per-token log-probability of the chosen answer, which TRL also logs."""
-    rows = [json.loads(x) for x in (tiny_run / "results/train/orpo/trainer_log.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (tiny_run / "results/train/seed7/orpo/trainer_log.jsonl").read_text().splitlines()]
     first = next(r for r in rows if "nll_loss" in r)
     assert first["nll_loss"] == pytest.approx(-first["logps/chosen"], rel=1e-3)
 
@@ -177,5 +180,11 @@ def test_partial_recomputation(tiny_run):
     assert {"build_preferences", "train_student", "make_report"} <= set(k_change)
     assert not upstream & set(k_change)
     eval_change = planned_jobs(tiny_run, {"evaluation": {"max_new_tokens": 20, "bootstrap": 50}})
-    assert set(eval_change) == {"predict_student", "score_student", "score_teacher", "make_report"}
-    assert eval_change["predict_student"] == 4
+    assert set(eval_change) == {"predict_student", "predict_rag", "score_student", "score_teacher",
+                                "score_baseline", "make_report"}
+    assert eval_change["predict_student"] == 4 and eval_change["predict_rag"] == 2
+    # Another training seed trains, answers and scores each method once more, and nothing upstream.
+    seed_change = planned_jobs(tiny_run, {"training": {"seeds": [7, 8]}})
+    assert seed_change["train_student"] == 3 and seed_change["predict_student"] == 3
+    assert seed_change["predict_rag"] == 1  # RAG with the new seed's SFT model
+    assert not upstream & set(seed_change)
