@@ -181,3 +181,20 @@ def test_two_cpu_processes_predict_what_one_process_predicts(tiny):
     assert one["case_id"].to_list() == [f"t{i}" for i in range(6)]
     assert one.equals(two)
     assert (d / "logs/predict2.rank1.log").exists()
+
+
+@pytest.mark.parametrize("method,extra", [("cpo", ""), ("simpo", "  loss_type: simpo\n  cpo_alpha: 0.0\n"),
+                                          ("kto", "")])
+def test_other_preference_methods_train_every_weight(tiny, method, extra, tmp_path):
+    """CPO, SimPO (TRL's CPO trainer) and KTO (which unpairs the pairs) train on the same Parquet."""
+    from mint.train import train_student
+
+    d, _ = tiny
+    recipe = tmp_path / f"{method}.yaml"
+    recipe.write_text(f"method: {method}\nlora: null\nargs:\n{extra}  learning_rate: 1.0e-3\n  num_train_epochs: 1\n"
+                      "  per_device_train_batch_size: 4\n  max_length: 480\n  logging_steps: 1\n"
+                      "  save_strategy: 'no'\n")
+    metrics = train_student(recipe, str(d / "base"), d / "preferences.parquet", tmp_path / "out",
+                            checkpoint_dir=tmp_path / "ckpt", seed=5)
+    assert metrics["method"] == method and metrics["seed"] == 5
+    assert metrics["trainable_tensors"] > 0 and metrics["unchanged_tensors"] == []
