@@ -2,7 +2,6 @@
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +12,6 @@ from mint.io import MintError
 from mint.knowledge import load_knowledge
 from mint.phenopackets import (
     RAW_COLUMNS,
-    STORE_ENV,
     demographic_phrase,
     main,
     read_flat,
@@ -29,11 +27,8 @@ OLD_SYMBOL_COHORTS = {"HNRPA2B1": "HNRNPA2B1", "MTTV": "MT-TV"}
 
 
 @pytest.fixture(scope="module")
-def store():
-    path = Path(os.environ.get(STORE_ENV, REPO / ".." / "shared" / "phenopacket-store"))
-    if not (path / "cases.parquet").exists() or not (path / "json-examples").is_dir():
-        pytest.skip(f"phenopacket-store snapshot not found at {path} (set {STORE_ENV} to its folder)")
-    return path
+def store(phenopacket_store):
+    return phenopacket_store
 
 
 @pytest.fixture(scope="module")
