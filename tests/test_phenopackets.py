@@ -2,7 +2,6 @@
 
 import json
 import logging
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -21,7 +20,6 @@ from mint.phenopackets import (
     write_case_note,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 # Cohorts whose phenopacket-store folder is named by an older gene symbol than the variants carry.
 OLD_SYMBOL_COHORTS = {"HNRPA2B1": "HNRNPA2B1", "MTTV": "MT-TV"}
 
