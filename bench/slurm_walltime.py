@@ -21,7 +21,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TABLES = ["results/cohort/cases.parquet", "results/rankings/teacher.parquet",
-          "results/preferences/preferences.parquet", "results/report/metrics.csv"]
+          "results/preferences/preferences.parquet", "results/train/sft/model.safetensors",
+          "results/train/dpo/adapter_model.safetensors", "results/train/orpo/adapter_model.safetensors",
+          "results/report/metrics.csv"]
 
 
 def run_once(args: list[str], configfile: str) -> tuple[float, Path, str]:
