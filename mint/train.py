@@ -173,15 +173,19 @@ def train_student(
     init = str(init_dir) if recipe["init"] == "sft" else None
     model, tokenizer = load_trained(init, recipe["dtype"]) if init else load_student(base, dtype=recipe["dtype"])
 
-    adapter = recipe["lora"] is not None
-    if adapter:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **recipe["lora"]))
     config_cls, trainer_cls = trainer_classes(method, completion_only_nll=recipe["nll"] == "completion")
     args = dict(recipe["args"])
     if seed is not None:  # the workflow's training seed (config training.seeds) overrides the recipe's
         args["seed"] = seed
+    adapter = recipe["lora"] is not None
+    if adapter:
+        from peft import LoraConfig, get_peft_model
+        from transformers import set_seed
+
+        # LoRA's A matrices are drawn at random here, before the trainer seeds anything: seed them
+        # too, so the same seed gives the same adapter.
+        set_seed(args.get("seed", 42))
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **recipe["lora"]))
     gpu = not use_cpu()  # no GPU, or config/accelerate/cpu.yaml
     if not gpu and (args.get("bf16") or args.get("fp16")):
         log.warning("on the CPU: training in float32 instead of the recipe's bf16/fp16")

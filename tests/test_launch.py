@@ -198,3 +198,27 @@ def test_other_preference_methods_train_every_weight(tiny, method, extra, tmp_pa
                             checkpoint_dir=tmp_path / "ckpt", seed=5)
     assert metrics["method"] == method and metrics["seed"] == 5
     assert metrics["trainable_tensors"] > 0 and metrics["unchanged_tensors"] == []
+
+
+def test_same_seed_gives_the_same_lora_adapter(tiny, tmp_path):
+    """peft draws LoRA's A matrices when the adapter is made, in an order that depends on Python's
+    hash seed (`target_modules: all-linear` is a set): train_student seeds that draw, so two
+    processes with different hash seeds make the same adapter."""
+    from safetensors.torch import load_file
+
+    d, _ = tiny
+    recipe = tmp_path / "orpo.yaml"
+    recipe.write_text("method: orpo\nlora: {r: 4, lora_alpha: 8, target_modules: all-linear}\nargs:\n"
+                      "  learning_rate: 1.0e-3\n  num_train_epochs: 1\n  per_device_train_batch_size: 4\n"
+                      "  max_length: 480\n  save_strategy: 'no'\n")
+    adapters = []
+    for run, seed, hash_seed in (("a", 5, "1"), ("b", 5, "2"), ("c", 6, "1")):
+        cmd = [sys.executable, "-m", "mint.train", str(recipe), str(d / "base"), str(d / "preferences.parquet"),
+               str(tmp_path / run), "--checkpoints", str(tmp_path / f"ckpt_{run}"), "--seed", str(seed)]
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": "1"}
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+        adapters.append(load_file(tmp_path / run / "adapter_model.safetensors"))
+    same, other = adapters[0], adapters[2]
+    assert all(same[k].equal(adapters[1][k]) for k in same)
+    assert any(not same[k].equal(other[k]) for k in same)
