@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TABLES = ["results/cohort/cases.parquet", "results/rankings/teacher.parquet",
-          "results/preferences/preferences.parquet", "results/train/sft/model.safetensors",
-          "results/train/dpo/adapter_model.safetensors", "results/train/orpo/adapter_model.safetensors",
-          "results/report/metrics.csv"]
+# Globs: the DAG nests training outputs by seed (results/train/seed<N>/<method>).
+OUTPUTS = ["results/cohort/*.parquet", "results/rankings/*.parquet", "results/preferences/*.parquet",
+           "results/train/**/model.safetensors", "results/train/**/adapter_model.safetensors",
+           "results/predict/**/*.parquet", "results/report/metrics.csv"]
 
 
 def run_once(args: list[str], configfile: str) -> tuple[float, Path, str]:
@@ -64,9 +64,11 @@ def main(argv: list[str] | None = None) -> None:
     job_s = slurm_job_seconds(jobids)
     print(f"SLURM (profiles/slurm-local): {slurm_s:.1f} s; {len(jobids)} jobs, their run times summed "
           f"{sum(job_s)} s (longest {max(job_s)} s)")
-    for table in TABLES:
-        same = (local_wd / table).read_bytes() == (slurm_wd / table).read_bytes()
-        print(f"{table}: {'identical' if same else 'DIFFERENT'}")
+    for pattern in OUTPUTS:
+        for path in sorted(local_wd.glob(pattern)):
+            other = slurm_wd / path.relative_to(local_wd)
+            same = other.exists() and path.read_bytes() == other.read_bytes()
+            print(f"{path.relative_to(local_wd)}: {'identical' if same else 'DIFFERENT'}")
     print(f"\nscratch dirs: {local_wd} {slurm_wd}")
 
 
