@@ -16,7 +16,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -137,20 +136,13 @@ def test_every_step_ran_as_a_slurm_job(runs):
     assert sorted(res.stdout.split(), key=int) == sorted(ids, key=int)
 
 
-# What a run reproduces bit for bit, whatever runs it. Not the LoRA adapters (DPO and ORPO on the
-# tiny config) nor what comes from them: mint/train.py creates them (peft draws lora_A at random)
-# before the trainer sets its seed, so they differ from one process to the next, on SLURM or not
-# (four runs of `python -m mint.train` on the same ORPO inputs gave four different adapters;
-# predictions on the tiny config happened to agree). Full fine-tuning (SFT), the base model, the
-# baselines and everything upstream are reproducible. Globs: the DAG nests some paths by seed.
+# What a run reproduces bit for bit, whatever runs it: everything but timings and file names
+# inside torch.save archives. (LoRA adapters too, since mint/train.py seeds peft's draw of
+# lora_A; before that they differed from one process to the next.) Globs: the DAG nests some
+# paths by seed.
 IDENTICAL = ["results/cohort/*.parquet", "results/rankings/*.parquet", "results/preferences/*.parquet",
-             "results/train/**/sft/model.safetensors", "results/predict/**/*base.parquet",
-             "results/predict/**/*sft.parquet"]
-
-
-def lora_methods() -> set[str]:
-    recipes = (REPO / "tests/data/tiny/recipes").glob("*.yaml")
-    return {r.stem for r in recipes if yaml.safe_load(r.read_text()).get("lora")}
+             "results/train/**/model.safetensors", "results/train/**/adapter_model.safetensors",
+             "results/predict/**/*.parquet", "results/scores/**/*.parquet", "results/report/metrics.csv"]
 
 
 @pytest.mark.parametrize("pattern", IDENTICAL)
@@ -160,14 +152,9 @@ def test_slurm_outputs_are_byte_identical_to_a_local_run(runs, pattern):
     assert [f for f in files if (runs["slurm"] / f).read_bytes() != (runs["local"] / f).read_bytes()] == []
 
 
-def test_slurm_report_equals_a_local_run(runs):
-    slurm, local = (pl.read_csv(runs[k] / "results/report/metrics.csv") for k in ("slurm", "local"))
-    assert slurm["method"].to_list() == local["method"].to_list()
-    lora = lora_methods()
-    assert lora == {"dpo", "orpo"}
-    slurm, local = (t.filter(~pl.col("method").is_in(list(lora))) for t in (slurm, local))
-    assert {"teacher_note_photo", "base", "sft"} <= set(slurm["method"])
-    assert slurm.equals(local), f"SLURM:\n{slurm}\nlocal:\n{local}"
+def test_slurm_report_lists_every_method(runs):
+    table = pl.read_csv(runs["slurm"] / "results/report/metrics.csv")
+    assert {"teacher_note_photo", "base", "sft", "dpo", "orpo"} <= set(table["method"])
 
 
 def test_a_job_slurm_refuses_fails_clearly_and_the_rerun_reuses_what_was_made(cluster, tmp_path):
