@@ -212,9 +212,11 @@ def train_teacher(
             metrics[f"{split_name}_{modality}_top3"] = accuracy(logits, labels[idx], 3)
     out_dir = Path(out_dir)
     prov = provenance(section(config, "teacher", "cohort"), seed=seed)
-    with atomic_path(out_dir / "model.pt") as tmp:
+    # Saved through a file handle: given a path, torch.save names the archive's root folder after the
+    # (temporary, random) file name, and identical weights would give different bytes.
+    with atomic_path(out_dir / "model.pt") as tmp, open(tmp, "wb") as fh:
         torch.save({"state_dict": model.state_dict(), "classes": classes, "text_dim": text.shape[1],
-                    "hidden": cfg["hidden"], "folds": folds}, tmp)
+                    "hidden": cfg["hidden"], "folds": folds}, fh)
     write_json(metrics, out_dir / "metrics.json", prov)
     if log_path:
         Path(log_path).write_text("\n".join(json.dumps(h) for h in history) + "\n")
