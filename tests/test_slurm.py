@@ -136,11 +136,12 @@ def test_every_step_ran_as_a_slurm_job(runs):
     assert sorted(res.stdout.split(), key=int) == sorted(ids, key=int)
 
 
-# What a run reproduces bit for bit, whatever runs it: everything but timings and file names
-# inside torch.save archives. (LoRA adapters too, since mint/train.py seeds peft's draw of
-# lora_A; before that they differed from one process to the next.) Globs: the DAG nests some
-# paths by seed.
-IDENTICAL = ["results/cohort/*.parquet", "results/rankings/*.parquet", "results/preferences/*.parquet",
+# What a run reproduces bit for bit, whatever runs it: everything but timings. (LoRA adapters too,
+# since mint/train.py seeds peft's draw of lora_A, and the teacher's model.pt since it is saved
+# through a file handle; before, each differed from one process to the next.) Globs: the DAG
+# nests some paths by seed.
+IDENTICAL = ["results/cohort/*.parquet", "results/teacher/model.pt", "results/rankings/*.parquet",
+             "results/preferences/*.parquet",
              "results/train/**/model.safetensors", "results/train/**/adapter_model.safetensors",
              "results/predict/**/*.parquet", "results/scores/**/*.parquet", "results/report/metrics.csv"]
 
