@@ -217,7 +217,8 @@ def _write_summary(config, table: pl.DataFrame, training, comparisons, teacher_m
     for row in table.iter_rows(named=True):
         cells = [row["label"], str(row["n_cases"]), _fmt(row, "top1")] + [_fmt(row, f"top{x}") for x in ks]
         cells += [_fmt(row, "mrr", pct=False), _fmt(row, "hallucination_rate"), _fmt(row, "format_rate")]
-        cells += [str(row["n_seeds"]), f"{100 * row['top1_seed_sd']:.1f}"] if seeds > 1 else []
+        spread = f"{100 * row['top1_seed_sd']:.1f}" if row["n_seeds"] > 1 else ""  # one seed: no spread
+        cells += [str(row["n_seeds"]), spread] if seeds > 1 else []
         lines.append("| " + " | ".join(cells) + " |")
     rows = {r["method"]: r for r in table.iter_rows(named=True)}
     ablation = [(m, inp, who) for m, inp, who in ABLATION if m in rows]
