@@ -79,6 +79,38 @@ def generate_answers(
     return answers
 
 
+def answer_prompts(config: Mapping[str, Any], model_dir: str, prompts: Sequence[list[dict]], state=None) -> list[str]:
+    """The answers of the model in `model_dir` (seeded, with `evaluation`'s threads and batch size).
+
+    With `state` (several processes), each generates its share and every process gets all answers.
+    """
+    from mint.train import load_trained
+
+    ev = config["evaluation"]
+    torch.manual_seed(config["seed"])
+    torch.set_num_threads(ev["threads"])
+    model, tokenizer = load_trained(model_dir)
+    if state is not None:
+        model.to(state.device)
+    return generate_answers(model, tokenizer, prompts, ev["batch_size"], ev["max_new_tokens"], state)
+
+
+def write_predictions(
+    case_ids: Sequence[str], method: str, answers: Sequence[str], out_path: str | Path, prov: Mapping[str, Any]
+) -> None:
+    """PREDICTIONS rows: the raw answers and the names parsed from them."""
+    df = pl.DataFrame(
+        {
+            "case_id": list(case_ids),
+            "method": [method] * len(case_ids),
+            "response": list(answers),
+            "predicted_names": [parse_answer(a)[0] for a in answers],
+        },
+        schema_overrides={"predicted_names": pl.List(pl.String)},
+    )
+    write_parquet(df, out_path, schemas.PREDICTIONS, prov)
+
+
 def predict(
     config: Mapping[str, Any], model_dir: str, cohort_dir: str | Path, method: str, out_path: str | Path,
     split: str = "test",
@@ -87,33 +119,17 @@ def predict(
 
     Several processes (accelerate launch) share the work; only process 0 writes.
     """
-    from mint.train import load_trained
-
-    ev = config["evaluation"]
-    torch.manual_seed(config["seed"])
-    torch.set_num_threads(ev["threads"])
     state = process_state()
     cases, _ = load_cohort(cohort_dir)
     cases = cases.filter(pl.col("split") == split).sort("case_id")
-    model, tokenizer = load_trained(model_dir)
-    model.to(state.device)
     k = config["preferences"]["k"]
     prompts = [build_prompt(note, k, config["prompt"]) for note in cases["note"].to_list()]
-    answers = generate_answers(model, tokenizer, prompts, ev["batch_size"], ev["max_new_tokens"], state)
+    answers = answer_prompts(config, model_dir, prompts, state)
     if not state.is_main_process:
         return
-    df = pl.DataFrame(
-        {
-            "case_id": cases["case_id"],
-            "method": [method] * cases.height,
-            "response": answers,
-            "predicted_names": [parse_answer(a)[0] for a in answers],
-        },
-        schema_overrides={"predicted_names": pl.List(pl.String)},
-    )
-    write_parquet(df, out_path, schemas.PREDICTIONS,
-                  provenance(section(config, "evaluation", "prompt", "preferences"), seed=config["seed"],
-                             model=str(model_dir)))
+    write_predictions(cases["case_id"].to_list(), method, answers, out_path,
+                      provenance(section(config, "evaluation", "prompt", "preferences"), seed=config["seed"],
+                                 model=str(model_dir)))
 
 
 def make_parser() -> argparse.ArgumentParser:

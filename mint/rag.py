@@ -29,7 +29,7 @@ from mint import schemas
 from mint.cohort import load_cohort
 from mint.config import load_config, section
 from mint.io import MintError, provenance, read_parquet, write_parquet
-from mint.prompts import build_prompt, parse_answer
+from mint.prompts import build_prompt
 
 RETRIEVERS = ("minilm", "bm25")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -113,14 +113,9 @@ def knn_rankings(config: Mapping[str, Any], cohort_dir, embeddings_path, out_pat
 
 def predict_rag(config: Mapping[str, Any], model_dir: str, cohort_dir, embeddings_path, method: str, out_path) -> None:
     """The student's answers when the neighbours' diagnoses precede each test note (PREDICTIONS)."""
-    import torch
+    from mint.predict import answer_prompts, write_predictions
 
-    from mint.predict import generate_answers
-    from mint.train import load_trained
-
-    ev, b = config["evaluation"], config["baselines"]
-    torch.manual_seed(config["seed"])
-    torch.set_num_threads(ev["threads"])
+    b = config["baselines"]
     test, train, panel, idx, _ = _retrieve(config, cohort_dir, embeddings_path)
     name_of = dict(zip(panel["disease_id"].to_list(), panel["name"].to_list()))
     train_dx = train["disease_id"].to_list()
@@ -129,16 +124,10 @@ def predict_rag(config: Mapping[str, Any], model_dir: str, cohort_dir, embedding
     for note, row in zip(test["note"].to_list(), idx):
         diagnoses = list(dict.fromkeys(name_of[train_dx[j]] for j in row))[: b["rag_diseases"]]
         prompts.append(build_prompt(note, k, config["prompt"], context=rag_context(diagnoses)))
-    model, tokenizer = load_trained(model_dir)
-    answers = generate_answers(model, tokenizer, prompts, ev["batch_size"], ev["max_new_tokens"])
-    df = pl.DataFrame(
-        {"case_id": test["case_id"], "method": [method] * test.height, "response": answers,
-         "predicted_names": [parse_answer(a)[0] for a in answers]},
-        schema_overrides={"predicted_names": pl.List(pl.String)},
-    )
-    write_parquet(df, out_path, schemas.PREDICTIONS,
-                  provenance(section(config, "evaluation", "prompt", "preferences", "baselines"), seed=config["seed"],
-                             model=str(model_dir)))
+    answers = answer_prompts(config, model_dir, prompts)
+    write_predictions(test["case_id"].to_list(), method, answers, out_path,
+                      provenance(section(config, "evaluation", "prompt", "preferences", "baselines"),
+                                 seed=config["seed"], model=str(model_dir)))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
