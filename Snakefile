@@ -1,5 +1,7 @@
 # MINT: Multimodal Integrated kNowledge Transfer (arXiv 2505.05736) as a Snakemake workflow.
 # Run the embedded default:  make demo   (or: snakemake --cores 2)
+# The core rules (rules/core/) are shared by every application; the application that config key
+# `application` selects adds its own (rules/apps/<name>.smk): cohort, teacher, baselines.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -12,15 +14,12 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
-include: "rules/knowledge.smk"
-include: "rules/cohort.smk"
-include: "rules/teacher.smk"
-include: "rules/preferences.smk"
-include: "rules/student.smk"
-include: "rules/train.smk"
-include: "rules/evaluate.smk"
-include: "rules/baselines.smk"
-include: "rules/report.smk"
+include: str(APP.rules)
+include: "rules/core/teacher.smk"
+include: "rules/core/preferences.smk"
+include: "rules/core/train.smk"
+include: "rules/core/evaluate.smk"
+include: "rules/core/report.smk"
 
 
 rule all:

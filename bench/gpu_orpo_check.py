@@ -5,7 +5,7 @@ MLP 8192, vocabulary 128,256, tied embeddings, RoPE theta 500,000: Llama-3.2-1B'
 its RoPE scaling) with random weights, and a word-level tokenizer built here (every word one
 token, so each sequence has exactly the length asked for). Nothing is downloaded. Synthetic
 preference rows (prompt, chosen, rejected) go through MINT's own ORPO trainer
-(`mint.trl_compat.trainer_classes("orpo")`), `--warmup` steps untimed, then `--steps` timed.
+(`mint.core.trl_compat.trainer_classes("orpo")`), `--warmup` steps untimed, then `--steps` timed.
 
 Printed: training tokens/s (ORPO runs prompt+chosen and prompt+rejected: both count), model
 FLOPs utilisation MFU = 6 * N * tokens/s / peak (6N FLOPs per token for forward + backward,
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
 
-    from mint.trl_compat import trainer_classes
+    from mint.core.trl_compat import trainer_classes
 
     gpu = torch.cuda.is_available() and not args.tiny
     if not gpu and not args.tiny:

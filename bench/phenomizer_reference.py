@@ -1,7 +1,7 @@
 """Phenomizer on the real phenopacket-store patients: top-1 / top-10 accuracy, MRR and run time.
 
 Ranks the 800-disease panel of `diseases.tsv` for every case of `cases.parquet` (observed HPO
-terms only), with each score of `mint.phenomizer.MODES`, and prints the figures over (a) the cases
+terms only), with each score of `mint.apps.rare_disease.phenomizer.MODES`, and prints the figures over (a) the cases
 whose disease this HPO release annotates and (b) all cases (an unannotated disease is a miss):
 with the ranks as written (exact ties broken by disease_id) and with ties won by the diagnosis,
 since one-way scores tie whenever two diseases match every patient term equally well.
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mint.knowledge import build_knowledge, load_knowledge
-from mint.phenomizer import MODES, PhenomizerRanker
+from mint.apps.rare_disease.knowledge import build_knowledge, load_knowledge
+from mint.apps.rare_disease.phenomizer import MODES, PhenomizerRanker
 
 REPO = Path(__file__).resolve().parent.parent
 STORE = REPO.parent / "shared" / "phenopacket-store"
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=Path, default=STORE / "cases.parquet")
     p.add_argument("--panel", type=Path, default=STORE / "diseases.tsv")
-    p.add_argument("--knowledge", type=Path, default=None, help="folder of mint.knowledge tables; default: build")
+    p.add_argument("--knowledge", type=Path, default=None, help="folder of mint.apps.rare_disease.knowledge tables; default: build")
     a = p.parse_args(argv)
 
     t0 = time.perf_counter()

@@ -1,12 +1,15 @@
-# Config validation and every computed input, as named functions so that rules stay declarative.
+# Config validation, the application, and every computed input, as named functions so that rules
+# stay declarative. Everything a step reads is an input or a param: a config change reruns
+# exactly the steps whose params hold it (tests/test_rerun.py checks this key by key).
 import json
 import os
 import shlex
 import sys
 from pathlib import Path
 
-from mint.config import load_yaml, validate_config
-from mint.trl_compat import METHODS
+from mint.core.app import load_application, pair_modality, teacher_modalities
+from mint.core.config import load_yaml, validate_config
+from mint.core.trl_compat import METHODS
 
 # PyTorch threads that spin while they wait slowed training ~20-fold when two jobs shared the
 # 2 cores here (400 vs 9k tokens/s); passive waiting lets parallel jobs share the cores.
@@ -23,39 +26,42 @@ _validated = validate_config(config, source="workflow config")
 config.clear()
 config.update(_validated)
 
-KNOWLEDGE = "results/knowledge"
+APP = load_application(config["application"])
+
+# What an application's rules write for the core (see mint.core.app.Application).
 COHORT = "results/cohort"
-TEACHER = "results/teacher"
+CASES = f"{COHORT}/cases.parquet"
+CANDIDATES = f"{COHORT}/candidates.parquet"
+VOCABULARY = f"{COHORT}/vocabulary.parquet"
+EXCLUDED = f"{COHORT}/excluded.parquet"
+TEACHER_RANKINGS = "results/rankings/teacher.parquet"
 STUDENT_BASE = "results/student/base"
 
 
-def knowledge_files(wildcards=None):
-    return {name: f"{KNOWLEDGE}/{name}.parquet" for name in ("diseases", "annotations", "terms")}
-
-
 def cohort_files(wildcards=None):
-    return {"cases": f"{COHORT}/cases.parquet", "panel": f"{COHORT}/panel.parquet"}
+    return {"cases": CASES, "candidates": CANDIDATES}
 
 
-def excluded_file():
-    return f"{COHORT}/excluded.parquet"
-
-
-def parent(name, io="input"):
-    """A param that is the folder of a named input/output file (steps read sibling tables)."""
-    return lambda wildcards, input, output: str(Path(getattr(input if io == "input" else output, name)).parent)
+def vocabulary_file(wildcards=None):
+    """The names answers are matched against: the application's vocabulary, or the candidates."""
+    return VOCABULARY if APP.vocabulary else CANDIDATES
 
 
 def external_rankings():
     return config["teacher"]["rankings"] is not None
 
 
-def teacher_modalities():
-    return ["external"] if external_rankings() else ["note_photo", "note"]
+def modalities():
+    return teacher_modalities(APP, external_rankings())
+
+
+def prompt():
+    """The student's prompt: the application's, with the config's `prompt` keys over it (JSON)."""
+    return json.dumps(APP.prompt.resolved(config["prompt"]), sort_keys=True)
 
 
 def student_base():
-    """The base student: the tiny model built here, or a Hugging Face id / local folder."""
+    """The base student: the application's builtin model built here, or a Hugging Face id / local folder."""
     base = config["student"]["base"]
     return STUDENT_BASE if base == "builtin" else base
 
@@ -95,7 +101,7 @@ def train_init(wildcards):
 
 
 def init_option(wildcards, input):
-    """`--init <SFT folder>` for mint.train when the method starts from SFT, else nothing."""
+    """`--init <SFT folder>` for mint.core.train when the method starts from SFT, else nothing."""
     init = first_or_none(input.init)
     return f"--init {shlex.quote(init)}" if init else ""
 
@@ -111,17 +117,11 @@ def predict_model(wildcards, input):
     return first_or_none(input.model) or student_base()
 
 
-def predict_settings():
-    """The config that mint.predict reads, as JSON (a param: changing it reruns prediction)."""
-    keys = ("seed", "evaluation", "prompt", "preferences")
-    return json.dumps({k: config[k] for k in keys}, sort_keys=True)
-
-
-# A run is what one prediction/score file holds: the base model, or a trained method of one seed.
+# A run is what one prediction/score file holds: the base model, or a trained method of one seed;
+# an application may answer more runs of its own (e.g. retrieval-augmented prompts).
 TRAINED_RUN = r"seed\d+/(" + "|".join(METHODS) + ")"
-RAG_RUN = r"rag_base|seed\d+/rag_sft"
 PREDICT_RUN = f"base|{TRAINED_RUN}"
-SCORE_RUN = f"base|{TRAINED_RUN}|{RAG_RUN}"
+SCORE_RUN = "|".join([PREDICT_RUN, *([APP.extra_runs] if APP.extra_runs else [])])
 
 
 def run_method(wildcards):
@@ -139,30 +139,27 @@ def predict_model_files(wildcards):
     return student_base_files() if wildcards.run == "base" else [f"results/train/{wildcards.run}"]
 
 
-def rag_model_files(wildcards):
-    if wildcards.run == "rag_base":
-        return student_base_files()
-    return [trained("sft", run_seed(wildcards))]
-
-
-def baseline_methods():
-    """Rows of the comparison beyond teacher and students, in config order."""
-    b = config["baselines"]
-    return (["phenomizer"] if b["phenomizer"] else []) + (["knn"] if b["knn"] else []) + [f"rag_{s}" for s in b["rag"]]
+def application_scores():
+    """Score files of the application's own rows (its baselines); its rules file may redefine this."""
+    return []
 
 
 def score_files():
-    teacher = [f"results/scores/teacher_{m}.parquet" for m in teacher_modalities()]
-    rankers = [f"results/scores/{b}.parquet" for b in baseline_methods() if not b.startswith("rag_")]
-    rag = [f"results/scores/seed{s}/rag_sft.parquet" for s in seeds() if "sft" in config["baselines"]["rag"]]
-    rag += ["results/scores/rag_base.parquet"] if "base" in config["baselines"]["rag"] else []
+    teacher = [f"results/scores/teacher_{m}.parquet" for m in modalities()]
     students = [f"results/scores/seed{s}/{m}.parquet" for s in seeds() for m in methods()]
-    return teacher + rankers + ["results/scores/base.parquet"] + rag + students
+    return teacher + application_scores() + ["results/scores/base.parquet"] + students
 
 
 def train_dirs():
     return [trained(m, s) for s in seeds() for m in methods()]
 
 
+def teacher_metrics():
+    return [] if external_rankings() or APP.teacher_metrics is None else [APP.teacher_metrics]
+
+
+REPORT_FILES = ("summary.md", "metrics.csv", "accuracy.png", "training.png", "per_label.png")
+
+
 def report_files():
-    return [f"results/report/{name}" for name in ("summary.md", "metrics.csv", "accuracy.png", "training.png", "per_disease.png")]
+    return [f"results/report/{name}" for name in REPORT_FILES]

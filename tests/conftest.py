@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def knowledge_dir(tmp_path_factory):
-    from mint.knowledge import build_knowledge
+    from mint.apps.rare_disease.knowledge import build_knowledge
 
     out = tmp_path_factory.mktemp("knowledge")
     build_knowledge(out)
@@ -24,7 +24,7 @@ def knowledge_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def phenopacket_store():
     """The shared phenopacket-store snapshot (real patients, read in place, never copied here)."""
-    from mint.phenopackets import STORE_ENV
+    from mint.apps.rare_disease.phenopackets import STORE_ENV
 
     path = Path(os.environ.get(STORE_ENV, REPO / ".." / "shared" / "phenopacket-store"))
     if not (path / "cases.parquet").exists() or not (path / "json-examples").is_dir():

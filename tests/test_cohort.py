@@ -2,9 +2,9 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from mint.cohort import assign_split, build_cohort, load_cohort
-from mint.config import validate_config
-from mint.io import MintError
+from mint.apps.rare_disease.cohort import assign_split, build_cohort, load_cohort
+from mint.core.config import validate_config
+from mint.core.io import MintError
 
 
 def sim_config(**sim):
@@ -166,7 +166,7 @@ def test_phenopacket_json_cohort_with_exclusions(phenopacket_store, knowledge_di
     broken["PMID_38465576_Individual_3"] = "unknown_hpo_id"
     assert dict(zip(excluded["case_id"], excluded["reason"])) == broken
     # ... and the report counts them by reason.
-    from mint.report import _cohort_facts
+    from mint.core.report import _cohort_facts
 
     assert _cohort_facts(out)["excluded"] == {"disease_not_in_panel": 1, "no_observed_term": 1, "unknown_hpo_id": 2}
     for case_id in broken:  # each exclusion is said, naming the case
@@ -196,8 +196,8 @@ def test_phenopacket_json_and_flat_give_the_same_cohort(phenopacket_store, knowl
 
 
 def test_panel_file_errors_name_the_file(tmp_path, knowledge_dir):
-    from mint.cohort import read_panel
-    from mint.knowledge import load_knowledge
+    from mint.apps.rare_disease.cohort import read_panel
+    from mint.apps.rare_disease.knowledge import load_knowledge
 
     diseases, _, _ = load_knowledge(knowledge_dir)
     bad = tmp_path / "panel.tsv"

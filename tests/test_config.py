@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from mint.config import load_config, validate_config
-from mint.io import MintError
+from mint.core.config import load_config, validate_config
+from mint.core.io import MintError
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(REPO.glob("config/*.yaml")) + sorted(REPO.glob("tests/data/*/config.yaml"))

@@ -1,10 +1,10 @@
-"""Unit tests of mint.evaluate on a handful of made-up diseases and cases."""
+"""Unit tests of mint.core.evaluate on a handful of made-up diseases and cases."""
 
 import numpy as np
 import polars as pl
 import pytest
 
-from mint.evaluate import (
+from mint.core.evaluate import (
     CASE_SCORE_SCHEMA,
     NameMatcher,
     normalize_name,
@@ -13,9 +13,9 @@ from mint.evaluate import (
     score_rankings,
     summarize,
 )
-from mint.io import MintError
-from mint.prompts import format_answer
-from mint.schemas import CASE_SCORES
+from mint.core.io import MintError
+from mint.core.prompts import format_answer
+from mint.core.schemas import CASE_SCORES
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mint import face
-from mint.io import MintError
+from mint.apps.rare_disease import face
+from mint.core.io import MintError
 
 HYPERTELORISM = "HP:0000316"
 LOW_SET_EARS = "HP:0000369"

@@ -4,7 +4,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from mint.io import MintError, atomic_dir, atomic_path, provenance, read_parquet, sidecar_path, write_parquet
+from mint.core.io import MintError, atomic_dir, atomic_path, provenance, read_parquet, sidecar_path, write_parquet
 
 SCHEMA = pa.schema([("a", pa.int64()), ("b", pa.string())])
 

@@ -18,11 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mint import schemas
-from mint.config import load_yaml, validate_config
-from mint.launch import CPU_FLAGS, launch_flags, use_cpu
-from mint.prompts import assistant, build_prompt, format_answer
-from mint.student import build_tiny_llama, render_chat, train_tokenizer
+from mint.core import schemas
+from mint.core.config import load_yaml, validate_config
+from mint.core.launch import CPU_FLAGS, launch_flags, use_cpu
+from mint.core.prompts import assistant, build_prompt, format_answer
+from mint.apps.rare_disease.student import build_tiny_llama, render_chat, train_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 ACCELERATE_CONFIGS = sorted((REPO / "config" / "accelerate").glob("*.yaml"))
@@ -79,7 +79,7 @@ def test_launch_flags_here_without_a_gpu():
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible")
-    out = subprocess.run([sys.executable, "-m", "mint.launch", "1"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "mint.core.launch", "1"], capture_output=True, text=True, check=True)
     assert out.stdout.split() == CPU_FLAGS
 
 
@@ -149,11 +149,11 @@ def accelerate(*args: str, processes: int) -> subprocess.CompletedProcess:
 
 @pytest.mark.multiprocess
 def test_two_cpu_processes_train_once_and_the_model_loads(tiny):
-    from mint.train import load_trained
+    from mint.core.train import load_trained
 
     d, _ = tiny
     out, log = d / "train/orpo", d / "logs/orpo.log"
-    accelerate("mint.train", str(d / "orpo.yaml"), str(d / "base"), str(d / "preferences.parquet"), str(out),
+    accelerate("mint.core.train", str(d / "orpo.yaml"), str(d / "base"), str(d / "preferences.parquet"), str(out),
                "--checkpoints", str(d / "checkpoints"), "--log", str(log), processes=2)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2
@@ -175,7 +175,7 @@ def test_two_cpu_processes_train_once_and_the_model_loads(tiny):
 def test_two_cpu_processes_predict_what_one_process_predicts(tiny):
     d, settings = tiny
     for n in (1, 2):
-        accelerate("mint.predict", str(d / "base"), str(d / "cohort"), str(d / f"predict{n}.parquet"),
+        accelerate("mint.core.predict", str(d / "base"), str(d / "cohort"), str(d / f"predict{n}.parquet"),
                    "--settings", settings, "--method", "base", "--log", str(d / f"logs/predict{n}.log"), processes=n)
     one, two = (pl.read_parquet(d / f"predict{n}.parquet") for n in (1, 2))
     assert one["case_id"].to_list() == [f"t{i}" for i in range(6)]
@@ -187,7 +187,7 @@ def test_two_cpu_processes_predict_what_one_process_predicts(tiny):
                                           ("kto", "")])
 def test_other_preference_methods_train_every_weight(tiny, method, extra, tmp_path):
     """CPO, SimPO (TRL's CPO trainer) and KTO (which unpairs the pairs) train on the same Parquet."""
-    from mint.train import train_student
+    from mint.core.train import train_student
 
     d, _ = tiny
     recipe = tmp_path / f"{method}.yaml"
@@ -213,7 +213,7 @@ def test_same_seed_gives_the_same_lora_adapter(tiny, tmp_path):
                       "  max_length: 480\n  save_strategy: 'no'\n")
     adapters = []
     for run, seed, hash_seed in (("a", 5, "1"), ("b", 5, "2"), ("c", 6, "1")):
-        cmd = [sys.executable, "-m", "mint.train", str(recipe), str(d / "base"), str(d / "preferences.parquet"),
+        cmd = [sys.executable, "-m", "mint.core.train", str(recipe), str(d / "base"), str(d / "preferences.parquet"),
                str(tmp_path / run), "--checkpoints", str(tmp_path / f"ckpt_{run}"), "--seed", str(seed)]
         env = {**os.environ, "PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": "1"}
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)

@@ -6,9 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mint import schemas
-from mint.io import MintError, read_parquet, write_parquet
-from mint.phenomizer import PhenomizerRanker, rank_cohort
+from mint.core import schemas
+from mint.core.io import MintError, read_parquet, write_parquet
+from mint.apps.rare_disease.phenomizer import PhenomizerRanker, rank_cohort
 
 # R is the root; A and B its children; A1, A2 under A; B1 under B; C under both A and B.
 R, A, B, A1, A2, B1, C = (f"HP:000000{i}" for i in range(1, 8))

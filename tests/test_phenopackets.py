@@ -6,10 +6,10 @@ import logging
 import polars as pl
 import pytest
 
-from mint.cohort import read_panel
-from mint.io import MintError
-from mint.knowledge import load_knowledge
-from mint.phenopackets import (
+from mint.apps.rare_disease.cohort import read_panel
+from mint.core.io import MintError
+from mint.apps.rare_disease.knowledge import load_knowledge
+from mint.apps.rare_disease.phenopackets import (
     RAW_COLUMNS,
     demographic_phrase,
     main,
@@ -174,7 +174,7 @@ def _one_row(flat, case_id="PMID_15761194_III_1", **change):
 )
 def test_every_exclusion_is_tabled_and_logged_without_patient_text(flat, knowledge, caplog, change, reason, detail):
     raw = pl.concat([flat.head(200), _one_row(flat, **change)])
-    with caplog.at_level(logging.WARNING, logger="mint.phenopackets"):
+    with caplog.at_level(logging.WARNING, logger="mint.apps.rare_disease.phenopackets"):
         cases, excluded = to_cases(raw, *knowledge)
     assert "MADE_UP_1" not in cases["case_id"].to_list()
     assert cases.height + excluded.height == 201
@@ -201,11 +201,11 @@ def test_case_without_publication_is_its_own_group(flat, knowledge):
 
 @pytest.fixture(scope="module")
 def all_cases(flat, knowledge):
-    logging.getLogger("mint.phenopackets").setLevel(logging.ERROR)  # ~160 expected exclusions
+    logging.getLogger("mint.apps.rare_disease.phenopackets").setLevel(logging.ERROR)  # ~160 expected exclusions
     try:
         cases, _ = to_cases(flat, *knowledge)
     finally:
-        logging.getLogger("mint.phenopackets").setLevel(logging.NOTSET)
+        logging.getLogger("mint.apps.rare_disease.phenopackets").setLevel(logging.NOTSET)
     return cases
 
 

@@ -1,12 +1,12 @@
 import polars as pl
 import pytest
 
-from mint import schemas
-from mint.config import validate_config
-from mint.io import MintError, read_parquet, write_parquet
-from mint.preferences import build_preferences, pick_lists, sft_target
-from mint.prompts import parse_answer
-from mint.teacher import rankings_frame
+from mint.core import schemas
+from mint.core.config import validate_config
+from mint.core.io import MintError, read_parquet, write_parquet
+from mint.core.preferences import build_preferences, pick_lists, sft_target
+from mint.core.prompts import parse_answer
+from mint.apps.rare_disease.teacher import rankings_frame
 
 RANKED = ["d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8"]
 

@@ -1,4 +1,4 @@
-from mint.prompts import HEADER, build_prompt, format_answer, parse_answer
+from mint.core.prompts import HEADER, build_prompt, format_answer, parse_answer
 
 
 def test_answer_roundtrip():

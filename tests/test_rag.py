@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from mint.io import MintError
-from mint.prompts import build_prompt
-from mint.rag import knn_scores, neighbours, rag_context
+from mint.core.io import MintError
+from mint.core.prompts import build_prompt
+from mint.apps.rare_disease.rag import knn_scores, neighbours, rag_context
 
 TRAIN = ["seizures and microcephaly", "short stature and hypertelorism", "seizures and ataxia"]
 

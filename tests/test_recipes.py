@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from mint.io import MintError
-from mint.train import load_recipe
-from mint.trl_compat import METHODS, trainer_classes
+from mint.core.io import MintError
+from mint.core.train import load_recipe
+from mint.core.trl_compat import METHODS, trainer_classes
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = sorted(REPO.glob("config/recipes/*/*.yaml")) + sorted(REPO.glob("tests/data/*/recipes/*.yaml"))

@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 import torch
 
-from mint import schemas
-from mint.io import MintError, write_parquet
-from mint.prompts import HEADER, assistant, build_prompt, format_answer, parse_answer
-from mint.student import (
+from mint.core import schemas
+from mint.core.io import MintError, write_parquet
+from mint.core.prompts import HEADER, assistant, build_prompt, format_answer, parse_answer
+from mint.apps.rare_disease.student import (
     BOS,
     DEFAULT_TINY,
     EOT,

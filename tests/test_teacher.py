@@ -3,10 +3,10 @@ import polars as pl
 import pytest
 import torch
 
-from mint import schemas
-from mint.config import validate_config
-from mint.io import MintError, read_parquet, write_parquet
-from mint.teacher import FusionTeacher, import_rankings, presence, rankings_frame
+from mint.core import schemas
+from mint.core.config import validate_config
+from mint.core.io import MintError, read_parquet, write_parquet
+from mint.apps.rare_disease.teacher import FusionTeacher, import_rankings, presence, rankings_frame
 
 
 def test_rankings_frame_ranks_by_score():
@@ -72,7 +72,7 @@ def test_bad_external_rankings_are_named(tmp_path, cohort, df, message):
 
 
 def test_cross_fit_ranks_training_cases_out_of_fold(tmp_path):
-    from mint.teacher import rank_diseases, train_teacher
+    from mint.apps.rare_disease.teacher import rank_diseases, train_teacher
 
     rng = np.random.default_rng(0)
     n = 30

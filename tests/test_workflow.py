@@ -143,7 +143,7 @@ def test_training_resumes_after_a_kill(tiny_run, tmp_path):
         "  save_steps: 10\n  seed: 7\n"
     )
     ckpt, out = tmp_path / "checkpoints", tmp_path / "sft"
-    cmd = [sys.executable, "-m", "mint.train", str(recipe), str(tiny_run / "results/student/base"),
+    cmd = [sys.executable, "-m", "mint.core.train", str(recipe), str(tiny_run / "results/student/base"),
            str(tiny_run / "results/preferences/sft.parquet"), str(out), "--checkpoints", str(ckpt)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300

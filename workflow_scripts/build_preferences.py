@@ -1,5 +1,11 @@
-from mint.preferences import build_preferences
-from mint.workflow import step_log
+import json
 
+from mint.core.preferences import build_preferences
+from mint.core.workflow import step_log
+
+p = snakemake.params
 with step_log(snakemake.log[0]):
-    build_preferences(snakemake.config, snakemake.params.cohort_dir, snakemake.input.rankings, snakemake.params.out_dir)
+    build_preferences(snakemake.input.cases, snakemake.input.candidates, snakemake.input.rankings,
+                      snakemake.output.preferences, snakemake.output.sft, modality=p.modality,
+                      prompt=json.loads(p.prompt), text_field=p.text_field, k=p.k, q=p.q, rejected=p.rejected,
+                      truth_in_chosen=p.truth_in_chosen, sft_target_kind=p.sft_target, seed=p.seed)

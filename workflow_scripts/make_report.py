@@ -1,6 +1,13 @@
-from mint.report import make_report
-from mint.workflow import step_log
+from pathlib import Path
 
+from mint.core.app import load_application
+from mint.core.report import make_report
+from mint.core.workflow import step_log
+
+p = snakemake.params
 with step_log(snakemake.log[0]):
-    make_report(snakemake.config, snakemake.input.scores, snakemake.input.train, snakemake.input.get("teacher"),
-                snakemake.params.out_dir, cohort_dir=snakemake.params.cohort_dir)
+    make_report(snakemake.input.scores, snakemake.input.train, Path(snakemake.output.summary).parent,
+                app=load_application(p.application), k=p.k, ks=p.ks, n_boot=p.bootstrap, seed=p.seed,
+                teacher_metrics=snakemake.input.teacher[0] if snakemake.input.teacher else None,
+                cases_path=snakemake.input.cases, candidates_path=snakemake.input.candidates,
+                excluded_path=snakemake.input.excluded)

@@ -1,0 +1,44 @@
+"""Rare genetic disease from a clinical note: the first MINT application.
+
+A teacher that sees a patient's note and facial photo ranks the candidate diseases; the student
+reads the note only. This package holds everything that knows about diseases: the HPO knowledge
+tables, simulated/manifest/phenopacket cohorts, notes and faces, the note+photo teacher, the
+Phenomizer and retrieval baselines, the builtin text student, the prompt and the report sections.
+Its rules are `rules/apps/rare_disease.smk`.
+
+    snakemake --cores 2 --configfile config/config.yaml
+"""
+
+from pathlib import Path
+
+from mint.apps.rare_disease.cohort import CASE_FIELDS
+from mint.apps.rare_disease.prompts import PROMPT, normalise
+from mint.apps.rare_disease.report import check_config, summary_sections
+from mint.core.app import Application, package_file
+from mint.core.config import load_yaml
+
+APPLICATION = Application(
+    name="rare_disease",
+    label_noun="disease",
+    labels_noun="diseases",
+    rules=Path(__file__).resolve().parents[3] / "rules" / "apps" / "rare_disease.smk",
+    config_schema=load_yaml(package_file(__name__, "schema.yaml")),
+    case_fields=CASE_FIELDS,
+    teacher_modalities=("note_photo", "note"),
+    pair_modality="note_photo",
+    modality_labels={"note_photo": "note+photo", "note": "note only", "photo": "photo only"},
+    prompt=PROMPT,
+    student_kind="text",
+    student_text="note",
+    student_input="the note",
+    vocabulary=True,
+    teacher_metrics="results/teacher/metrics.json",
+    normalise=normalise,
+    rankers=("phenomizer", "knn"),
+    extra_runs=r"rag_base|seed\d+/rag_sft",
+    rows={"phenomizer": "Phenomizer (HPO similarity)", "knn": "retrieval (nearest patients)",
+          "rag_base": "RAG, base model", "rag_sft": "RAG, SFT"},
+    row_order=("phenomizer", "knn", "base", "rag_base", "sft", "rag_sft", "dpo", "orpo"),
+    summary_sections=summary_sections,
+    check_config=check_config,
+)

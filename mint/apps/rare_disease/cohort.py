@@ -1,0 +1,387 @@
+"""Build the patient cohort: simulated from HPO annotations (the embedded default), a manifest or phenopackets.
+
+Every source gives the core's tables (`mint.core.schemas`): the cases (CASES plus this
+application's note, photo and HPO columns; one row per patient, with a seeded stratified
+train/validation/test split), the candidate diseases and the matching vocabulary (LABELS), the
+excluded input cases, and a folder of photos.
+
+Simulated patients: phenotypes sampled by their annotated frequency, a few unrelated "noise"
+findings, a demographic line, and a note built from the term labels. The photo is rendered
+from the patient's facial findings, of which the note states only a configurable share, so
+that the photo carries diagnostic information the note lacks, as real photos do.
+
+    python -m mint.apps.rare_disease.cohort config/config.yaml results/knowledge results/cohort
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from tqdm import tqdm
+
+from mint.apps.rare_disease.face import load_face, render_face_png
+from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
+from mint.apps.rare_disease.notes import demographic_line, term_label, write_note
+from mint.apps.rare_disease.phenopackets import read_raw, split_by_publication, to_cases
+from mint.core import schemas
+from mint.core.cohort import assign_split, check_split_column
+from mint.core.config import load_config
+from mint.core.io import MintError, atomic_dir, provenance, write_parquet
+
+log = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = ("case_id", "note", "image_path", "disease_id")
+# The cohort's columns while it is built (the domain's names); `to_core` renames them on the way out.
+CASE_COLUMNS = ["case_id", "source", "publication", "disease_id", "split", "note", "image_path", "hpo_ids",
+                "note_hpo_ids"]
+# This application's columns of cases.parquet (after the core's), as `Application.case_fields`.
+CASE_FIELDS = (
+    pa.field("note", pa.string()),
+    pa.field("image_path", pa.string()),  # the photo, relative to the working directory; null: none
+    pa.field("hpo_ids", schemas.STRINGS),  # all findings of the patient (null for manifest cases)
+    pa.field("note_hpo_ids", schemas.STRINGS),  # the findings the note states
+)
+CORE_NAMES = {"publication": "group", "disease_id": "label_id"}
+EXCLUDED_COLUMNS = {"case_id": pl.String, "disease_id": pl.String, "reason": pl.String, "detail": pl.String}
+
+
+# ---------------------------------------------------------------- simulated cohort
+
+
+def choose_panel(
+    diseases: pl.DataFrame, annotations: pl.DataFrame, terms: pl.DataFrame, n: int, min_facial: int, seed: int
+) -> pl.DataFrame:
+    """`n` OMIM diseases (seeded) with at least `min_facial` facial and 3 other annotated findings."""
+    facial = set(terms.filter(pl.col("is_facial"))["hpo_id"].to_list())
+    counts = annotations.with_columns(facial=pl.col("hpo_id").is_in(facial)).group_by("disease_id").agg(
+        n_facial=pl.col("facial").sum(), n_other=(~pl.col("facial")).sum()
+    )
+    eligible = counts.filter((pl.col("n_facial") >= min_facial) & (pl.col("n_other") >= 3)).sort("disease_id")
+    if eligible.height < n:
+        raise MintError(
+            f"config key 'cohort.simulated.n_diseases' asks for {n} diseases but only {eligible.height} have "
+            f">= {min_facial} facial findings (config key 'cohort.simulated.min_facial_terms')"
+        )
+    rng = np.random.default_rng(seed)
+    picked = sorted(rng.choice(eligible["disease_id"].to_numpy(), size=n, replace=False).tolist())
+    return diseases.filter(pl.col("disease_id").is_in(picked)).select("disease_id", "name").sort("disease_id")
+
+
+def _weighted_sample(ids: np.ndarray, weights: np.ndarray, n: int, rng: np.random.Generator) -> list[str]:
+    n = min(n, len(ids))
+    if n == 0:
+        return []
+    p = weights / weights.sum()
+    return rng.choice(ids, size=n, replace=False, p=p).tolist()
+
+
+def simulate_cohort(
+    panel: pl.DataFrame,
+    annotations: pl.DataFrame,
+    terms: pl.DataFrame,
+    sim: Mapping[str, Any],
+    image_dir: Path,
+    image_prefix: str,
+    seed: int,
+) -> pl.DataFrame:
+    """Simulated patients of every panel disease (CASES columns, split not yet assigned)."""
+    rng = np.random.default_rng(seed)
+    names = dict(zip(terms["hpo_id"].to_list(), terms["name"].to_list()))
+    facial = set(terms.filter(pl.col("is_facial"))["hpo_id"].to_list())
+    panel_ann = annotations.filter(pl.col("disease_id").is_in(panel["disease_id"].to_list()))
+    # Noise: findings of other panel diseases, the hard kind of distractor a real note has.
+    noise_pool = np.array(sorted(set(panel_ann["hpo_id"].to_list()) - facial))
+    rows = []
+    disease_ids = panel["disease_id"].to_list()
+    for disease_id in tqdm(disease_ids, desc="simulate patients", unit="disease"):
+        ann = panel_ann.filter(pl.col("disease_id") == disease_id)
+        is_face = ann["hpo_id"].is_in(list(facial)).to_numpy()
+        face_ids, face_freq = ann["hpo_id"].to_numpy()[is_face], ann["frequency"].to_numpy()[is_face]
+        other_ids, other_freq = ann["hpo_id"].to_numpy()[~is_face], ann["frequency"].to_numpy()[~is_face]
+        own = set(ann["hpo_id"].to_list())
+        for i in range(sim["cases_per_disease"]):
+            case_id = f"{disease_id.replace(':', '_')}_{i:04d}"
+            face = sample_facial(face_ids, face_freq, rng)
+            n_true = int(rng.integers(sim["true_terms"][0], sim["true_terms"][1] + 1))
+            true = _weighted_sample(other_ids, other_freq, n_true, rng)
+            stated_face = [t for t in face if rng.random() < sim["note_facial_share"]]
+            n_noise = int(rng.integers(sim["noise_terms"][0], sim["noise_terms"][1] + 1))
+            candidates = np.array([t for t in noise_pool if t not in own])
+            noise = rng.choice(candidates, size=min(n_noise, len(candidates)), replace=False).tolist()
+            stated = true + stated_face + noise
+            order = rng.permutation(len(stated))
+            stated = [stated[j] for j in order]
+            note = write_note(demographic_line(rng), [term_label(names[t]) for t in stated])
+            image = image_dir / f"{case_id}.png"
+            render_face_png(face, image, rng, size=sim["image_size"], jitter=sim["jitter"])
+            rows.append(
+                {
+                    "case_id": case_id,
+                    "source": "simulated",
+                    "disease_id": disease_id,
+                    "note": note,
+                    "image_path": f"{image_prefix}/{case_id}.png",
+                    "hpo_ids": sorted(set(face) | set(true) | set(noise)),
+                    "note_hpo_ids": sorted(stated),
+                }
+            )
+    schema = {"case_id": pl.String, "source": pl.String, "disease_id": pl.String, "note": pl.String,
+              "image_path": pl.String, "hpo_ids": pl.List(pl.String), "note_hpo_ids": pl.List(pl.String)}
+    return pl.DataFrame(rows, schema=schema).with_columns(publication=pl.lit(None, pl.String))
+
+
+def sample_facial(face_ids: np.ndarray, face_freq: np.ndarray, rng: np.random.Generator) -> list[str]:
+    """Each facial finding of a disease, present with its annotated frequency; at least the likeliest one.
+
+    A disease with no facial annotation gives none (its patients' photos show an unremarkable face).
+    """
+    if len(face_ids) == 0:
+        return []
+    present = face_freq > rng.random(len(face_freq))
+    return face_ids[present].tolist() or [face_ids[np.argmax(face_freq)]]
+
+
+# ---------------------------------------------------------------- manifest cohort
+
+
+def read_manifest(
+    path: str | Path, image_root: str | Path | None, known_diseases: pl.DataFrame, image_size: int
+) -> pl.DataFrame:
+    """The user's cases, checked row by row; any problem raises MintError naming file, row and case."""
+    path = Path(path)
+    if not path.exists():
+        raise MintError(f"config key 'cohort.manifest.path': file not found: {path}")
+    if path.suffix.lower() == ".parquet":
+        df = pl.read_parquet(path)
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        df = pl.read_csv(path, separator="\t" if path.suffix.lower() == ".tsv" else ",", infer_schema=False)
+    else:
+        raise MintError(f"{path}: manifest must be .csv, .tsv or .parquet")
+    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
+    if missing:
+        raise MintError(f"{path}: manifest is missing column(s) {missing}; it needs {list(MANIFEST_COLUMNS)}")
+    df = df.with_columns(pl.col(c).cast(pl.String) for c in MANIFEST_COLUMNS)
+    root = Path(image_root) if image_root else path.parent
+    known = set(known_diseases["disease_id"].to_list())
+    seen: set[str] = set()
+    for row_no, row in enumerate(df.iter_rows(named=True), start=2):  # row 1 is the header
+        where = f"{path} row {row_no} (case_id {row['case_id']!r})"
+        if not row["case_id"]:
+            raise MintError(f"{path} row {row_no}: empty case_id")
+        if row["case_id"] in seen:
+            raise MintError(f"{where}: duplicate case_id")
+        seen.add(row["case_id"])
+        if not (row["note"] or "").strip():
+            raise MintError(f"{where}: empty note")
+        if row["disease_id"] not in known:
+            raise MintError(
+                f"{where}: unknown disease id {row['disease_id']!r} (not an OMIM disease of the HPO release)"
+            )
+        if not row["image_path"]:
+            raise MintError(f"{where}: empty image_path")
+        try:
+            load_face(root / row["image_path"], image_size)
+        except MintError as err:  # a missing or corrupt image: say which row
+            raise MintError(f"{where}: {err}") from err
+    if "split" in df.columns:
+        check_split_column(df, str(path))
+    paths = [str(root / p) for p in df["image_path"].to_list()]
+    return df.with_columns(image_path=pl.Series(paths, dtype=pl.String))
+
+
+# ---------------------------------------------------------------- phenopacket cohort
+
+
+def read_panel(path: str | Path, diseases: pl.DataFrame) -> pl.DataFrame:
+    """The candidate panel from a TSV/CSV with `disease_id` and `name` (or `label`, as phenopacket-store's).
+
+    Panel diseases that this HPO release does not annotate stay in the panel (a patient may have
+    one); their names come from the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MintError(f"config key 'cohort.phenopacket.panel': file not found: {path}")
+    df = pl.read_csv(path, separator="\t" if path.suffix.lower() in (".tsv", ".txt") else ",", infer_schema=False)
+    if "name" not in df.columns and "label" in df.columns:
+        df = df.rename({"label": "name"})
+    missing = [c for c in ("disease_id", "name") if c not in df.columns]
+    if missing:
+        raise MintError(f"{path}: panel is missing column(s) {missing}; it needs disease_id and name (or label)")
+    dup = df.filter(pl.col("disease_id").is_duplicated())["disease_id"].unique().sort().to_list()
+    if dup:
+        raise MintError(f"{path}: disease id(s) listed twice: {dup[:5]}")
+    known = dict(zip(diseases["disease_id"].to_list(), diseases["name"].to_list()))
+    df = df.with_columns(name=pl.when(pl.col("name").str.strip_chars() == "").then(
+        pl.col("disease_id").replace_strict(known, default=None)).otherwise(pl.col("name")))
+    unnamed = df.filter(pl.col("name").is_null())["disease_id"].to_list()
+    if unnamed:
+        raise MintError(f"{path}: no name for disease(s) {unnamed[:5]} (not in this HPO release either)")
+    return df.select("disease_id", "name").sort("disease_id")
+
+
+def phenopacket_cohort(
+    pp: Mapping[str, Any],
+    split: Mapping[str, float],
+    diseases: pl.DataFrame,
+    annotations: pl.DataFrame,
+    terms: pl.DataFrame,
+    image: Mapping[str, Any],
+    image_dir: Path,
+    image_prefix: str,
+    seed: int,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Real patients (split by publication) plus simulated training patients of the panel diseases.
+
+    Returns (cases, panel, excluded). Notes state at most `max_observed` observed and
+    `max_excluded` excluded findings, in the phenopacket's order, so they fit the student's context;
+    `hpo_ids` and `note_hpo_ids` are the observed findings the note states. A real patient's photo
+    is rendered from its own facial findings plus facial findings sampled from its disease's
+    annotations, as for a simulated patient.
+    """
+
+    if not Path(pp["path"]).exists():
+        raise MintError(f"config key 'cohort.phenopacket.path': not found: {pp['path']}")
+    raw = read_raw(pp["path"])
+    panel = read_panel(pp["panel"], diseases) if pp["panel"] else (
+        pl.DataFrame({"disease_id": raw["disease_ids"].explode().drop_nulls().unique().sort()})
+        .join(diseases.select("disease_id", "name"), on="disease_id", how="left")
+        .with_columns(name=pl.col("name").fill_null(pl.col("disease_id")))
+    )
+    panel_ids = panel["disease_id"].to_list()
+    known_terms = set(terms["hpo_id"].to_list())
+    names = dict(zip(terms["hpo_id"].to_list(), terms["name"].to_list()))
+    # Exclusions are judged on the whole phenopacket, the note on its first findings.
+    _, excluded = to_cases(raw, panel_ids, known_terms, names)
+    kept = raw.filter(~pl.col("case_id").is_in(excluded["case_id"].implode()))
+    capped = kept.with_columns(pl.col("observed_hpo").list.head(pp["max_observed"]),
+                               pl.col("excluded_hpo").list.head(pp["max_excluded"]))
+    real, _ = to_cases(capped, panel_ids, known_terms, names)
+    real = split_by_publication(real, split["validation"], split["test"], seed)
+
+    rng = np.random.default_rng(seed)
+    facial = set(terms.filter(pl.col("is_facial"))["hpo_id"].to_list())
+    face_ann = annotations.filter(pl.col("hpo_id").is_in(list(facial)))
+    face_of = {d: (g["hpo_id"].to_numpy(), g["frequency"].to_numpy())
+               for (d,), g in face_ann.group_by("disease_id", maintain_order=True)}
+    empty = (np.array([], dtype=object), np.array([], dtype=float))
+    paths = []
+    for case_id, disease_id, hpo in tqdm(real.select("case_id", "disease_id", "hpo_ids").iter_rows(),
+                                         total=real.height, desc="render photos", unit="case"):
+        face = sorted(set(sample_facial(*face_of.get(disease_id, empty), rng)) | (set(hpo) & facial))
+        render_face_png(face, image_dir / f"{case_id}.png", rng, size=image["image_size"], jitter=image["jitter"])
+        paths.append(f"{image_prefix}/{case_id}.png")
+    real = real.with_columns(image_path=pl.Series(paths, dtype=pl.String), source=pl.lit("phenopacket"))
+
+    parts = [real.select(CASE_COLUMNS)]
+    per_disease = pp["simulated_per_disease"]
+    annotated = panel.filter(pl.col("disease_id").is_in(annotations["disease_id"].unique().implode()))
+    if per_disease:
+        sim_cfg = {**image, "cases_per_disease": per_disease}
+        sim = simulate_cohort(annotated, annotations, terms, sim_cfg, image_dir, image_prefix, seed + 1)
+        parts.append(sim.with_columns(split=pl.lit("train")).select(CASE_COLUMNS))
+    log.info("phenopacket cohort: %d real cases (%s), %d excluded, %d simulated training cases of %d annotated "
+             "panel diseases", real.height, dict(real["split"].value_counts().iter_rows()), excluded.height,
+             sum(p.height for p in parts[1:]), annotated.height)
+    return pl.concat(parts), panel, excluded
+
+
+# ---------------------------------------------------------------- step entry point
+
+
+def vocabulary(diseases: pl.DataFrame, panel: pl.DataFrame) -> pl.DataFrame:
+    """LABELS an answer's names are matched against: the whole HPO release plus the panel's own names.
+
+    A real panel may spell a disease its own way, or list a disease this HPO release lacks: its
+    names join the release's as synonyms, so that naming a panel disease is never a hallucination.
+    """
+    own = panel.select("disease_id", panel_name="name")
+    known = (
+        diseases.join(own, on="disease_id", how="left")
+        .with_columns(synonyms=pl.when(pl.col("panel_name").is_null()).then(pl.col("synonyms"))
+                      .otherwise(pl.concat_list(pl.col("synonyms").fill_null([]), pl.col("panel_name"))))
+        .select("disease_id", "name", "synonyms")
+    )
+    extra = own.filter(~pl.col("disease_id").is_in(diseases["disease_id"].implode())).select(
+        "disease_id", name="panel_name", synonyms=pl.lit([], pl.List(pl.String)))
+    return pl.concat([known, extra]).rename({"disease_id": "label_id"})
+
+
+def candidates(diseases: pl.DataFrame, panel: pl.DataFrame) -> pl.DataFrame:
+    """LABELS of the panel: its names, with the release's synonyms where the release knows the disease."""
+    return (panel.join(diseases.select("disease_id", "synonyms"), on="disease_id", how="left", maintain_order="left")
+            .with_columns(pl.col("synonyms").fill_null([])).rename({"disease_id": "label_id"}))
+
+
+def build_cohort(
+    knowledge: Mapping[str, str | Path], *, cases_path: str | Path, candidates_path: str | Path,
+    vocabulary_path: str | Path, excluded_path: str | Path, images_dir: str | Path,
+    cohort: Mapping[str, Any], seed: int,
+) -> None:
+    """Write the cases, candidates, vocabulary, exclusions and the photo folder.
+
+    `knowledge`: the paths of the `diseases`, `annotations` and `terms` tables; `cohort`: the
+    config's `cohort` section (source and its settings, split shares).
+    """
+    diseases, annotations, terms = load_knowledge(knowledge["diseases"], knowledge["annotations"], knowledge["terms"])
+    images = Path(images_dir)
+    excluded = pl.DataFrame(schema=EXCLUDED_COLUMNS)
+    if cohort["source"] == "phenopacket":
+        with atomic_dir(images) as tmp_images:
+            cases, panel, excluded = phenopacket_cohort(
+                cohort["phenopacket"], cohort["split"], diseases, annotations, terms, cohort["simulated"],
+                tmp_images, str(images), seed)
+    elif cohort["source"] == "simulated":
+        sim = cohort["simulated"]
+        panel = choose_panel(diseases, annotations, terms, sim["n_diseases"], sim["min_facial_terms"], seed)
+        with atomic_dir(images) as tmp_images:
+            cases = simulate_cohort(panel, annotations, terms, sim, tmp_images, str(images), seed)
+    else:
+        man = cohort["manifest"]
+        cases = read_manifest(man["path"], man["image_root"], diseases, cohort["simulated"]["image_size"])
+        panel = (
+            diseases.filter(pl.col("disease_id").is_in(cases["disease_id"].unique().to_list()))
+            .select("disease_id", "name").sort("disease_id")
+        )
+        # Copy the photos in, so later steps depend on files the workflow owns.
+        with atomic_dir(images) as tmp_images:
+            new_paths = []
+            for case_id, src in zip(cases["case_id"].to_list(), cases["image_path"].to_list()):
+                dest = f"{case_id}{Path(src).suffix.lower()}"
+                shutil.copyfile(src, tmp_images / dest)
+                new_paths.append(str(images / dest))
+        cases = cases.with_columns(image_path=pl.Series(new_paths), hpo_ids=None, note_hpo_ids=None,
+                                   source=pl.lit("manifest"), publication=pl.lit(None, pl.String))
+    cases = cases.rename({k: v for k, v in CORE_NAMES.items() if k in cases.columns})
+    if "split" not in cases.columns:
+        cases = assign_split(cases, cohort["split"]["validation"], cohort["split"]["test"], seed)
+    cases = cases.sort("case_id")
+    prov = provenance({"cohort": dict(cohort)}, seed=seed)
+    write_parquet(candidates(diseases, panel), candidates_path, schemas.LABELS, prov)
+    write_parquet(vocabulary(diseases, panel), vocabulary_path, schemas.LABELS, prov)
+    write_parquet(cases, cases_path, schemas.cases_schema(CASE_FIELDS), prov)
+    write_parquet(excluded.rename({"disease_id": "label_id"}), excluded_path, schemas.EXCLUDED, prov)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Build the rare-disease cohort.")
+    parser.add_argument("config")
+    parser.add_argument("knowledge_dir")
+    parser.add_argument("out_dir")
+    args = parser.parse_args(argv)
+    config, out = load_config(args.config), Path(args.out_dir)
+    build_cohort(knowledge_files(args.knowledge_dir), cases_path=out / "cases.parquet",
+                 candidates_path=out / "candidates.parquet", vocabulary_path=out / "vocabulary.parquet",
+                 excluded_path=out / "excluded.parquet", images_dir=out / "images", cohort=config["cohort"],
+                 seed=config["seed"])
+
+
+if __name__ == "__main__":
+    main()

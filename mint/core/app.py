@@ -1,0 +1,143 @@
+"""The one small interface between the core and an application, and the registry that selects it.
+
+An application (rare disease from a note, tissue type from an image, a user's own) is a module
+that defines `APPLICATION = Application(...)`. The core reads nothing else of it, and never
+imports it by name: `config.application` is either a builtin name (looked up in `BUILTIN`, a
+table of module paths) or the dotted path of the user's own module.
+
+    python -c "from mint.core.app import load_application; print(load_application('rare_disease'))"
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from mint.core.io import MintError
+
+# Builtin applications: name -> module. Strings, so that the core imports none of them.
+BUILTIN = {"rare_disease": "mint.apps.rare_disease"}
+
+STUDENT_KINDS = ("text", "vision")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The question a student is asked and the header its numbered answer starts with.
+
+    `user` is a template with `{text}` (the case's input text; absent for image-only students)
+    and `{k}` (how many labels to name).
+    """
+
+    system: str
+    user: str
+    header: str
+
+    def resolved(self, overrides: Mapping[str, str | None] | None) -> dict[str, str]:
+        """This prompt with the config's `prompt.system` / `prompt.user` over it, as a plain dict."""
+        overrides = overrides or {}
+        return {"system": overrides.get("system") or self.system, "user": overrides.get("user") or self.user,
+                "header": self.header}
+
+
+def _identity_normalise(name: str) -> str:
+    return " ".join(re.sub(r"[\W_]+", " ", name.lower()).split())
+
+
+@dataclass(frozen=True)
+class Application:
+    """What an application declares; every field is read by the core or its rules.
+
+    - `name`: the value of `config.application`; `label_noun` (+ `labels_noun`): what a label is.
+    - `rules`: its Snakemake rules file, which must write `results/cohort/{cases,candidates,excluded}.parquet`
+      (+ `vocabulary.parquet` when `vocabulary` is true) and, unless the config names external rankings,
+      `results/rankings/teacher.parquet`; `teacher_metrics`: a JSON file of its teacher, or None.
+    - `config_schema`: JSON-schema of its own config keys, merged into the core's.
+    - `case_fields`: its own columns of `cases.parquet`.
+    - `teacher_modalities`: the modalities its teacher ranks (each scored in the report), with
+      `modality_labels`; `pair_modality`: the one whose ranking makes the preference pairs.
+    - `student_kind` ('text' | 'vision'), `student_text` / `student_image`: the cases columns the student
+      reads, `student_input`: how the report names that input.
+    - `prompt`: system message, user template and answer header; `normalise`: how names are made
+      comparable when answers are matched to labels.
+    - `rankers`: baselines whose rules write `results/rankings/<name>.parquet` (modality `<name>`), scored
+      by the core; `extra_runs`: a regex of further answer files `results/predict/<run>.parquet` its rules
+      write (scored by the core like the students'); its rules file lists the score files of both in
+      `application_scores()`.
+    - `rows`: report labels of methods the core does not name itself (its baselines); `row_order`:
+      the order of the rows after the teacher's (the core's student methods among them);
+      `summary_sections(context)`: extra Markdown lines for the report; `check_config(config, source)`:
+      rules across its keys that JSON schema cannot state.
+    """
+
+    name: str
+    label_noun: str
+    labels_noun: str
+    rules: Path
+    config_schema: Mapping[str, Any]
+    case_fields: Sequence[pa.Field]
+    teacher_modalities: Sequence[str]
+    pair_modality: str
+    modality_labels: Mapping[str, str]
+    prompt: Prompt
+    student_kind: str = "text"
+    student_text: str | None = None
+    student_image: str | None = None
+    student_input: str = "the input"
+    vocabulary: bool = False
+    teacher_metrics: str | None = None
+    normalise: Callable[[str], str] = _identity_normalise
+    rankers: Sequence[str] = ()
+    extra_runs: str | None = None
+    rows: Mapping[str, str] = field(default_factory=dict)
+    row_order: Sequence[str] = ("base", "sft", "dpo", "orpo")
+    summary_sections: Callable[[Mapping[str, Any]], list[str]] | None = None
+    check_config: Callable[[Mapping[str, Any], str], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.student_kind not in STUDENT_KINDS:
+            raise MintError(f"application {self.name!r}: student_kind must be one of {STUDENT_KINDS}")
+        if self.student_kind == "text" and not self.student_text:
+            raise MintError(f"application {self.name!r}: a text student needs student_text (a cases column)")
+        if self.student_kind == "vision" and not self.student_image:
+            raise MintError(f"application {self.name!r}: a vision student needs student_image (a cases column)")
+        if self.pair_modality not in self.teacher_modalities:
+            raise MintError(f"application {self.name!r}: pair_modality {self.pair_modality!r} is not one of "
+                            f"teacher_modalities {list(self.teacher_modalities)}")
+
+
+def load_application(name: str) -> Application:
+    """The application `name` selects: a builtin name, or a module path `pkg.module` defining APPLICATION."""
+    module_name = BUILTIN.get(name, name)
+    if "." not in module_name:
+        raise MintError(f"config key 'application': unknown application {name!r}; builtin: {sorted(BUILTIN)}, "
+                        "or the dotted path of a module that defines APPLICATION")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise MintError(f"config key 'application': cannot import {module_name!r}: {err}") from err
+    app = getattr(module, "APPLICATION", None)
+    if not isinstance(app, Application):
+        raise MintError(f"config key 'application': module {module_name!r} defines no APPLICATION = Application(...)")
+    return app
+
+
+def package_file(package: str, name: str) -> Path:
+    """A data file shipped inside a package (found with importlib.resources, wherever it is installed)."""
+    return Path(str(resources.files(package).joinpath(name)))
+
+
+def teacher_modalities(app: Application, external: bool) -> list[str]:
+    """Modalities the teacher's rankings hold: the application's, or `external` for imported rankings."""
+    return ["external"] if external else list(app.teacher_modalities)
+
+
+def pair_modality(app: Application, external: bool) -> str:
+    return "external" if external else app.pair_modality

@@ -1,0 +1,113 @@
+"""Load and validate the workflow config, filling in defaults.
+
+The schema is the core's (`mint/core/schema.yaml`: the keys every application shares) with the
+selected application's own (`config_schema`) merged in, both package data. The Snakefile validates
+as soon as the config loads; tests and the CLI use the same code. An invalid config raises
+`MintError` naming the file, the key, the value and what was expected.
+
+    python -m mint.core.config config/config.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from mint.core.app import Application, load_application, package_file
+from mint.core.io import MintError
+
+SCHEMA_PATH = package_file("mint.core", "schema.yaml")
+
+
+def _with_defaults(validator_class):
+    """A validator that also writes each property's `default` into the instance (as Snakemake does)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def load_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.exists():
+        raise MintError(f"file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise MintError(f"{path}: not valid YAML: {err}") from err
+
+
+def config_schema(app: Application) -> dict[str, Any]:
+    """The core schema with the application's keys merged in (a key both define: properties merged)."""
+    return deep_update(load_yaml(SCHEMA_PATH), app.config_schema)
+
+
+def validate_config(config: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+    """A validated copy of `config` with defaults filled in; MintError names the first bad key."""
+    app_name = config.get("application", "rare_disease")
+    if not isinstance(app_name, str):
+        raise MintError(f"{source}: config key 'application' must be a string, got {app_name!r}")
+    app = load_application(app_name)
+    schema = config_schema(app)
+    instance = copy.deepcopy(dict(config))
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
+    # Fill defaults first (validation of nested objects happens after their defaults exist).
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise MintError(f"{source}: invalid value at config key '{key}': {err.message}")
+    _check_consistency(instance, source)
+    if app.check_config is not None:
+        app.check_config(instance, source)
+    return instance
+
+
+def _check_consistency(cfg: Mapping[str, Any], source: str) -> None:
+    """Rules across the core's keys that JSON schema cannot say."""
+    methods = cfg["training"]["methods"]
+    if "dpo" in methods and "sft" not in methods:
+        raise MintError(f"{source}: config key 'training.methods': 'dpo' starts from the SFT model, so add 'sft'")
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    raw = load_yaml(path)
+    if not isinstance(raw, dict):
+        raise MintError(f"{path}: the config must be a mapping of keys, got {type(raw).__name__}")
+    if overrides:
+        raw = deep_update(raw, overrides)
+    return validate_config(raw, source=str(path))
+
+
+def deep_update(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_update(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Validate a MINT config and print it with defaults.")
+    parser.add_argument("config")
+    args = parser.parse_args(argv)
+    print(json.dumps(load_config(args.config), indent=2))
+
+
+if __name__ == "__main__":
+    main()

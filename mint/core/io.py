@@ -1,0 +1,179 @@
+"""Atomic file writes and provenance sidecars: every step's output goes through here.
+
+A write lands in a temporary sibling first and is renamed into place, so a killed job never
+leaves a half-written file that Snakemake (or a later reader) would take for a finished one.
+Each output gets `<output>.provenance.json` beside it (inside it, for folders): config hash,
+package versions, seed, host, git commit.
+
+    python -c "import mint.core.io as io, json; print(json.dumps(io.provenance({'a': 1}), indent=1))"
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+TRACKED_PACKAGES = ("mint", "torch", "transformers", "trl", "peft", "accelerate", "polars", "pyarrow", "snakemake")
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class MintError(ValueError):
+    """A user-facing error: the message names the config key, file, row or case at fault."""
+
+
+def require_columns(df: pl.DataFrame, columns: Iterable[str], what: str) -> None:
+    """MintError naming `what` and the missing columns, if `df` lacks any of `columns`."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise MintError(f"{what}: missing columns {missing}; have {df.columns}")
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    """Stable short hash of a (JSON-serialisable) config mapping."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (short): identifies an input without trusting its mtime."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        res = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout.strip() or None
+
+
+def provenance(config: Mapping[str, Any] | None = None, seed: int | None = None, **extra: Any) -> dict[str, Any]:
+    """What produced an output. Deliberately free of timestamps so reruns stay byte-identical."""
+    record: dict[str, Any] = {
+        "config_hash": config_hash(config) if config is not None else None,
+        "seed": seed,
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+        "host": platform.node(),
+        "python": platform.python_version(),
+    }
+    record.update(extra)
+    return record
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should read like any file
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path / "provenance.json" if path.is_dir() else path.with_name(path.name + ".provenance.json")
+
+
+def write_json(obj: Any, path: str | os.PathLike, prov: Mapping[str, Any] | None = None) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    if prov is not None:
+        write_provenance(path, prov)
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):  # numpy scalars
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_provenance(path: str | os.PathLike, prov: Mapping[str, Any]) -> None:
+    with atomic_path(sidecar_path(path)) as tmp:
+        tmp.write_text(json.dumps(prov, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_parquet(
+    df: pl.DataFrame, path: str | os.PathLike, schema: pa.Schema, prov: Mapping[str, Any] | None = None
+) -> None:
+    """Write `df` cast to `schema` (column order and types fixed in `mint.core.schemas`)."""
+    require_columns(df, schema.names, str(path))
+    table = df.select([f.name for f in schema]).to_arrow().cast(schema)
+    with atomic_path(path) as tmp:
+        # No statistics/timestamps that vary between runs: identical inputs give identical bytes.
+        pq.write_table(table, tmp, compression="zstd")
+    if prov is not None:
+        write_provenance(path, prov)
+
+
+def read_parquet(path: str | os.PathLike, schema: pa.Schema | None = None) -> pl.DataFrame:
+    """Read a Parquet file; with `schema`, check that its columns are there (naming the file)."""
+    path = Path(path)
+    if not path.exists():
+        raise MintError(f"file not found: {path}")
+    df = pl.read_parquet(path)
+    if schema is not None:
+        require_columns(df, schema.names, str(path))
+    return df
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,172 @@
+"""Ask a student for the labels of each test case, from the student's own input: batched greedy decoding.
+
+Prompts are sorted by length so each left-padded batch wastes little; answers are parsed into
+the numbered list of names (`mint.core.prompts.parse_answer`). Under `accelerate launch` with several
+processes the batches are dealt out to the processes (each holds a whole model), the answers
+gathered, and process 0 writes the Parquet; the batches are the same as in one process, so the
+answers are too.
+
+    python -m mint.core.predict results/train/seed42/orpo results/cohort/cases.parquet results/predict/orpo.parquet \
+        --prompt '{"system": "...", "user": "{note} ({k})", "header": "A:"}' --text-field note --k 3
+    accelerate launch --config_file config/accelerate/ddp.yaml --num_processes 4 -m mint.core.predict ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+from tqdm import tqdm
+
+from mint.core import schemas
+from mint.core.cohort import load_cases
+from mint.core.io import MintError, provenance, write_parquet
+from mint.core.launch import use_cpu
+from mint.core.prompts import build_prompt, parse_answer
+from mint.core.workflow import rank_log
+
+
+def process_state():
+    """This process's place among those `accelerate launch` started (one process: a trivial state).
+
+    On the CPU when there is no GPU or the accelerate config says so (`use_cpu`, as training
+    does); several CPU processes then join one gloo group.
+    """
+    from accelerate import PartialState
+
+    return PartialState(cpu=use_cpu())
+
+
+@torch.no_grad()
+def generate_answers(
+    model, tokenizer, prompts: Sequence[list[dict]], batch_size: int, max_new_tokens: int, state=None,
+) -> list[str]:
+    """Greedy answers to chat prompts, in the order given.
+
+    `state` (an accelerate `PartialState`): generate only this process's share of the batches,
+    then gather every answer in every process.
+    """
+    model.eval()
+    tokenizer.padding_side = "left"
+    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    n_proc, rank = (state.num_processes, state.process_index) if state is not None else (1, 0)
+    # Dealt round-robin: batches are sorted by length, so each process gets short and long ones.
+    mine = batches[rank::n_proc]
+    done: list[tuple[int, str]] = []
+    for idx in tqdm(mine, desc="generate", unit="batch", disable=rank != 0):
+        enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+        out = model.generate(
+            **enc.to(model.device), max_new_tokens=max_new_tokens, do_sample=False,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        )
+        for i, row in zip(idx, out[:, enc["input_ids"].shape[1] :]):
+            done.append((i, tokenizer.decode(row, skip_special_tokens=True).strip()))
+    if n_proc > 1:
+        from accelerate.utils import gather_object
+
+        done = gather_object(done)
+    answers: list[str] = [""] * len(texts)
+    for i, answer in done:
+        answers[i] = answer
+    return answers
+
+
+def answer_prompts(
+    model_dir: str, prompts: Sequence[list[dict]], *, batch_size: int, max_new_tokens: int, threads: int, seed: int,
+    state=None,
+) -> list[str]:
+    """The answers of the model in `model_dir` (seeded; `threads` CPU threads, `batch_size` prompts a batch).
+
+    With `state` (several processes), each generates its share and every process gets all answers.
+    """
+    from mint.core.train import load_trained
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    model, tokenizer = load_trained(model_dir)
+    if state is not None:
+        model.to(state.device)
+    return generate_answers(model, tokenizer, prompts, batch_size, max_new_tokens, state)
+
+
+def write_predictions(
+    case_ids: Sequence[str], method: str, answers: Sequence[str], header: str, out_path: str | Path,
+    prov: Mapping[str, Any],
+) -> None:
+    """PREDICTIONS rows: the raw answers and the names parsed from them."""
+    df = pl.DataFrame(
+        {
+            "case_id": list(case_ids),
+            "method": [method] * len(case_ids),
+            "response": list(answers),
+            "predicted_names": [parse_answer(a, header)[0] for a in answers],
+        },
+        schema_overrides={"predicted_names": pl.List(pl.String)},
+    )
+    write_parquet(df, out_path, schemas.PREDICTIONS, prov)
+
+
+def predict(
+    model_dir: str, cases_path: str | Path, out_path: str | Path, *, method: str, prompt: Mapping[str, str],
+    text_field: str | None, k: int, batch_size: int = 64, max_new_tokens: int = 64, threads: int = 1,
+    seed: int = 0, split: str = "test",
+) -> None:
+    """Answer the `split` cases with the model in `model_dir`; one Parquet (PREDICTIONS) to `out_path`.
+
+    The student reads the case's `text_field` column only (for a text student). Several processes
+    (accelerate launch) share the work; only process 0 writes.
+    """
+    state = process_state()
+    cases = load_cases(cases_path).filter(pl.col("split") == split).sort("case_id")
+    if text_field is not None and text_field not in cases.columns:
+        raise MintError(f"{cases_path}: no column {text_field!r}, the student's input")
+    texts = cases[text_field].to_list() if text_field else [None] * cases.height
+    prompts = [build_prompt(prompt, k, text, text_field) for text in texts]
+    answers = answer_prompts(model_dir, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                             threads=threads, seed=seed, state=state)
+    if not state.is_main_process:
+        return
+    settings = {"prompt": dict(prompt), "text_field": text_field, "k": k, "batch_size": batch_size,
+                "max_new_tokens": max_new_tokens}
+    write_predictions(cases["case_id"].to_list(), method, answers, prompt["header"], out_path,
+                      provenance(settings, seed=seed, model=str(model_dir)))
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Generate the student's answers for the test cases.")
+    p.add_argument("model_dir", help="a trained student folder (mint.core.train), a model folder or a hub id")
+    p.add_argument("cases", help="the cohort's cases.parquet")
+    p.add_argument("out", help="predictions Parquet")
+    p.add_argument("--prompt", required=True, help="JSON mapping with system, user (template) and header")
+    p.add_argument("--text-field", default=None, help="the cases column the student reads (text students)")
+    p.add_argument("--k", type=int, required=True, help="labels the student is asked to name")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per process")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", default="student", help="the value of the 'method' column")
+    p.add_argument("--log", default=None, help="log file (process k > 0 writes <stem>.rank<k>.log beside it)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    a = make_parser().parse_args(argv)
+    with rank_log(a.log):
+        try:
+            prompt = json.loads(a.prompt)
+        except json.JSONDecodeError as err:
+            raise MintError(f"--prompt: not a JSON mapping: {err}") from err
+        predict(a.model_dir, a.cases, a.out, method=a.method, prompt=prompt, text_field=a.text_field, k=a.k,
+                batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, threads=a.threads, seed=a.seed)
+
+
+if __name__ == "__main__":
+    main()

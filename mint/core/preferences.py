@@ -1,0 +1,123 @@
+"""Turn the teacher's rankings into the student's training data.
+
+Per training case: a prompt (system + user message asking for exactly k labels), `chosen` =
+the teacher's top-k as a numbered list, `rejected` = its bottom-q (or, with `rejected: hard`,
+the q just below rank k). TRL's conversational preference format: the prompt is the message
+list, chosen/rejected are the assistant message only (the paper's scripts put the whole chat
+in chosen/rejected, training the prompt twice). Also the SFT dataset (prompt/completion).
+
+    python -m mint.core.preferences results/cohort/cases.parquet results/cohort/candidates.parquet \
+        results/rankings/teacher.parquet results/preferences/preferences.parquet results/preferences/sft.parquet \
+        --modality note_photo --text-field note --prompt '{"system": "...", "user": "{note} {k}", "header": "A:"}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from mint.core import schemas
+from mint.core.cohort import load_cases, load_labels
+from mint.core.io import MintError, provenance, read_parquet, write_parquet
+from mint.core.prompts import assistant, build_prompt, format_answer
+
+
+def pick_lists(ranked: Sequence[str], truth: str, k: int, q: int, rejected: str, truth_in_chosen: bool):
+    """(chosen ids, rejected ids) from one case's ranked candidates (best first). Pure, per example."""
+    if len(ranked) < k + q:
+        raise MintError(f"{len(ranked)} candidates are too few for k={k} + q={q} "
+                        "(config keys 'preferences.k', 'preferences.q')")
+    ranked = list(ranked)
+    if truth_in_chosen and truth in ranked:
+        ranked.remove(truth)
+        ranked.insert(0, truth)
+    chosen = ranked[:k]
+    rest = ranked[k:]
+    rej = rest[:q] if rejected == "hard" else rest[-q:][::-1]  # bottom: the very worst first
+    return chosen, rej
+
+
+def sft_target(ranked: Sequence[str], truth: str, k: int, target: str) -> list[str]:
+    """SFT imitates the teacher's top-k, or the truth followed by the teacher's best other k-1."""
+    if target == "teacher":
+        return list(ranked[:k])
+    return [truth, *[d for d in ranked if d != truth][: k - 1]]
+
+
+def build_preferences(
+    cases_path: str | Path, candidates_path: str | Path, rankings_path: str | Path,
+    preferences_path: str | Path, sft_path: str | Path, *, modality: str, prompt: Mapping[str, str],
+    text_field: str | None, k: int, q: int, rejected: str = "bottom", truth_in_chosen: bool = False,
+    sft_target_kind: str = "teacher", seed: int = 0,
+) -> None:
+    """Write PREFERENCES and SFT rows for the training split from the `modality` rankings."""
+    cases, candidates = load_cases(cases_path), load_labels(candidates_path)
+    names = dict(zip(candidates["label_id"].to_list(), candidates["name"].to_list()))
+    rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
+    ranked_of = {
+        case_id: group.sort("rank")["label_id"].to_list()
+        for (case_id,), group in rankings.group_by("case_id")
+    }
+    header = prompt["header"]
+    train = cases.filter(pl.col("split") == "train").sort("case_id")
+    pref_rows, sft_rows = [], []
+    for case in train.iter_rows(named=True):
+        ranked = ranked_of.get(case["case_id"])
+        if ranked is None:
+            raise MintError(f"{rankings_path}: no '{modality}' ranking for training case {case['case_id']!r}")
+        messages = build_prompt(prompt, k, case[text_field] if text_field else None, text_field)
+        chosen, rejected_ids = pick_lists(ranked, case["label_id"], k, q, rejected, truth_in_chosen)
+        pref_rows.append({
+            "case_id": case["case_id"],
+            "prompt": messages,
+            "chosen": assistant(format_answer([names[d] for d in chosen], header)),
+            "rejected": assistant(format_answer([names[d] for d in rejected_ids], header)),
+            "chosen_ids": chosen,
+            "rejected_ids": rejected_ids,
+            "truth_in_chosen": case["label_id"] in chosen,
+            "teacher": modality,
+            "k": k,
+            "q": q,
+            "seed": seed,
+        })
+        target = sft_target(ranked, case["label_id"], k, sft_target_kind)
+        sft_rows.append({
+            "case_id": case["case_id"],
+            "prompt": messages,
+            "completion": assistant(format_answer([names[d] for d in target], header)),
+            "target_ids": target,
+            "target": sft_target_kind,
+            "k": k,
+            "seed": seed,
+        })
+    settings = {"modality": modality, "prompt": dict(prompt), "k": k, "q": q, "rejected": rejected,
+                "truth_in_chosen": truth_in_chosen, "sft_target": sft_target_kind}
+    prov = provenance(settings, seed=seed)
+    write_parquet(pl.DataFrame(pref_rows), preferences_path, schemas.PREFERENCES, prov)
+    write_parquet(pl.DataFrame(sft_rows), sft_path, schemas.SFT, prov)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Build preference and SFT datasets from teacher rankings.")
+    p.add_argument("cases")
+    p.add_argument("candidates")
+    p.add_argument("rankings")
+    p.add_argument("preferences")
+    p.add_argument("sft")
+    p.add_argument("--modality", required=True)
+    p.add_argument("--prompt", required=True, help="JSON with system, user, header")
+    p.add_argument("--text-field", default=None)
+    p.add_argument("--k", type=int, default=3)
+    p.add_argument("--q", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    build_preferences(a.cases, a.candidates, a.rankings, a.preferences, a.sft, modality=a.modality,
+                      prompt=json.loads(a.prompt), text_field=a.text_field, k=a.k, q=a.q, seed=a.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The question the student is asked and the shape of its answer: one place for both directions.
+
+`build_prompt` makes the chat messages (system + user) for one case's input, `format_answer`
+writes a numbered list under the application's header (the paper's `POTENTIAL_DISEASES:` in the
+rare-disease application), `parse_answer` reads one back from free text. The wording comes from
+the application (`Application.prompt`), with the config's `prompt.system` / `prompt.user` over it.
+
+    python -c "from mint.core.prompts import *; print(format_answer(['Noonan syndrome 1', 'Cohen syndrome'], 'A:'))"
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from mint.core.io import MintError
+
+Message = dict[str, str]
+
+
+def build_prompt(
+    prompt: Mapping[str, str], k: int, text: str | None = None, text_field: str | None = None,
+    context: str | None = None,
+) -> list[Message]:
+    """System and user messages asking for exactly `k` labels; `context` (e.g. retrieval) comes first.
+
+    `prompt` has `system` and `user`; the user template is filled with `k` and, for a text
+    student, the case's input `text` under the name `text_field` (the cases column, e.g. `note`).
+    """
+    fields = {"k": k, **({text_field: text} if text_field else {})}
+    try:
+        user = prompt["user"].format(**fields)
+    except KeyError as err:
+        raise MintError(f"prompt template names {err} but only {sorted(fields)} are filled in "
+                         "(config key 'prompt.user')") from err
+    if context:
+        user = f"{context}\n\n{user}"
+    return [{"role": "system", "content": prompt["system"]}, {"role": "user", "content": user}]
+
+
+def format_answer(names: Sequence[str], header: str) -> str:
+    return "\n".join([header, *(f"{i}. {name}" for i, name in enumerate(names, start=1))])
+
+
+def assistant(content: str) -> list[Message]:
+    return [{"role": "assistant", "content": content}]
+
+
+_ITEM = re.compile(r"^\s*(\d{1,3})\s*[.)]\s*(.+?)\s*$")
+
+
+def parse_answer(text: str, header: str) -> tuple[list[str], bool]:
+    """Names of the numbered list in `text`, in order, and whether the answer kept the format.
+
+    The format is kept when the header is there and the items are numbered 1, 2, 3, ... without
+    gaps. Items are read even when the header is missing, so a sloppy but useful answer still counts.
+    """
+    lines = text.splitlines()
+    has_header = any(line.strip().upper().startswith(header.upper()) for line in lines)
+    names: list[str] = []
+    numbers: list[int] = []
+    for line in lines:
+        m = _ITEM.match(line)
+        if m and m.group(2).strip():
+            numbers.append(int(m.group(1)))
+            names.append(m.group(2).strip())
+    ok = has_header and bool(names) and numbers == list(range(1, len(numbers) + 1))
+    return names, ok

@@ -1,0 +1,325 @@
+"""Score every method on the test cases and write the comparison: table, plots, summary.
+
+`score_student` / `score_ranker` write per-case scores (CASE_SCORES) for one method;
+`make_report` turns all of them into `metrics.csv`, `metrics.json`, `summary.md`,
+`accuracy.png` (top-k per method with 95% bootstrap intervals), `training.png` (training loss
+per method) and `per_label.{png,csv}` (accuracy by the label's training cases). Rows, nouns and
+extra sections come from the application (`mint.core.app.Application`).
+
+    python -m mint.core.report --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from mint.core import schemas
+from mint.core.app import Application, load_application, teacher_modalities
+from mint.core.cohort import load_cases, load_labels, split_truth
+from mint.core.evaluate import NameMatcher, normalize_name, paired_bootstrap, score_predictions, score_rankings, summarize
+from mint.core.io import atomic_path, load_json, provenance, read_parquet, write_json, write_parquet
+
+STUDENT_ROWS = {"base": "base model", "sft": "SFT", "dpo": "DPO (from SFT)", "orpo": "MINT (ORPO)"}
+
+
+def score_student(
+    cases_path: str | Path, candidates_path: str | Path, vocabulary_path: str | Path | None,
+    predictions_path: str | Path, out_path: str | Path, *, k: int, header: str, fuzzy_cutoff: float,
+    normalise: Callable[[str], str] = normalize_name, seed: int | None = None,
+) -> None:
+    """CASE_SCORES of a student's answers; `seed`: the training seed of a trained student.
+
+    Names are matched over the vocabulary (the candidates when there is none), candidates first.
+    """
+    candidates = load_labels(candidates_path)
+    vocabulary = load_labels(vocabulary_path) if vocabulary_path else candidates
+    matcher = NameMatcher(vocabulary, prefer=candidates["label_id"].to_list(), cutoff=fuzzy_cutoff,
+                          normalise=normalise)
+    preds = read_parquet(predictions_path, schemas.PREDICTIONS)
+    scores = score_predictions(preds, split_truth(load_cases(cases_path)), matcher, k, header, seed=seed)
+    write_parquet(scores, out_path, schemas.CASE_SCORES,
+                  provenance({"k": k, "header": header, "fuzzy_cutoff": fuzzy_cutoff}, seed=seed))
+
+
+def score_ranker(cases_path: str | Path, rankings_path: str | Path, out_path: str | Path, *, modality: str,
+                 method: str, k: int) -> None:
+    """CASE_SCORES of a ranker (the teacher in one modality, or a baseline), from its top `k` labels.
+
+    A ranker ranks every candidate, so it is scored on as many labels as the largest k the report asks.
+    """
+    truth = split_truth(load_cases(cases_path))
+    rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(
+        (pl.col("modality") == modality) & pl.col("case_id").is_in(truth["case_id"].to_list())
+    )
+    truth = truth.filter(pl.col("case_id").is_in(rankings["case_id"].unique().to_list()))
+    scores = score_rankings(rankings, truth, k, method)
+    write_parquet(scores, out_path, schemas.CASE_SCORES, provenance({"modality": modality, "k": k}))
+
+
+def row_labels(app: Application) -> dict[str, str]:
+    """Report rows in order, method -> label: the teacher's modalities, then the application's order."""
+    modalities = dict.fromkeys([*app.teacher_modalities, *app.modality_labels, "external"])
+    teacher = {f"teacher_{m}": f"teacher ({app.modality_labels.get(m, m)})" for m in modalities}
+    return {**teacher, **{m: app.rows.get(m) or STUDENT_ROWS.get(m, m) for m in app.row_order}}
+
+
+def display_name(method: str, rows: Mapping[str, str]) -> str:
+    return rows.get(method) or STUDENT_ROWS.get(method, method)
+
+
+def _order_key(rows: Mapping[str, str]) -> Callable[[str], int]:
+    order = list(rows)
+    return lambda m: order.index(m) if m in order else len(order)
+
+
+def make_report(
+    score_paths: Sequence[str | Path], train_dirs: Sequence[str | Path], out_dir: str | Path, *, app: Application,
+    k: int, ks: Sequence[int], n_boot: int, seed: int, teacher_metrics: str | Path | None = None,
+    cases_path: str | Path | None = None, candidates_path: str | Path | None = None,
+    excluded_path: str | Path | None = None,
+) -> pl.DataFrame:
+    """Write the comparison under `out_dir`; with the cohort files, also the cohort and per-label sections.
+
+    `k`: labels a student names; `ks`: the top-k accuracies reported; `n_boot` bootstrap resamples.
+    """
+    rows = row_labels(app)
+    scores = pl.concat([read_parquet(p, schemas.CASE_SCORES) for p in score_paths])
+    table = summarize(scores, ks=tuple(ks), n_boot=n_boot, seed=seed)
+    table = table.with_columns(label=pl.col("method").map_elements(lambda m: display_name(m, rows),
+                                                                   return_dtype=pl.String))
+    # Rows in a fixed order (teachers, rankers, then the students), whatever the input order.
+    table = table.sort(pl.col("method").map_elements(_order_key(rows), return_dtype=pl.Int64), maintain_order=True)
+    out = Path(out_dir)
+    prov = provenance({"k": k, "ks": list(ks), "bootstrap": n_boot, "application": app.name}, seed=seed)
+    with atomic_path(out / "metrics.csv") as tmp:
+        table.write_csv(tmp)
+    training = [load_json(Path(d) / "metrics.json") for d in train_dirs]
+    comparisons = [
+        paired_bootstrap(scores, "orpo", other, metric=m, n_boot=n_boot, seed=seed)
+        for other in table["method"].to_list() if other != "orpo" and "orpo" in table["method"].to_list()
+        for m in ("top1", "mrr")
+    ]
+    cohort = cases = None
+    if cases_path and candidates_path:
+        cases = load_cases(cases_path)
+        cohort = _cohort_facts(cases, load_labels(candidates_path), excluded_path)
+        per_label = _per_label(scores, cases)
+        with atomic_path(out / "per_label.csv") as tmp:
+            per_label.write_csv(tmp)
+        _plot_per_label(per_label, rows, app, out / "per_label.png")
+    teacher = load_json(teacher_metrics) if teacher_metrics else None
+    write_json({"metrics": table.to_dicts(), "training": training, "orpo_vs": comparisons, "cohort": cohort,
+                "teacher": teacher}, out / "metrics.json", prov)
+    _plot_accuracy(table, k, app, out / "accuracy.png")
+    _plot_training(train_dirs, rows, out / "training.png")
+    context = {"table": table, "k": k, "ks": list(ks), "teacher_metrics": teacher, "cohort": cohort, "cases": cases}
+    _write_summary(app, rows, context, training, comparisons, out / "summary.md")
+    return table
+
+
+def _cohort_facts(cases: pl.DataFrame, candidates: pl.DataFrame, excluded_path: str | Path | None) -> dict[str, Any]:
+    """Counts the report states: cases by source and split, the candidates, exclusions by reason."""
+    excluded = read_parquet(excluded_path, schemas.EXCLUDED) if excluded_path else None
+    by = cases.group_by("source", "split").len().sort("source", "split")
+    return {
+        "sources": sorted(cases["source"].unique().to_list()),
+        "cases": {f"{src}/{split}": n for src, split, n in by.iter_rows()},
+        "candidates": candidates.height,
+        "test_labels": cases.filter(pl.col("split") == "test")["label_id"].n_unique(),
+        "groups": {split: cases.filter((pl.col("split") == split) & pl.col("group").is_not_null())
+                   ["group"].n_unique() for split in ("train", "validation", "test")},
+        "excluded": dict(excluded.group_by("reason").len().sort("reason").iter_rows()) if excluded is not None else {},
+    }
+
+
+# Bins of a label's real (not simulated) training cases, for the per-label view.
+TRAIN_BINS = [(0, 0, "0"), (1, 2, "1-2"), (3, 5, "3-5"), (6, 10, "6-10"), (11, 10**9, ">10")]
+
+
+def _per_label(scores: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:
+    """Top-1 per method and test label (seed-averaged) with the label's training cases, real and all."""
+    train = cases.filter(pl.col("split") == "train")
+    counts = train.group_by("label_id").agg(
+        n_train=pl.len(), n_train_real=(pl.col("source") != "simulated").sum().cast(pl.Int64))
+    hits = scores.with_columns(hit=(pl.col("rank").fill_null(10**6) <= 1).cast(pl.Float64))
+    per_case = hits.group_by("method", "case_id", "label_id").agg(pl.col("hit").mean())
+    return (
+        per_case.group_by("method", "label_id").agg(n_test=pl.len(), top1=pl.col("hit").mean())
+        .join(counts, on="label_id", how="left")
+        .with_columns(pl.col("n_train", "n_train_real").fill_null(0))
+        .sort("method", "label_id")
+    )
+
+
+def _plot_per_label(per_label: pl.DataFrame, rows: Mapping[str, str], app: Application, path: Path) -> None:
+    """Top-1 of the test cases against how many real training cases their label has."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    labels = [b[2] for b in TRAIN_BINS]
+    methods = sorted(per_label["method"].unique().to_list(), key=_order_key(rows))
+    for method in methods:
+        d = per_label.filter(pl.col("method") == method)
+        ys = []
+        for lo, hi, _ in TRAIN_BINS:
+            b = d.filter(pl.col("n_train_real").is_between(lo, hi))
+            # Case-weighted: the share of the bin's test cases ranked first.
+            ys.append(float((b["top1"] * b["n_test"]).sum() / b["n_test"].sum()) * 100 if b.height else float("nan"))
+        ax.plot(labels, ys, marker="o", label=display_name(method, rows))
+    n_cases = [int(per_label.filter((pl.col("method") == methods[0]) & pl.col("n_train_real").is_between(lo, hi))
+                   ["n_test"].sum()) for lo, hi, _ in TRAIN_BINS]
+    ax.set_xticks(range(len(labels)), [f"{lab}\n({n} cases)" for lab, n in zip(labels, n_cases)], fontsize=8)
+    ax.set_xlabel(f"real training cases of the test case's {app.label_noun}")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(f"Accuracy by how many real training cases a {app.label_noun} has", fontsize=9)
+    _save(fig, path)
+
+
+def _fmt(row: Mapping[str, Any], m: str, pct: bool = True) -> str:
+    f = (lambda v: f"{100 * v:.1f}") if pct else (lambda v: f"{v:.3f}")
+    return f"{f(row[m])} [{f(row[m + '_lo'])}, {f(row[m + '_hi'])}]"
+
+
+def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[str, Any], training, comparisons,
+                   path: Path) -> None:
+    table, k = context["table"], context["k"]
+    ks = [x for x in context["ks"] if x != 1]
+    seeds = int(table["n_seeds"].max())
+    head = ["method", "n", "top-1 %"] + [f"top-{x} %" for x in ks] + ["MRR", "hallucinated %", "format ok %"]
+    head += ["seeds", "top-1 sd between seeds"] if seeds > 1 else []
+    lines = [
+        "# MINT evaluation",
+        "",
+        f"Test cases: {table['n_cases'].max()}. Students answer from {app.student_input} only, with a list of "
+        f"k={k} {app.labels_noun} (so top-{max(ks) if ks else k} of a student can be at most its top-{k}); the "
+        f"teacher and the rankers rank every candidate. Brackets: 95% bootstrap intervals over cases"
+        + (f"; students trained with {seeds} seeds give the mean over seeds, resampled by case." if seeds > 1
+           else "."),
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for row in table.iter_rows(named=True):
+        cells = [row["label"], str(row["n_cases"]), _fmt(row, "top1")] + [_fmt(row, f"top{x}") for x in ks]
+        cells += [_fmt(row, "mrr", pct=False), _fmt(row, "hallucination_rate"), _fmt(row, "format_rate")]
+        spread = f"{100 * row['top1_seed_sd']:.1f}" if row["n_seeds"] > 1 else ""  # one seed: no spread
+        cells += [str(row["n_seeds"]), spread] if seeds > 1 else []
+        lines.append("| " + " | ".join(cells) + " |")
+    by_method = {r["method"]: r for r in table.iter_rows(named=True)}
+    ablation = [(m, app.modality_labels.get(m.removeprefix("teacher_"), m), "teacher")
+                for m in by_method if m.startswith("teacher_") and m != "teacher_external"]
+    if ablation and "orpo" in by_method:
+        ablation += [(m, app.student_input, f"student ({who})") for m, who in (("orpo", "MINT"), ("sft", "SFT"))
+                     if m in by_method]
+        top = f"top{max(ks)}" if ks else "top1"
+        lines += ["", "## Modality ablation", "", f"| model | input | top-1 % | {top.replace('top', 'top-')} % | MRR |",
+                  "|---|---|---|---|---|"]
+        for m, inp, who in ablation:
+            r = by_method[m]
+            lines.append(f"| {who} | {inp} | {_fmt(r, 'top1')} | {_fmt(r, top)} | {_fmt(r, 'mrr', pct=False)} |")
+    if comparisons:
+        lines += ["", "## MINT (ORPO) against each method, paired bootstrap on the same cases", "",
+                  "| other | metric | ORPO - other | 95% interval | p |", "|---|---|---|---|---|"]
+        for c in comparisons:
+            lines.append(f"| {display_name(c['method_b'], rows)} | {c['metric']} | {c['diff']:+.3f} | "
+                         f"[{c['lo']:+.3f}, {c['hi']:+.3f}] | {c['p_value']:.3f} |")
+    if training:
+        lines += ["", "## Training", "", "| method | seed | fine-tuning | trainable parameters | steps | seconds | "
+                  "tensors unchanged |", "|---|---|---|---|---|---|---|"]
+        for m in training:
+            lines.append(f"| {display_name(m['method'], rows)} | {m.get('seed', '')} | {m['fine_tuning']} | "
+                         f"{m['trainable_parameters']:,} | {m['global_step']} | "
+                         f"{m.get('train_runtime', float('nan')):.0f} | "
+                         f"{len(m['unchanged_tensors'])} of {m['trainable_tensors']} |")
+    cohort = context["cohort"]
+    if cohort:
+        lines += ["", "## Cohort", "", f"Candidates: {cohort['candidates']} {app.labels_noun}; "
+                  f"{cohort['test_labels']} of them have test cases.", "", "| source / split | cases |", "|---|---|"]
+        lines += [f"| {key} | {n} |" for key, n in cohort["cases"].items()]
+        excluded = cohort["excluded"]
+        lines += ["", f"Excluded input cases: {sum(excluded.values())}"
+                  + (" (" + ", ".join(f"{reason}: {n}" for reason, n in excluded.items()) + ")" if excluded else "")
+                  + "; `results/cohort/excluded.parquet` names each with its reason."]
+    if app.summary_sections is not None:
+        lines += app.summary_sections(context)
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on cluster nodes
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_accuracy(table: pl.DataFrame, k: int, app: Application, path: Path) -> None:
+    plt = _pyplot()
+    metrics = ["top1"] + ([f"top{k}"] if f"top{k}" in table.columns and k != 1 else [])
+    fig, ax = plt.subplots(figsize=(1.2 * table.height + 2, 3.6))
+    width = 0.8 / len(metrics)
+    for j, m in enumerate(metrics):
+        xs = [i + j * width for i in range(table.height)]
+        vals = table[m].to_numpy() * 100
+        err = [vals - table[m + "_lo"].to_numpy() * 100, table[m + "_hi"].to_numpy() * 100 - vals]
+        ax.bar(xs, vals, width, yerr=err, capsize=3, label=m.replace("top", "top-"))
+    ax.set_xticks([i + width * (len(metrics) - 1) / 2 for i in range(table.height)])
+    ax.set_xticklabels(table["label"].to_list(), rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{app.label_noun.capitalize()} prediction on the test cases (95% bootstrap intervals)", fontsize=9)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    fig.clf()
+    _pyplot().close(fig)
+
+
+def _plot_training(train_dirs: Sequence[str | Path], rows: Mapping[str, str], path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for d in train_dirs:
+        log = [json.loads(x) for x in (Path(d) / "trainer_log.jsonl").read_text().splitlines() if x.strip()]
+        pts = [(r["step"], r["loss"]) for r in log if "loss" in r]
+        if pts:
+            meta = load_json(Path(d) / "metrics.json")
+            seed = f" (seed {meta['seed']})" if meta.get("seed") is not None else ""
+            ax.plot(*zip(*pts), marker=".", label=display_name(meta["method"], rows) + seed)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (method's own objective)")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Write the MINT comparison report from per-method case scores.")
+    p.add_argument("out_dir")
+    p.add_argument("--application", default="rare_disease")
+    p.add_argument("--scores", nargs="+", required=True)
+    p.add_argument("--train", nargs="*", default=[])
+    p.add_argument("--teacher-metrics", default=None)
+    p.add_argument("--k", type=int, default=3)
+    p.add_argument("--ks", type=int, nargs="+", default=[1, 3, 10])
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=42)
+    a = p.parse_args(argv)
+    print(make_report(a.scores, a.train, a.out_dir, app=load_application(a.application), k=a.k, ks=a.ks,
+                      n_boot=a.bootstrap, seed=a.seed, teacher_metrics=a.teacher_metrics))
+
+
+if __name__ == "__main__":
+    main()

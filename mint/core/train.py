@@ -1,0 +1,293 @@
+"""Train the student with one method (sft, dpo, orpo) from a recipe YAML; one entry point for all.
+
+A recipe names the method, where training starts (`init: base`, or `init: sft` for DPO as in the
+paper), LoRA settings (`lora: null` means full fine-tuning, what the builtin tiny student's
+recipes use) and `args` passed unchanged to TRL's config class.
+
+The output folder is a Hugging Face folder (a peft adapter, or a full model) plus
+`mint_student.json` (how to rebuild the model: base, init, adapter), `metrics.json` and
+`trainer_log.jsonl`. Checkpoints go to a separate folder (Snakemake deletes the outputs of a
+failed job), and a rerun resumes from the last one.
+
+The same code runs as one process or as several under `accelerate launch` (DDP, DeepSpeed
+ZeRO-3, FSDP: `config/accelerate/`): every process trains, only process 0 claims the checkpoint
+folder and writes the output folder (weights gathered from all processes first when sharded).
+
+    python -m mint.core.train config/recipes/tiny/orpo.yaml results/student/base \
+        results/preferences/preferences.parquet results/train/orpo
+    accelerate launch --config_file config/accelerate/ddp.yaml --num_processes 4 -m mint.core.train ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+
+from mint.core import schemas
+from mint.core.config import load_yaml
+from mint.core.io import MintError, atomic_dir, config_hash, file_digest, provenance, read_parquet, write_json
+from mint.core.launch import use_cpu
+from mint.core.models import load_student
+from mint.core.trl_compat import METHODS, trainer_classes
+from mint.core.workflow import rank_log
+
+log = logging.getLogger(__name__)
+
+RECIPE_KEYS = {"method", "init", "lora", "args", "dtype", "nll"}
+STUDENT_FILE = "mint_student.json"
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """A recipe, checked: known keys, a known method, and `args` that its TRL config class accepts."""
+    recipe = load_yaml(path)
+    if not isinstance(recipe, dict):
+        raise MintError(f"{path}: a recipe must be a mapping")
+    unknown = set(recipe) - RECIPE_KEYS
+    if unknown:
+        raise MintError(f"{path}: unknown recipe key(s) {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
+    method = recipe.get("method")
+    if method not in METHODS:
+        raise MintError(f"{path}: recipe key 'method' must be one of {METHODS}, got {method!r}")
+    recipe.setdefault("init", "base")
+    recipe.setdefault("lora", None)
+    recipe.setdefault("args", {})
+    recipe.setdefault("dtype", "float32")
+    recipe.setdefault("nll", "completion")
+    if recipe["nll"] not in ("completion", "full"):
+        raise MintError(f"{path}: recipe key 'nll' must be 'completion' or 'full' (ORPO's NLL over the prompt too), "
+                        f"got {recipe['nll']!r}")
+    if recipe["init"] not in ("base", "sft"):
+        raise MintError(f"{path}: recipe key 'init' must be 'base' or 'sft', got {recipe['init']!r}")
+    config_cls, _ = trainer_classes(method)
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    bad = sorted(set(recipe["args"]) - fields)
+    if bad:
+        raise MintError(f"{path}: recipe 'args' key(s) {bad} are not options of TRL's {config_cls.__name__}")
+    if recipe["lora"] is not None:
+        from peft import LoraConfig
+
+        lora_fields = {f.name for f in dataclasses.fields(LoraConfig)}
+        bad = sorted(set(recipe["lora"]) - lora_fields)
+        if bad:
+            raise MintError(f"{path}: recipe 'lora' key(s) {bad} are not options of peft's LoraConfig")
+    return recipe
+
+
+def load_trained(model_dir: str | Path, dtype: str = "float32"):
+    """(model, tokenizer) of a trained student folder: base, then each stage's weights merged in order."""
+    model_dir = Path(model_dir)
+    spec_path = model_dir / STUDENT_FILE
+    if not spec_path.exists():
+        return load_student(str(model_dir), dtype=dtype)  # a plain model folder or hub id
+    spec = json.loads(spec_path.read_text())
+    if spec["init"]:
+        model, tokenizer = load_trained(spec["init"], dtype)
+    else:
+        model, tokenizer = load_student(spec["base"], dtype=dtype)
+    if spec["adapter"]:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
+    else:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype))
+    return model, tokenizer
+
+
+def load_dataset(method: str, data_path: str | Path) -> tuple[Dataset, list[str]]:
+    """The method's training rows in TRL's conversational format (messages as lists of dicts), and their case ids."""
+    if method == "sft":
+        df = read_parquet(data_path, schemas.SFT).select("case_id", "prompt", "completion")
+    else:
+        df = read_parquet(data_path, schemas.PREFERENCES).select("case_id", "prompt", "chosen", "rejected")
+    if df.height == 0:
+        raise MintError(f"{data_path}: no training rows")
+    return Dataset.from_list(df.drop("case_id").to_dicts()), df["case_id"].to_list()
+
+
+def check_lengths(dataset: Dataset, case_ids: Sequence[str], tokenizer, max_length: int | None, recipe_path) -> None:
+    """Fail before training if a prompt plus answer is cut by `max_length`.
+
+    Truncation would silently train on a cut (or, for ORPO, empty) answer: the log-odds of an
+    empty answer are 0/0, and the weights turn to NaN.
+    """
+    if max_length is None:
+        return
+    answers = [c for c in ("completion", "chosen", "rejected") if c in dataset.column_names]
+    for case_id, row in zip(case_ids, dataset):
+        for col in answers:
+            text = tokenizer.apply_chat_template(row["prompt"] + row[col], tokenize=False)
+            n = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+            if n > max_length:
+                raise MintError(
+                    f"{recipe_path}: case {case_id!r}: prompt + {col} is {n} tokens, more than recipe key "
+                    f"'args.max_length' ({max_length}); raise it or shorten the prompt"
+                )
+
+
+def _snapshot(model) -> dict[str, torch.Tensor]:
+    """Trainable tensors, copied to the CPU (a full fine-tune's copy would not fit beside it on the GPU)."""
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _gathered_state(trainer) -> tuple[dict[str, torch.Tensor], bool]:
+    """(full state dict on process 0, whether the weights were sharded); every process must call it.
+
+    Under ZeRO-3 or FSDP each process holds a shard: accelerate gathers them (to process 0).
+    Otherwise it is the model's own state dict.
+    """
+    sharded = bool(trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled)
+    return trainer.accelerator.get_state_dict(trainer.model_wrapped), sharded
+
+
+def train_student(
+    recipe_path: str | Path,
+    base: str,
+    data_path: str | Path,
+    out_dir: str | Path,
+    init_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    threads: int = 1,
+    seed: int | None = None,
+) -> dict[str, Any] | None:
+    """Train one method; returns its metrics (also written to `out_dir/metrics.json`).
+
+    Under `accelerate launch` with several processes, every process trains and only process 0
+    writes (and returns the metrics; the others return None).
+    """
+    torch.set_num_threads(threads)
+    recipe = load_recipe(recipe_path)
+    method = recipe["method"]
+    if recipe["init"] == "sft" and init_dir is None:
+        raise MintError(f"{recipe_path}: recipe starts from the SFT model (init: sft) but no SFT folder was given")
+    init = str(init_dir) if recipe["init"] == "sft" else None
+    model, tokenizer = load_trained(init, recipe["dtype"]) if init else load_student(base, dtype=recipe["dtype"])
+
+    config_cls, trainer_cls = trainer_classes(method, completion_only_nll=recipe["nll"] == "completion")
+    args = dict(recipe["args"])
+    if seed is not None:  # the workflow's training seed (config training.seeds) overrides the recipe's
+        args["seed"] = seed
+    adapter = recipe["lora"] is not None
+    if adapter:
+        from peft import LoraConfig, get_peft_model
+        from transformers import set_seed
+
+        # LoRA's A matrices are drawn at random here, before the trainer seeds anything: seed them
+        # too, so the same seed gives the same adapter.
+        set_seed(args.get("seed", 42))
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **recipe["lora"]))
+    gpu = not use_cpu()  # no GPU, or config/accelerate/cpu.yaml
+    if not gpu and (args.get("bf16") or args.get("fp16")):
+        log.warning("on the CPU: training in float32 instead of the recipe's bf16/fp16")
+    # use_cpu: several CPU processes then join one gloo group (DDP on CPU).
+    args.update(bf16=args.get("bf16", False) and gpu, fp16=args.get("fp16", False) and gpu, use_cpu=not gpu)
+    checkpoint_dir = Path(checkpoint_dir or Path(out_dir).with_name(Path(out_dir).name + ".checkpoints"))
+    targs = config_cls(output_dir=str(checkpoint_dir), report_to=[], **args)
+    main_process = targs.process_index == 0  # also sets up the process group under accelerate launch
+
+    dataset, case_ids = load_dataset(method, data_path)
+    check_lengths(dataset, case_ids, tokenizer, targs.max_length, recipe_path)
+    if main_process:
+        _claim_checkpoints(checkpoint_dir, {"recipe": recipe, "base": base, "init": init, "seed": targs.seed,
+                                            "data": file_digest(data_path)})
+    targs.distributed_state.wait_for_everyone()  # the others resume from what process 0 kept
+    trainer = trainer_cls(model=model, args=targs, train_dataset=dataset, processing_class=tokenizer)
+    before = _snapshot(trainer.model) if main_process else {}
+    last = _last_checkpoint(checkpoint_dir)
+    if last:
+        log.info("resuming from %s", last)
+    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    state, sharded = _gathered_state(trainer)
+    if not trainer.is_world_process_zero():
+        return None
+    # Compare in the saved precision (ZeRO-3 gathers 16-bit weights).
+    after = {n: state[n].detach().cpu() for n in before}
+    unchanged = sorted(n for n in before if torch.equal(before[n].to(after[n].dtype), after[n]))
+    broken = sorted(n for n, t in after.items() if not torch.isfinite(t).all())
+    if broken:
+        raise MintError(f"{recipe_path}: training diverged: {len(broken)} parameter tensors hold NaN/inf "
+                        f"(e.g. {broken[0]}); lower 'args.learning_rate' or check the data")
+
+    metrics = {
+        "method": method,
+        "seed": targs.seed,
+        "recipe": str(recipe_path),
+        "fine_tuning": "lora" if adapter else "full",
+        "nll": recipe["nll"] if method == "orpo" else None,
+        "n_rows": len(dataset),
+        "trainable_parameters": int(sum(t.numel() for t in after.values())),
+        "trainable_tensors": len(after),
+        "unchanged_tensors": unchanged,
+        "resumed_from": str(last) if last else None,
+        "global_step": trainer.state.global_step,
+        "processes": targs.world_size,
+        **{k: v for k, v in result.metrics.items() if isinstance(v, int | float)},
+    }
+    with atomic_dir(out_dir) as tmp:
+        # FSDP leaves trainer.model wrapped; the gathered state dict holds the weights.
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(tmp), state_dict=state if sharded else None)
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / STUDENT_FILE).write_text(json.dumps({"method": method, "base": base, "init": init,
+                                                    "adapter": adapter}, indent=2) + "\n")
+        (tmp / "trainer_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.state.log_history))
+        write_json(metrics, tmp / "metrics.json")
+        write_json(provenance({"recipe": recipe, "base": base, "init": init},
+                              seed=targs.seed), tmp / "provenance.json")
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: the output folder is the result
+    return metrics
+
+
+def _claim_checkpoints(checkpoint_dir: Path, run: Mapping[str, Any]) -> None:
+    """Keep checkpoints only if they belong to this very run (same recipe, model and data)."""
+    marker = checkpoint_dir / "mint_run.json"
+    key = config_hash(run)
+    if checkpoint_dir.exists() and (not marker.exists() or json.loads(marker.read_text()).get("key") != key):
+        log.info("checkpoints in %s belong to another run: starting over", checkpoint_dir)
+        shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"key": key}) + "\n")
+
+
+def _last_checkpoint(checkpoint_dir: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not checkpoint_dir.is_dir():
+        return None
+    last = get_last_checkpoint(str(checkpoint_dir))
+    return Path(last) if last else None
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train the MINT student with one method from a recipe.")
+    p.add_argument("recipe")
+    p.add_argument("base", help="base model: a model folder or a Hugging Face id")
+    p.add_argument("data", help="sft.parquet or preferences.parquet")
+    p.add_argument("out_dir")
+    p.add_argument("--init", default=None, help="trained SFT folder (recipes with init: sft)")
+    p.add_argument("--checkpoints", default=None)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads per process")
+    p.add_argument("--seed", type=int, default=None, help="training seed (default: the recipe's args.seed)")
+    p.add_argument("--log", default=None, help="log file (process k > 0 writes <stem>.rank<k>.log beside it)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    a = make_parser().parse_args(argv)
+    with rank_log(a.log):
+        metrics = train_student(a.recipe, a.base, a.data, a.out_dir, a.init, a.checkpoints, a.threads, a.seed)
+        if metrics is not None:
+            print(json.dumps(metrics, indent=1))
+
+
+if __name__ == "__main__":
+    main()

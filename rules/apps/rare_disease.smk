@@ -1,0 +1,250 @@
+# The rare-disease application: HPO knowledge, the cohort (simulated, manifest or phenopackets),
+# the note+photo teacher, the builtin text student, and the Phenomizer, retrieval and RAG
+# baselines. Writes what the core rules read: results/cohort/*, results/rankings/teacher.parquet.
+KNOWLEDGE = "results/knowledge"
+TEACHER = "results/teacher"
+
+
+def knowledge_files(wildcards=None):
+    return {name: f"{KNOWLEDGE}/{name}.parquet" for name in ("diseases", "annotations", "terms")}
+
+
+def baseline_methods():
+    """Rows of the comparison beyond teacher and students, in config order."""
+    b = config["baselines"]
+    return (["phenomizer"] if b["phenomizer"] else []) + (["knn"] if b["knn"] else []) + [f"rag_{s}" for s in b["rag"]]
+
+
+def application_scores():
+    rankers = [f"results/scores/{b}.parquet" for b in baseline_methods() if not b.startswith("rag_")]
+    rag = [f"results/scores/seed{s}/rag_sft.parquet" for s in seeds() if "sft" in config["baselines"]["rag"]]
+    rag += ["results/scores/rag_base.parquet"] if "base" in config["baselines"]["rag"] else []
+    return rankers + rag
+
+
+def rag_model_files(wildcards):
+    if wildcards.run == "rag_base":
+        return student_base_files()
+    return [trained("sft", run_seed(wildcards))]
+
+
+def builtin_student_settings():
+    """The user's settings for the builtin student (merged over the packaged ones), if any."""
+    return [config["student"]["builtin"]] if config["student"]["builtin"] else []
+
+
+rule build_knowledge:
+    output:
+        **knowledge_files(),
+    log:
+        "logs/build_knowledge/build_knowledge.log",
+    benchmark:
+        "benchmarks/build_knowledge.tsv"
+    params:
+        face_roots=config["knowledge"]["face_roots"],
+        default_frequency=config["knowledge"]["default_frequency"],
+    conda:
+        "../../envs/mint.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    script:
+        "../../workflow_scripts/rare_disease/build_knowledge.py"
+
+
+rule build_cohort:
+    input:
+        **knowledge_files(),
+    output:
+        **cohort_files(),
+        vocabulary=VOCABULARY,
+        excluded=EXCLUDED,
+        images=directory(f"{COHORT}/images"),
+    log:
+        "logs/build_cohort/build_cohort.log",
+    benchmark:
+        "benchmarks/build_cohort.tsv"
+    params:
+        cohort=config["cohort"],
+        seed=config["seed"],
+    conda:
+        "../../envs/mint.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../../workflow_scripts/rare_disease/build_cohort.py"
+
+
+rule embed_notes:
+    input:
+        cases=CASES,
+    output:
+        embeddings=f"{TEACHER}/note_embeddings.parquet",
+    log:
+        "logs/embed_notes/embed_notes.log",
+    benchmark:
+        "benchmarks/embed_notes.tsv"
+    params:
+        encoder=config["teacher"]["encoder"],
+        threads=config["teacher"]["threads"],
+    conda:
+        "../../envs/mint.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../../workflow_scripts/rare_disease/embed_notes.py"
+
+
+rule train_teacher:
+    input:
+        **cohort_files(),
+        images=f"{COHORT}/images",
+        embeddings=rules.embed_notes.output.embeddings,
+    output:
+        model=f"{TEACHER}/model.pt",
+        metrics=report(f"{TEACHER}/metrics.json", caption="../../report/teacher.rst", category="Teacher"),
+    log:
+        "logs/train_teacher/train_teacher.log",
+    benchmark:
+        "benchmarks/train_teacher.tsv"
+    params:
+        teacher={k: v for k, v in config["teacher"].items() if k != "rankings"},
+        seed=config["seed"],
+    conda:
+        "../../envs/mint.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../../workflow_scripts/rare_disease/train_teacher.py"
+
+
+if not external_rankings():
+
+    rule rank_diseases:
+        input:
+            **cohort_files(),
+            images=f"{COHORT}/images",
+            embeddings=rules.embed_notes.output.embeddings,
+            model=rules.train_teacher.output.model,
+        output:
+            rankings=TEACHER_RANKINGS,
+        log:
+            "logs/rank_diseases/rank_diseases.log",
+        benchmark:
+            "benchmarks/rank_diseases.tsv"
+        params:
+            image_size=config["teacher"]["image_size"],
+            threads=config["teacher"]["threads"],
+        conda:
+            "../../envs/mint.yaml"
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        script:
+            "../../workflow_scripts/rare_disease/rank_diseases.py"
+
+
+rule build_student:
+    input:
+        **knowledge_files(),
+        candidates=CANDIDATES,
+        settings=builtin_student_settings(),
+    output:
+        model=directory(STUDENT_BASE),
+    log:
+        main="logs/build_student/build_student.log",
+        curve="logs/build_student/pretrain_loss.jsonl",
+    benchmark:
+        "benchmarks/build_student.tsv"
+    conda:
+        "../../envs/mint.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../../workflow_scripts/rare_disease/build_student.py"
+
+
+rule rank_phenomizer:
+    input:
+        annotations=knowledge_files()["annotations"],
+        terms=knowledge_files()["terms"],
+        **cohort_files(),
+    output:
+        rankings="results/rankings/phenomizer.parquet",
+    log:
+        "logs/rank_phenomizer/rank_phenomizer.log",
+    benchmark:
+        "benchmarks/rank_phenomizer.tsv"
+    params:
+        mode=config["baselines"]["phenomizer_mode"],
+    conda:
+        "../../envs/mint.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../../workflow_scripts/rare_disease/rank_phenomizer.py"
+
+
+rule rank_knn:
+    input:
+        **cohort_files(),
+        embeddings=rules.embed_notes.output.embeddings,
+    output:
+        rankings="results/rankings/knn.parquet",
+    log:
+        "logs/rank_knn/rank_knn.log",
+    params:
+        retriever=config["baselines"]["retriever"],
+        neighbours=config["baselines"]["neighbours"],
+    conda:
+        "../../envs/mint.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../../workflow_scripts/rare_disease/rank_knn.py"
+
+
+rule predict_rag:
+    input:
+        **cohort_files(),
+        embeddings=rules.embed_notes.output.embeddings,
+        model=rag_model_files,
+    output:
+        predictions="results/predict/{run}.parquet",
+    log:
+        "logs/predict_rag/{run}.log",
+    benchmark:
+        "benchmarks/predict_rag/{run}.tsv"
+    params:
+        model=predict_model,
+        method=run_method,
+        prompt=lambda wildcards: prompt(),  # a function: the template's {braces} are not wildcards
+        k=config["preferences"]["k"],
+        retriever=config["baselines"]["retriever"],
+        neighbours=config["baselines"]["neighbours"],
+        rag_diseases=config["baselines"]["rag_diseases"],
+        batch_size=config["evaluation"]["batch_size"],
+        max_new_tokens=config["evaluation"]["max_new_tokens"],
+        eval_threads=config["evaluation"]["threads"],
+        seed=config["seed"],
+    conda:
+        "../../envs/mint.yaml"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=120,
+        gpu=1,
+    wildcard_constraints:
+        run=APP.extra_runs,
+    script:
+        "../../workflow_scripts/rare_disease/predict_rag.py"

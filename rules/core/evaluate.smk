@@ -1,0 +1,111 @@
+rule predict_student:
+    input:
+        cases=CASES,
+        model=predict_model_files,
+        accelerate=config["training"]["accelerate"],
+    output:
+        predictions="results/predict/{run}.parquet",
+    log:
+        "logs/predict_student/{run}.log",
+    benchmark:
+        "benchmarks/predict_student/{run}.tsv"
+    params:
+        model=predict_model,
+        method=run_method,
+        prompt=lambda wildcards: prompt(),  # a function: the template's {braces} are not wildcards
+        text_field=f"--text-field {APP.student_text}" if APP.student_text else "",
+        k=config["preferences"]["k"],
+        batch_size=config["evaluation"]["batch_size"],
+        max_new_tokens=config["evaluation"]["max_new_tokens"],
+        eval_threads=config["evaluation"]["threads"],
+        seed=config["seed"],
+    conda:
+        "../../envs/mint.yaml"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=120,
+        gpu=1,
+    wildcard_constraints:
+        run=PREDICT_RUN,
+    shell:
+        # The test cases are shared out over one process per GPU (CPU: one process); see mint/core/launch.py.
+        "PROCESSES=$(python -m mint.core.launch {resources.gpu}); "
+        "accelerate launch --config_file {input.accelerate:q} $PROCESSES -m mint.core.predict "
+        "{params.model:q} {input.cases:q} {output.predictions:q} --prompt {params.prompt:q} {params.text_field} "
+        "--k {params.k} --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens} "
+        "--threads {params.eval_threads} --seed {params.seed} --method {params.method} --log {log:q}"
+
+
+rule score_student:
+    input:
+        **cohort_files(),
+        vocabulary=vocabulary_file(),
+        predictions="results/predict/{run}.parquet",
+    output:
+        scores="results/scores/{run}.parquet",
+    log:
+        "logs/score_student/{run}.log",
+    params:
+        application=config["application"],
+        k=config["preferences"]["k"],
+        header=APP.prompt.header,
+        fuzzy_cutoff=config["evaluation"]["fuzzy_cutoff"],
+        seed=run_seed,
+    conda:
+        "../../envs/mint.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    wildcard_constraints:
+        run=SCORE_RUN,
+    script:
+        "../../workflow_scripts/score_student.py"
+
+
+rule score_teacher:
+    input:
+        cases=CASES,
+        rankings=TEACHER_RANKINGS,
+    output:
+        scores="results/scores/teacher_{modality}.parquet",
+    log:
+        "logs/score_teacher/{modality}.log",
+    params:
+        modality=lambda wildcards: wildcards.modality,
+        method=lambda wildcards: f"teacher_{wildcards.modality}",
+        k=max(config["evaluation"]["ks"]),
+    conda:
+        "../../envs/mint.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    wildcard_constraints:
+        modality="|".join(modalities()),
+    script:
+        "../../workflow_scripts/score_ranking.py"
+
+
+if APP.rankers:
+
+    rule score_ranker:
+        input:
+            cases=CASES,
+            rankings="results/rankings/{ranker}.parquet",
+        output:
+            scores="results/scores/{ranker}.parquet",
+        log:
+            "logs/score_ranker/{ranker}.log",
+        params:
+            modality=lambda wildcards: wildcards.ranker,
+            method=lambda wildcards: wildcards.ranker,
+            k=max(config["evaluation"]["ks"]),
+        conda:
+            "../../envs/mint.yaml"
+        resources:
+            mem_mb=4000,
+            runtime=10,
+        wildcard_constraints:
+            ranker="|".join(APP.rankers),
+        script:
+            "../../workflow_scripts/score_ranking.py"

@@ -1,0 +1,33 @@
+rule train_student:
+    input:
+        base=student_base_files(),
+        init=train_init,
+        recipe=recipe,
+        data=train_data,
+        accelerate=config["training"]["accelerate"],
+    output:
+        model=directory("results/train/seed{seed}/{method}"),
+    log:
+        "logs/train_student/seed{seed}/{method}.log",
+    benchmark:
+        "benchmarks/train_student/seed{seed}/{method}.tsv"
+    params:
+        base=lambda wildcards, input: first_or_none(input.base) or student_base(),
+        init=init_option,
+        checkpoints="results/checkpoints/seed{seed}/{method}",
+    conda:
+        "../../envs/mint.yaml"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=720,
+        gpu=1,
+    wildcard_constraints:
+        method="|".join(METHODS),
+        seed=r"\d+",
+    shell:
+        # One process per GPU the job got (CPU: one process); see mint/core/launch.py.
+        "PROCESSES=$(python -m mint.core.launch {resources.gpu}); "
+        "accelerate launch --config_file {input.accelerate:q} $PROCESSES -m mint.core.train "
+        "{input.recipe:q} {params.base:q} {input.data:q} {output.model:q} {params.init} "
+        "--checkpoints {params.checkpoints:q} --seed {wildcards.seed} --threads {threads} --log {log:q}"

@@ -1,0 +1,6 @@
+from mint.apps.rare_disease.knowledge import build_knowledge
+from mint.core.workflow import step_log
+
+with step_log(snakemake.log[0]):
+    build_knowledge(snakemake.output.diseases, snakemake.output.annotations, snakemake.output.terms,
+                    face_roots=snakemake.params.face_roots, default_frequency=snakemake.params.default_frequency)

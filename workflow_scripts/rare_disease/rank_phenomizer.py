@@ -1,0 +1,6 @@
+from mint.apps.rare_disease.phenomizer import rank_cohort
+from mint.core.workflow import step_log
+
+with step_log(snakemake.log[0]):
+    rank_cohort(snakemake.input.annotations, snakemake.input.terms, snakemake.input.cases,
+                snakemake.input.candidates, snakemake.output.rankings, mode=snakemake.params.mode)
