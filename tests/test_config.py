@@ -9,18 +9,24 @@ REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(REPO.glob("config/*.yaml")) + sorted(REPO.glob("tests/data/*/config.yaml"))
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if p.name != "schema.yaml"], ids=lambda p: p.name)
-def test_every_shipped_config_validates(path):
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_every_shipped_config_validates_and_names_shipped_files(path):
     cfg = load_config(path)
-    assert cfg["preferences"]["k"] >= 1
-    assert set(cfg["training"]["methods"]) <= {"sft", "dpo", "orpo"}
+    training = cfg["training"]
+    shipped = [REPO / training["recipes"] / f"{m}.yaml" for m in training["methods"]]
+    shipped.append(REPO / training["accelerate"])
+    if cfg["student"]["builtin"]:
+        shipped.append(REPO / cfg["student"]["builtin"])
+    assert [p for p in shipped if not p.is_file()] == []
 
 
 def test_defaults_are_filled_in():
     cfg = validate_config({})
+    assert cfg["application"] == "rare_disease"
     assert cfg["cohort"]["source"] == "simulated"
-    assert cfg["cohort"]["simulated"]["n_diseases"] == 30
-    assert cfg["teacher"]["rankings"] is None
+    assert cfg["cohort"]["simulated"]["n_diseases"] == 30  # a default two levels down, in the application's schema
+    assert cfg["teacher"]["rankings"] is None and cfg["teacher"]["epochs"] == 60  # core and application keys merged
+    assert cfg["student"]["builtin"] is None
 
 
 @pytest.mark.parametrize(
@@ -31,14 +37,26 @@ def test_defaults_are_filled_in():
         ({"training": {"methods": ["sft", "ppo"]}}, "training.methods.1"),
         ({"teacher": {"epochs": "ten"}}, "teacher.epochs"),
         ({"studnet": {}}, "(top level)"),
-        ({"cohort": {"source": "manifest"}}, "cohort.manifest.path"),
         ({"training": {"methods": ["dpo"]}}, "training.methods"),
+        # The application's checks (mint.apps.rare_disease.report.check_config), run by validate_config.
+        ({"cohort": {"source": "manifest"}}, "cohort.manifest.path"),
+        ({"cohort": {"source": "phenopacket"}}, "cohort.phenopacket.path"),
         ({"cohort": {"simulated": {"true_terms": [4, 2]}}}, "cohort.simulated.true_terms"),
+        ({"cohort": {"split": {"validation": 0.4, "test": 0.6}}}, "cohort.split.validation"),
+        ({"baselines": {"rag": ["sft"]}, "training": {"methods": ["orpo"]}}, "baselines.rag"),
+        ({"baselines": {"phenomizer": True}, "cohort": {"source": "manifest", "manifest": {"path": "m.csv"}}},
+         "baselines.phenomizer"),
     ],
 )
 def test_invalid_config_names_the_key(bad, key):
     with pytest.raises(MintError, match=key.replace("(", r"\(").replace(")", r"\)")):
         validate_config(bad, source="test.yaml")
+
+
+@pytest.mark.parametrize("name", ["tissue_type", "mint.apps.no_such_app"])
+def test_unknown_application_names_the_key(name):
+    with pytest.raises(MintError, match=f"config key 'application'.*{name}"):
+        validate_config({"application": name}, source="test.yaml")
 
 
 def test_missing_config_file_is_named(tmp_path):

@@ -4,6 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from mint.apps.rare_disease.prompts import HEADER, normalise
 from mint.core.evaluate import (
     CASE_SCORE_SCHEMA,
     NameMatcher,
@@ -15,18 +16,16 @@ from mint.core.evaluate import (
 )
 from mint.core.io import MintError
 from mint.core.prompts import format_answer
-from mint.core.schemas import CASE_SCORES
+from mint.core.rankings import rankings_frame
+from tests.factories import make_cases, make_labels
 
 
 @pytest.fixture
 def diseases():
-    return pl.DataFrame(
-        {
-            "disease_id": ["OMIM:163950", "OMIM:216550", "OMIM:100001", "OMIM:100002", "OMIM:100003"],
-            "name": ["Noonan syndrome 1", "Cohen syndrome", "Shared name disease", "Shared name disease", "Zeta"],
-            "synonyms": [["NS1"], ["Pepper syndrome"], [], [], ["Cohen syndrome"]],
-        },
-        schema={"disease_id": pl.Utf8, "name": pl.Utf8, "synonyms": pl.List(pl.Utf8)},
+    return make_labels(
+        ["OMIM:163950", "OMIM:216550", "OMIM:100001", "OMIM:100002", "OMIM:100003"],
+        ["Noonan syndrome 1", "Cohen syndrome", "Shared name disease", "Shared name disease", "Zeta"],
+        [["NS1"], ["Pepper syndrome"], [], [], ["Cohen syndrome"]],
     )
 
 
@@ -35,22 +34,34 @@ def matcher(diseases):
     return NameMatcher(diseases)
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("Noonan Syndrome 1", "noonan syndrome 1"),
-        ("  Cohen-syndrome  ", "cohen syndrome"),
-        ("#163950 Noonan syndrome 1", "noonan syndrome 1"),
-        ("OMIM:163950 Noonan syndrome 1", "noonan syndrome 1"),
-        ("Noonan syndrome 1 (OMIM #163950)", "noonan syndrome 1"),
-        ("3-methylglutaconic aciduria, type IX.", "3 methylglutaconic aciduria type ix"),
-        ("Alzheimer's disease", "alzheimers disease"),
-        ("Sjögren syndrome", "sjogren syndrome"),
-        ("2,4-dienoyl-CoA reductase deficiency", "2 4 dienoyl coa reductase deficiency"),
-    ],
-)
+GENERIC = [
+    ("Noonan Syndrome 1", "noonan syndrome 1"),
+    ("  Cohen-syndrome  ", "cohen syndrome"),
+    ("3-methylglutaconic aciduria, type IX.", "3 methylglutaconic aciduria type ix"),
+    ("Alzheimer's disease", "alzheimers disease"),
+    ("Sjögren syndrome", "sjogren syndrome"),
+    ("2,4-dienoyl-CoA reductase deficiency", "2 4 dienoyl coa reductase deficiency"),
+]
+OMIM_TAGGED = [
+    ("#163950 Noonan syndrome 1", "noonan syndrome 1"),
+    ("OMIM:163950 Noonan syndrome 1", "noonan syndrome 1"),
+    ("Noonan syndrome 1 (OMIM #163950)", "noonan syndrome 1"),
+    ("163950 Noonan syndrome 1", "noonan syndrome 1"),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), GENERIC)
 def test_normalize_name(raw, expected):
     assert normalize_name(raw) == expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), GENERIC + OMIM_TAGGED)
+def test_rare_disease_normalise_also_drops_omim_numbers(raw, expected):
+    assert normalise(raw) == expected
+
+
+def test_generic_normaliser_keeps_numbers():
+    assert normalize_name("OMIM:163950 Noonan syndrome 1") == "omim 163950 noonan syndrome 1"
 
 
 def test_match_exact_synonym_fuzzy_and_hallucination(matcher):
@@ -63,10 +74,10 @@ def test_match_exact_synonym_fuzzy_and_hallucination(matcher):
     assert matcher.match(None) is None
 
 
-def test_own_name_beats_synonym_and_cache_is_stable(matcher):
-    # "Cohen syndrome" is OMIM:216550's name and OMIM:100003's synonym.
-    assert matcher.match("Cohen syndrome") == "OMIM:216550"
-    assert matcher.match("Cohen syndrome") == "OMIM:216550"
+def test_own_name_beats_synonym(diseases):
+    # "Cohen syndrome" is OMIM:216550's name and OMIM:100003's synonym, whichever row comes first.
+    assert NameMatcher(diseases).match("Cohen syndrome") == "OMIM:216550"
+    assert NameMatcher(diseases.reverse()).match("Cohen syndrome") == "OMIM:216550"
 
 
 def test_prefer_breaks_ties(diseases):
@@ -74,6 +85,11 @@ def test_prefer_breaks_ties(diseases):
     assert NameMatcher(diseases, prefer={"OMIM:100002"}).match("Shared name disease") == "OMIM:100002"
     assert NameMatcher(diseases, prefer={"OMIM:100002"}).match("Shared name diseas") == "OMIM:100002"
     assert NameMatcher(diseases, prefer={"OMIM:100003"}).match("Cohen syndrome") == "OMIM:100003"
+
+
+def test_matcher_uses_the_applications_normaliser(diseases):
+    assert NameMatcher(diseases).match("OMIM:163950 Noonan syndrome 1") is None
+    assert NameMatcher(diseases, normalise=normalise).match("OMIM:163950 Noonan syndrome 1") == "OMIM:163950"
 
 
 def test_cutoff_controls_fuzzy(diseases):
@@ -85,7 +101,7 @@ def test_cutoff_controls_fuzzy(diseases):
 
 @pytest.fixture
 def truth():
-    return pl.DataFrame({"case_id": ["c1", "c2", "c3"], "disease_id": ["OMIM:163950", "OMIM:216550", "OMIM:100003"]})
+    return make_cases(["OMIM:163950", "OMIM:216550", "OMIM:100003"], "test").select("case_id", "label_id")
 
 
 def _predictions(rows):
@@ -101,13 +117,12 @@ def test_score_predictions(matcher, truth):
     a3 = ["Fake one", "Fake two", "Fake three"]
     preds = _predictions(
         [
-            ("c1", "student", format_answer(a1), a1),
-            ("c2", "student", format_answer(a2), a2),
+            ("c1", "student", format_answer(a1, HEADER), a1),
+            ("c2", "student", format_answer(a2, HEADER), a2),
             ("c3", "student", "1. Fake one\n2. Fake two\n3. Fake three", a3),
         ]
     )
-    out = score_predictions(preds, truth, matcher, k=3)
-    assert out.columns == [f.name for f in CASE_SCORES]
+    out = score_predictions(preds, truth, matcher, k=3, header=HEADER)
     assert out["predicted_ids"].to_list() == [
         ["OMIM:216550", "OMIM:163950", None],
         ["OMIM:216550", "OMIM:100003"],
@@ -118,40 +133,28 @@ def test_score_predictions(matcher, truth):
     assert out["n_hallucinated"].to_list() == [1, 0, 3]
     # c2 lists 2 of the 3 asked for; c3 has no header.
     assert out["format_ok"].to_list() == [True, False, False]
-    assert out["disease_id"].to_list() == ["OMIM:163950", "OMIM:216550", "OMIM:100003"]
-    assert out.schema["rank"] == pl.Int32
-
-
-def test_case_score_schema_matches_arrow_schema():
-    table = pl.DataFrame(schema=CASE_SCORE_SCHEMA).to_arrow()
-    assert table.schema.names == CASE_SCORES.names
-    assert table.cast(CASE_SCORES).schema == CASE_SCORES
+    assert out["label_id"].to_list() == ["OMIM:163950", "OMIM:216550", "OMIM:100003"]
+    # The same answers under another application's header break the format, nothing else.
+    other = score_predictions(preds, truth, matcher, k=3, header="TISSUES:")
+    assert other["format_ok"].to_list() == [False, False, False]
+    assert other.drop("format_ok").equals(out.drop("format_ok"))
 
 
 def test_score_predictions_unknown_case(matcher, truth):
     preds = _predictions([("c9", "student", "", []), ("c1", "student", "", [])])
     with pytest.raises(MintError, match="c9"):
-        score_predictions(preds, truth, matcher, k=3)
+        score_predictions(preds, truth, matcher, k=3, header=HEADER)
 
 
 def test_score_rankings_top_k(truth):
-    rankings = pl.DataFrame(
-        {
-            "case_id": ["c1"] * 4 + ["c2"] * 4,
-            "modality": ["note"] * 8,
-            "disease_id": ["OMIM:216550", "OMIM:163950", "OMIM:100001", "OMIM:100002"] * 2,
-            "score": [0.9, 0.8, 0.7, 0.1, 0.1, 0.2, 0.3, 0.4],
-            "rank": [1, 2, 3, 4, 4, 3, 2, 1],
-        }
-    )
+    labels = ["OMIM:216550", "OMIM:163950", "OMIM:100001", "OMIM:100002"]
+    rankings = rankings_frame(["c1", "c2"], labels, np.array([[0.9, 0.8, 0.7, 0.1], [0.1, 0.2, 0.3, 0.4]]), "note")
     out = score_rankings(rankings, truth, k=2, method="teacher_note")
-    assert out.columns == [f.name for f in CASE_SCORES]
     assert out["case_id"].to_list() == ["c1", "c2"]
     assert out["predicted_ids"].to_list() == [["OMIM:216550", "OMIM:163950"], ["OMIM:100002", "OMIM:100001"]]
     assert out["rank"].to_list() == [2, None]  # c2's truth is ranked 4th, outside the top 2
     assert out["n_hallucinated"].to_list() == [0, 0]
     assert out["format_ok"].to_list() == [True, True]
-    assert out["method"].unique().to_list() == ["teacher_note"]
     with pytest.raises(MintError, match="modalities"):
         score_rankings(rankings.with_columns(modality=pl.Series(["note", "photo"] * 4)), truth, k=2, method="t")
 
@@ -162,7 +165,7 @@ def _scores(method, ranks, n_hall, n_pred, fmt, case_ids=None, seed=None):
         {
             "case_id": case_ids or [f"c{i}" for i in range(n)],
             "method": [method] * n,
-            "disease_id": ["D"] * n,
+            "label_id": ["D"] * n,
             "predicted_ids": [["D"]] * n,
             "rank": ranks,
             "n_predicted": n_pred,

@@ -4,7 +4,16 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from mint.core.io import MintError, atomic_dir, atomic_path, provenance, read_parquet, sidecar_path, write_parquet
+from mint.core.io import (
+    MintError,
+    atomic_dir,
+    atomic_path,
+    config_hash,
+    provenance,
+    read_parquet,
+    sidecar_path,
+    write_parquet,
+)
 
 SCHEMA = pa.schema([("a", pa.int64()), ("b", pa.string())])
 
@@ -33,11 +42,15 @@ def test_failed_dir_write_keeps_the_old_folder(tmp_path):
 
 def test_parquet_roundtrip_with_schema_and_sidecar(tmp_path):
     path = tmp_path / "t.parquet"
-    write_parquet(pl.DataFrame({"b": ["x", "y"], "a": [1, 2]}), path, SCHEMA, provenance({"k": 1}, seed=3))
+    write_parquet(pl.DataFrame({"b": ["x", "y"], "c": [0.5, 0.5], "a": [1, 2]}), path, SCHEMA,
+                  provenance({"k": 1, "m": [2]}, seed=3))
     df = read_parquet(path, SCHEMA)
-    assert df.columns == ["a", "b"]
+    assert df.columns == ["a", "b"]  # the schema's order; columns outside it are not written
+    assert sidecar_path(path) == tmp_path / "t.parquet.provenance.json"
     prov = json.loads(sidecar_path(path).read_text())
-    assert prov["seed"] == 3 and "torch" in prov["versions"] and prov["config_hash"]
+    assert prov["config_hash"] == config_hash({"m": [2], "k": 1})  # key order does not matter
+    assert prov["config_hash"] != config_hash({"k": 2, "m": [2]})
+    assert prov["versions"]["polars"] == pl.__version__
 
 
 def test_same_data_gives_identical_bytes(tmp_path):

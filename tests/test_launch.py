@@ -18,11 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mint.apps.rare_disease.prompts import HEADER, PROMPT
+from mint.apps.rare_disease.student import build_tiny_llama, render_chat, train_tokenizer
 from mint.core import schemas
 from mint.core.config import load_yaml, validate_config
 from mint.core.launch import CPU_FLAGS, launch_flags, use_cpu
 from mint.core.prompts import assistant, build_prompt, format_answer
-from mint.apps.rare_disease.student import build_tiny_llama, render_chat, train_tokenizer
+from tests.factories import make_cases, make_labels, write_cohort
 
 REPO = Path(__file__).resolve().parent.parent
 ACCELERATE_CONFIGS = sorted((REPO / "config" / "accelerate").glob("*.yaml"))
@@ -84,7 +86,15 @@ def test_launch_flags_here_without_a_gpu():
 
 
 def test_cpu_config_keeps_a_gpu_node_on_the_cpu(monkeypatch):
-    """cpu.yaml (use_cpu) and `--cpu` set ACCELERATE_USE_CPU: train and predict then stay on the CPU."""
+    """cpu.yaml (use_cpu) and `--cpu` set ACCELERATE_USE_CPU: train and predict then stay on the CPU.
+
+    A GPU is made visible here, so that the flag, not the machine, decides.
+    """
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    assert not use_cpu()
     monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
     assert use_cpu()
 
@@ -101,38 +111,40 @@ def _note(i: int) -> str:
     return f"A {i + 2}-year-old child. Findings: {FINDINGS[i % 6]}, {FINDINGS[(i + 2) % 6]}."
 
 
-def _table(rows: list[dict], schema: pa.Schema, path: Path) -> None:
-    """A Parquet of `schema` (columns a row leaves out are null: robust to new optional columns)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+def _ask(note: str) -> list[dict]:
+    return build_prompt(PROMPT.resolved(None), 2, note, "note")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A tiny untrained student, 8 preference pairs, 6 test notes and an ORPO recipe."""
+    """A tiny untrained student, 8 preference pairs, 6 test notes, an ORPO recipe and predict's flags."""
     d = tmp_path_factory.mktemp("launch")
-    prompts = [build_prompt(_note(i), 2) for i in range(8)]
-    answers = [(format_answer([NAMES[i % 6], NAMES[(i + 1) % 6]]),
-                format_answer([NAMES[(i + 3) % 6], NAMES[(i + 4) % 6]])) for i in range(8)]
+    prompts = [_ask(_note(i)) for i in range(8)]
+    answers = [(format_answer([NAMES[i % 6], NAMES[(i + 1) % 6]], HEADER),
+                format_answer([NAMES[(i + 3) % 6], NAMES[(i + 4) % 6]], HEADER)) for i in range(8)]
     tokenizer = train_tokenizer([render_chat(p + assistant(a)) for p, (a, _) in zip(prompts, answers)], 400)
     model = build_tiny_llama(tokenizer, TINY_MODEL)
     model.save_pretrained(d / "base")
     tokenizer.save_pretrained(d / "base")
-    _table([{"case_id": f"c{i}", "prompt": p, "chosen": assistant(c), "rejected": assistant(r)}
-            for i, (p, (c, r)) in enumerate(zip(prompts, answers))], schemas.PREFERENCES, d / "preferences.parquet")
-    _table([{"case_id": f"t{i}", "disease_id": f"OMIM:10000{i % 6}", "split": "test" if i < 6 else "train",
-             "note": _note(i)} for i in range(8)], schemas.CASES, d / "cohort/cases.parquet")
-    _table([{"disease_id": f"OMIM:10000{i}", "name": n} for i, n in enumerate(NAMES)], schemas.PANEL,
-           d / "cohort/panel.parquet")
+    pairs = [{"case_id": f"c{i}", "prompt": p, "chosen": assistant(c), "rejected": assistant(r)}
+             for i, (p, (c, r)) in enumerate(zip(prompts, answers))]
+    pq.write_table(pa.Table.from_pylist(pairs, schema=schemas.PREFERENCES), d / "preferences.parquet")
+    ids = [f"OMIM:10000{i}" for i in range(6)]
+    cases = make_cases(ids + ids[:2], ["test"] * 6 + ["train"] * 2, note=[_note(i) for i in range(8)])
+    write_cohort(d / "cohort", cases, make_labels(ids, NAMES))
     # 8 rows, 2 per process and step, one epoch: 4 steps in one process, 2 in two.
     (d / "orpo.yaml").write_text(
         "method: orpo\nlora: null\nargs:\n  learning_rate: 1.0e-3\n  num_train_epochs: 1\n"
         "  per_device_train_batch_size: 2\n  max_length: 480\n  logging_steps: 1\n  save_strategy: 'no'\n"
         "  seed: 3\n"
     )
+    # predict's flags as rules/core/evaluate.smk passes them, from the validated config.
     settings = validate_config({"seed": 3, "preferences": {"k": 2, "q": 2},
                                 "evaluation": {"batch_size": 2, "max_new_tokens": 8}})
-    return d, json.dumps({k: settings[k] for k in ("seed", "evaluation", "prompt", "preferences")})
+    flags = ["--prompt", json.dumps(PROMPT.resolved(settings["prompt"]), sort_keys=True), "--text-field", "note",
+             "--k", str(settings["preferences"]["k"]), "--batch-size", str(settings["evaluation"]["batch_size"]),
+             "--max-new-tokens", str(settings["evaluation"]["max_new_tokens"]), "--seed", str(settings["seed"])]
+    return d, flags
 
 
 def accelerate(*args: str, processes: int) -> subprocess.CompletedProcess:
@@ -147,6 +159,7 @@ def accelerate(*args: str, processes: int) -> subprocess.CompletedProcess:
     return res
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 def test_two_cpu_processes_train_once_and_the_model_loads(tiny):
     from mint.core.train import load_trained
@@ -171,14 +184,16 @@ def test_two_cpu_processes_train_once_and_the_model_loads(tiny):
     assert model.num_parameters() > 0 and tokenizer.eos_token
 
 
+@pytest.mark.slow
 @pytest.mark.multiprocess
 def test_two_cpu_processes_predict_what_one_process_predicts(tiny):
-    d, settings = tiny
+    d, flags = tiny
     for n in (1, 2):
-        accelerate("mint.core.predict", str(d / "base"), str(d / "cohort"), str(d / f"predict{n}.parquet"),
-                   "--settings", settings, "--method", "base", "--log", str(d / f"logs/predict{n}.log"), processes=n)
+        accelerate("mint.core.predict", str(d / "base"), str(d / "cohort/cases.parquet"),
+                   str(d / f"predict{n}.parquet"), *flags, "--method", "base", "--log", str(d / f"logs/predict{n}.log"),
+                   processes=n)
     one, two = (pl.read_parquet(d / f"predict{n}.parquet") for n in (1, 2))
-    assert one["case_id"].to_list() == [f"t{i}" for i in range(6)]
+    assert one["case_id"].to_list() == [f"c{i}" for i in range(1, 7)]  # the test cases only
     assert one.equals(two)
     assert (d / "logs/predict2.rank1.log").exists()
 
@@ -200,6 +215,7 @@ def test_other_preference_methods_train_every_weight(tiny, method, extra, tmp_pa
     assert metrics["trainable_tensors"] > 0 and metrics["unchanged_tensors"] == []
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_lora_adapter(tiny, tmp_path):
     """peft draws LoRA's A matrices when the adapter is made, in an order that depends on Python's
     hash seed (`target_modules: all-linear` is a set): train_student seeds that draw, so two

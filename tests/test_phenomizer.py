@@ -6,9 +6,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from mint.apps.rare_disease import schemas as knowledge_schemas
+from mint.apps.rare_disease.knowledge import knowledge_files
+from mint.apps.rare_disease.phenomizer import PhenomizerRanker, rank_cohort
 from mint.core import schemas
 from mint.core.io import MintError, read_parquet, write_parquet
-from mint.apps.rare_disease.phenomizer import PhenomizerRanker, rank_cohort
+from tests.factories import make_cases, make_labels, write_cohort
 
 # R is the root; A and B its children; A1, A2 under A; B1 under B; C under both A and B.
 R, A, B, A1, A2, B1, C = (f"HP:000000{i}" for i in range(1, 8))
@@ -115,27 +118,26 @@ def test_rank_cases_writes_rankings(tmp_path):
     assert df.height == 2 * len(PANEL)
     assert set(df["modality"].to_list()) == {"phenomizer"}
     p1 = df.filter(pl.col("case_id") == "p1").sort("rank")
-    assert p1["disease_id"].to_list() == ["OMIM:1", "OMIM:4", "OMIM:3", "OMIM:2", "OMIM:0"]
+    assert p1["label_id"].to_list() == ["OMIM:1", "OMIM:4", "OMIM:3", "OMIM:2", "OMIM:0"]
     # Only the root matches: every score is 0, so ties go to annotated diseases, then by id.
     p2 = df.filter(pl.col("case_id") == "p2").sort("rank")
-    assert p2["disease_id"].to_list() == ["OMIM:1", "OMIM:2", "OMIM:3", "OMIM:4", "OMIM:0"]
+    assert p2["label_id"].to_list() == ["OMIM:1", "OMIM:2", "OMIM:3", "OMIM:4", "OMIM:0"]
     assert p2["rank"].to_list() == [1, 2, 3, 4, 5]
 
 
 def test_rank_cohort_skips_cases_without_terms(tmp_path, capsys):
-    knowledge, cohort = tmp_path / "knowledge", tmp_path / "cohort"
-    write_parquet(pl.DataFrame({"disease_id": PANEL[:4], "name": PANEL[:4], "synonyms": [[]] * 4}),
-                  knowledge / "diseases.parquet", schemas.DISEASES)
-    write_parquet(ANNOTATIONS, knowledge / "annotations.parquet", schemas.ANNOTATIONS)
-    write_parquet(TERMS.with_columns(is_facial=False), knowledge / "terms.parquet", schemas.TERMS)
-    write_parquet(pl.DataFrame({"disease_id": PANEL, "name": PANEL}), cohort / "panel.parquet", schemas.PANEL)
-    given = {"case_id": ["p1", "p2"], "disease_id": ["OMIM:2", "OMIM:1"], "split": ["test", "test"],
-             "hpo_ids": [[A2], None]}
-    cases = pl.DataFrame({f.name: given.get(f.name, [None, None]) for f in schemas.CASES})
-    write_parquet(cases, cohort / "cases.parquet", schemas.CASES)
+    knowledge = knowledge_files(tmp_path / "knowledge")
+    write_parquet(ANNOTATIONS, knowledge["annotations"], knowledge_schemas.ANNOTATIONS)
+    write_parquet(TERMS.with_columns(is_facial=False), knowledge["terms"], knowledge_schemas.TERMS)
+    # p3 is a training case: only the test split is ranked.
+    cases = make_cases(["OMIM:2", "OMIM:1", "OMIM:3"], ["test", "test", "train"], case_id=["p1", "p2", "p3"],
+                       hpo_ids=[[A2], None, [C]])
+    cohort = write_cohort(tmp_path / "cohort", cases, make_labels(PANEL))
 
-    rank_cohort(knowledge, cohort, tmp_path / "rankings.parquet")
+    rank_cohort(knowledge["annotations"], knowledge["terms"], cohort["cases"], cohort["candidates"],
+                tmp_path / "rankings.parquet")
     df = read_parquet(tmp_path / "rankings.parquet", schemas.RANKINGS)
     assert set(df["case_id"].to_list()) == {"p1"}
-    assert df.filter(pl.col("rank") == 1)["disease_id"].to_list() == ["OMIM:2"]
+    assert df.height == len(PANEL)
+    assert df.filter(pl.col("rank") == 1)["label_id"].to_list() == ["OMIM:2"]
     assert "skipping 1 case(s) without HPO terms" in capsys.readouterr().out

@@ -1,27 +1,31 @@
-"""The phenopacket importer on real phenopacket-store cases (read by path, never copied here)."""
+"""The phenopacket importer, on fictional cases in phenopacket-store's layout (tests/data/phenopackets);
+the tests marked slow also read the HPO release or the real store (skipped where it is absent)."""
 
 import json
 import logging
 
+import numpy as np
 import polars as pl
 import pytest
 
 from mint.apps.rare_disease.cohort import read_panel
-from mint.core.io import MintError
-from mint.apps.rare_disease.knowledge import load_knowledge
+from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
+from mint.apps.rare_disease.notes import demographic_phrase, write_case_note
 from mint.apps.rare_disease.phenopackets import (
     RAW_COLUMNS,
-    demographic_phrase,
     main,
     read_flat,
     read_phenopacket_json,
     split_by_publication,
     to_cases,
-    write_case_note,
 )
+from mint.core.io import MintError
+from tests.factories import make_cases
 
 # Cohorts whose phenopacket-store folder is named by an older gene symbol than the variants carry.
 OLD_SYMBOL_COHORTS = {"HNRPA2B1": "HNRNPA2B1", "MTTV": "MT-TV"}
+NO_DISEASES = pl.DataFrame(schema={"disease_id": pl.String, "name": pl.String})
+LOGGER = "mint.apps.rare_disease.phenopackets"
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +44,19 @@ def from_json(store):
 
 
 @pytest.fixture(scope="module")
-def knowledge(knowledge_dir, store):
-    diseases, _, terms = load_knowledge(knowledge_dir)
+def knowledge(store):
+    """(panel ids, known HPO ids, HPO names) as `to_cases` takes them, from the folder's extract of the release."""
+    terms = pl.read_csv(store / "hpo_terms.tsv", separator="\t")
     names = dict(zip(terms["hpo_id"].to_list(), terms["name"].to_list()))
-    panel = read_panel(store / "diseases.tsv", diseases)["disease_id"].to_list()
-    return panel, terms["hpo_id"].to_list(), names
+    panel = read_panel(store / "diseases.tsv", NO_DISEASES)["disease_id"].to_list()
+    return panel, list(names), names
 
 
 # ---------------------------------------------------------------- reading
 
 
-def test_json_and_flat_give_the_same_cases(from_json, flat):
+def _same_raw_rows(from_json, flat):
     assert from_json.columns == list(RAW_COLUMNS) == flat.columns
-    assert from_json.height == 24
     rows = flat.filter(pl.col("case_id").is_in(from_json["case_id"].to_list())).sort("case_id")
     assert rows["case_id"].to_list() == from_json["case_id"].to_list()
     for column in ("pmid", "sex", "age", "disease_ids", "disease_labels", "genes", "observed_labels"):
@@ -60,11 +64,32 @@ def test_json_and_flat_give_the_same_cases(from_json, flat):
     for column in ("observed_hpo", "excluded_hpo"):
         assert [set(x) for x in from_json[column]] == [set(x) for x in rows[column]], column
     # `cohort` is not inside a phenopacket (the store names it by the file's folder); the importer
-    # takes the case's single gene symbol, which is the flat file's value for these 24 cases.
+    # takes the case's single gene symbol, which is the flat file's value for these cases.
     assert from_json["cohort"].to_list() == rows["cohort"].to_list()
 
 
-def test_cohort_is_the_gene_except_folders_named_by_an_old_symbol(flat):
+def test_json_and_flat_give_the_same_cases(from_json, flat):
+    # The five files differ in what they carry: no publication, no age, a gene-level
+    # interpretation, a diagnosis given only in the interpretation, excluded findings.
+    assert from_json.height == 5
+    _same_raw_rows(from_json, flat)
+    unpublished = from_json.filter(pl.col("case_id") == "Unpublished_Apert_1").to_dicts()[0]
+    assert unpublished["pmid"] is None and unpublished["age"] is None and unpublished["genes"] == ["FGFR2"]
+
+
+@pytest.mark.slow
+def test_real_store_json_examples_match_its_flat_file(shared_phenopacket_store):
+    folder = shared_phenopacket_store / "json-examples"
+    if not folder.is_dir():
+        pytest.skip(f"no json-examples folder in {shared_phenopacket_store}")
+    from_json = read_phenopacket_json(folder).sort("case_id")
+    assert from_json.height == len(list(folder.glob("*.json")))
+    _same_raw_rows(from_json, read_flat(shared_phenopacket_store / "cases.parquet"))
+
+
+@pytest.mark.slow
+def test_cohort_is_the_gene_except_folders_named_by_an_old_symbol(shared_phenopacket_store):
+    flat = read_flat(shared_phenopacket_store / "cases.parquet")
     differ = flat.filter(pl.col("cohort") != pl.col("genes").list.first())
     assert dict(zip(differ["cohort"], differ["genes"].list.first())) == OLD_SYMBOL_COHORTS
 
@@ -79,7 +104,7 @@ def test_cohort_is_the_gene_except_folders_named_by_an_old_symbol(flat):
     ],
 )
 def test_bad_phenopacket_file_is_named(tmp_path, store, text, message):
-    good = (store / "json-examples" / "PMID_15761194_II_2.json").read_text()
+    good = (store / "json-examples" / "PMID_99000001_Patient_1.json").read_text()
     (tmp_path / "a_good.json").write_text(good)
     (tmp_path / "b_bad.json").write_text(text)
     with pytest.raises(MintError, match=rf"b_bad\.json: {message}"):
@@ -144,40 +169,45 @@ def test_both_inputs_give_the_same_notes(from_json, flat, knowledge):
     a, a_out = to_cases(from_json, *knowledge)
     b, b_out = to_cases(rows, *knowledge)
     assert a.equals(b) and a_out.equals(b_out)
-    assert a.height + a_out.height == 24
-    note = a.filter(pl.col("case_id") == "PMID_15761194_II_2")["note"].item()
+    assert a_out["case_id"].to_list() == ["PMID_99000004_Case_2"] and a.height == 4
+    # The packet labels HP:0001642 'Pulmonary valve stenosis'; the note uses the release's name.
+    note = a.filter(pl.col("case_id") == "PMID_99000001_Patient_1")["note"].item()
     assert note == (
-        "An adult man was referred to the genetics clinic with shortened QT interval, palpitations and presyncope."
-        " No paroxysmal atrial fibrillation, mildly reduced left ventricular ejection fraction"
-        " and sudden cardiac death."
+        "A 4-year-old boy was referred to the genetics clinic with short stature, cryptorchidism, pulmonic stenosis"
+        " and low-set ears. No hypertrophic cardiomyopathy."
     )
 
 
 # ---------------------------------------------------------------- exclusions
 
 
-def _one_row(flat, case_id="PMID_15761194_III_1", **change):
+def _one_row(flat, case_id="PMID_99000001_Patient_2", **change):
     row = flat.filter(pl.col("case_id") == case_id).to_dicts()[0]
     return pl.DataFrame([{**row, "case_id": "MADE_UP_1", **change}], schema=flat.schema)
+
+
+def test_the_unchanged_row_is_kept(flat, knowledge):
+    cases, excluded = to_cases(_one_row(flat), *knowledge)
+    assert cases["case_id"].to_list() == ["MADE_UP_1"] and excluded.height == 0
 
 
 @pytest.mark.parametrize(
     "change, reason, detail",
     [
         ({"observed_hpo": [], "observed_labels": []}, "no_observed_term", "no observed phenotypic feature"),
-        ({"excluded_hpo": ["HP:0004757", "HP:9999999"]}, "unknown_hpo_id", "HP:9999999"),
-        ({"observed_hpo": ["HP:0012232", "HP:9999998"]}, "unknown_hpo_id", "HP:9999998"),
+        ({"excluded_hpo": ["HP:0001639", "HP:9999999"]}, "unknown_hpo_id", "HP:9999999"),
+        ({"observed_hpo": ["HP:0004322", "HP:9999998"]}, "unknown_hpo_id", "HP:9999998"),
         ({"disease_ids": ["OMIM:999999"]}, "disease_not_in_panel", "OMIM:999999"),
-        ({"disease_ids": ["OMIM:609622", "OMIM:101200"]}, "several_diagnoses", "OMIM:609622, OMIM:101200"),
+        ({"disease_ids": ["OMIM:163950", "OMIM:101200"]}, "several_diagnoses", "OMIM:163950, OMIM:101200"),
         ({"disease_ids": []}, "several_diagnoses", "no diagnosis"),
     ],
 )
 def test_every_exclusion_is_tabled_and_logged_without_patient_text(flat, knowledge, caplog, change, reason, detail):
-    raw = pl.concat([flat.head(200), _one_row(flat, **change)])
-    with caplog.at_level(logging.WARNING, logger="mint.apps.rare_disease.phenopackets"):
+    raw = pl.concat([flat, _one_row(flat, **change)])
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
         cases, excluded = to_cases(raw, *knowledge)
     assert "MADE_UP_1" not in cases["case_id"].to_list()
-    assert cases.height + excluded.height == 201
+    assert cases.height + excluded.height == raw.height
     row = excluded.filter(pl.col("case_id") == "MADE_UP_1").to_dicts()
     assert row == [{"case_id": "MADE_UP_1", "disease_id": row[0]["disease_id"], "reason": reason, "detail": detail}]
     lines = [r.getMessage() for r in caplog.records if "'MADE_UP_1'" in r.getMessage()]
@@ -188,50 +218,88 @@ def test_every_exclusion_is_tabled_and_logged_without_patient_text(flat, knowled
     labels |= {lab.lower() for labs in raw["observed_labels"] for lab in labs}
     text = "\n".join(r.getMessage() for r in caplog.records).lower()
     assert not [lab for lab in labels if lab in text]
-    assert "hp:0012232" not in text and "referred" not in text
+    assert "hp:0004322" not in text and "referred" not in text
+
+
+def test_the_store_layout_exclusions(flat, knowledge):
+    _, excluded = to_cases(flat, *knowledge)
+    assert dict(zip(excluded["case_id"], excluded["reason"])) == {
+        "PMID_99000004_Case_2": "unknown_hpo_id",
+        "PMID_99000005_Patient_B": "no_observed_term",
+        "PMID_99000007_Proband": "several_diagnoses",
+        "PMID_99000008_Patient_1": "disease_not_in_panel",
+    }
 
 
 def test_case_without_publication_is_its_own_group(flat, knowledge):
-    cases, _ = to_cases(_one_row(flat, pmid=None), *knowledge)
-    assert cases["publication"].to_list() == ["case:MADE_UP_1"]
+    cases, _ = to_cases(flat, *knowledge)
+    group = dict(zip(cases["case_id"], cases["publication"]))
+    assert group["Unpublished_Apert_1"] == "case:Unpublished_Apert_1"
+    assert group["PMID_99000002_Proband"] == "PMID:99000002"
 
 
 # ---------------------------------------------------------------- split
 
 
 @pytest.fixture(scope="module")
-def all_cases(flat, knowledge):
-    logging.getLogger("mint.apps.rare_disease.phenopackets").setLevel(logging.ERROR)  # ~160 expected exclusions
-    try:
-        cases, _ = to_cases(flat, *knowledge)
-    finally:
-        logging.getLogger("mint.apps.rare_disease.phenopackets").setLevel(logging.NOTSET)
-    return cases
+def many_cases():
+    """~6,300 cases in 600 publications of 1-20 cases each, and 30 cases without one."""
+    sizes = np.random.default_rng(0).integers(1, 21, 600)
+    publications = [f"PMID:{i}" for i, n in enumerate(sizes) for _ in range(n)] + [None] * 30
+    return make_cases(["OMIM:1"] * len(publications), publication=publications)
+
+
+def _check_split(split, cases, tolerance):
+    assert split.height == cases.height
+    groups = split["publication"].fill_null(pl.lit("case:") + split["case_id"])
+    assert split.group_by(groups).agg(pl.col("split").n_unique())["split"].max() == 1
+    shares = dict(split["split"].value_counts(normalize=True).iter_rows())
+    for side, target in {"train": 0.65, "validation": 0.15, "test": 0.2}.items():
+        assert abs(shares[side] - target) < tolerance, (side, shares)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_split_keeps_publications_apart_near_the_shares(all_cases, seed):
-    split = split_by_publication(all_cases, 0.15, 0.2, seed)
-    assert split.height == all_cases.height > 6000
-    assert split.group_by("publication").agg(pl.col("split").n_unique())["split"].max() == 1
-    shares = dict(split["split"].value_counts(normalize=True).iter_rows())
-    for side, target in {"train": 0.65, "validation": 0.15, "test": 0.2}.items():
-        assert abs(shares[side] - target) < 0.01, (side, shares)
+def test_split_keeps_publications_apart_near_the_shares(many_cases, seed):
+    split = split_by_publication(many_cases, 0.15, 0.2, seed)
+    _check_split(split, many_cases, 0.01)
+    # Cases without a publication are each their own group, not one block on one side.
+    assert split.filter(pl.col("publication").is_null())["split"].n_unique() > 1
 
 
-def test_split_is_seeded(all_cases):
-    one = split_by_publication(all_cases, 0.15, 0.15, seed=7)
-    assert one.equals(split_by_publication(all_cases, 0.15, 0.15, seed=7))
-    assert not one.equals(split_by_publication(all_cases, 0.15, 0.15, seed=8))
+def test_split_is_seeded(many_cases):
+    one = split_by_publication(many_cases, 0.15, 0.15, seed=7)
+    assert one.equals(split_by_publication(many_cases, 0.15, 0.15, seed=7))
+    assert not one.equals(split_by_publication(many_cases, 0.15, 0.15, seed=8))
     with pytest.raises(MintError, match="validation=0.6, test=0.5"):
-        split_by_publication(all_cases, 0.6, 0.5, seed=7)
+        split_by_publication(many_cases, 0.6, 0.5, seed=7)
+
+
+@pytest.mark.slow
+def test_whole_store_splits_near_the_shares(shared_phenopacket_store, knowledge_dir):
+    """The store's real publication sizes (the largest 157 of 6,336 cases) still land within a point."""
+    diseases, _, terms = load_knowledge(*knowledge_files(knowledge_dir).values())
+    names = dict(zip(terms["hpo_id"].to_list(), terms["name"].to_list()))
+    panel = read_panel(shared_phenopacket_store / "diseases.tsv", diseases)["disease_id"].to_list()
+    logging.getLogger(LOGGER).setLevel(logging.ERROR)  # ~160 expected exclusions
+    try:
+        cases, _ = to_cases(read_flat(shared_phenopacket_store / "cases.parquet"), panel, names, names)
+    finally:
+        logging.getLogger(LOGGER).setLevel(logging.NOTSET)
+    assert cases.height > 6000
+    for seed in range(4):
+        _check_split(split_by_publication(cases, 0.15, 0.2, seed), cases, 0.01)
 
 
 # ---------------------------------------------------------------- step
 
 
+@pytest.mark.slow
 def test_command_prints_a_summary(store, knowledge_dir, capsys):
-    main([str(store / "json-examples"), str(knowledge_dir), "--panel", str(store / "diseases.tsv"), "--seed", "3"])
+    main([str(store / "cases.parquet"), str(knowledge_dir), "--panel", str(store / "diseases.tsv"), "--seed", "3"])
     summary = json.loads(capsys.readouterr().out)
-    assert summary["raw_cases"] == 24 == summary["cases"] + sum(summary["excluded"].values())
+    # Against the real HPO release, only the made-up HPO id is unknown.
+    assert summary["excluded"] == {"several_diagnoses": 1, "disease_not_in_panel": 1, "unknown_hpo_id": 1,
+                                   "no_observed_term": 1}
+    assert summary["raw_cases"] == 20 and summary["cases"] == 16
+    assert summary["diseases"] == 5 and summary["publications"] == 7
     assert sum(summary["split"].values()) == summary["cases"]

@@ -1,11 +1,14 @@
 """The SLURM profiles stay in step with the rules: every rule that declares a GPU gets one on a real
 cluster (profiles/slurm) and none on the CPU-only test cluster (profiles/slurm-local); cluster
-names live in profiles, never in rules. Fast: reads files only (tests/test_slurm.py runs them).
+names live in profiles, never in rules. Fast: reads files, and asks Snakemake which rules it loads
+(tests/test_slurm.py runs them).
 
     .venv/bin/python -m pytest tests/test_profiles.py
 """
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +19,9 @@ RULE = re.compile(r"^\s*rule (\w+):", re.M)
 
 
 def rule_blocks() -> dict[str, str]:
-    """Rule name -> its text, from every rules/*.smk."""
+    """Rule name -> its text, from every .smk file under rules/ (common, core/ and apps/)."""
     blocks = {}
-    for smk in sorted((REPO / "rules").glob("*.smk")):
+    for smk in sorted((REPO / "rules").rglob("*.smk")):
         text = smk.read_text()
         starts = [(m.group(1), m.start()) for m in RULE.finditer(text)]
         for (name, start), (_, end) in zip(starts, [*starts[1:], (None, len(text))]):
@@ -32,6 +35,17 @@ def gpu_rules() -> set[str]:
 
 def profile(name: str) -> dict:
     return yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text())
+
+
+def test_rule_blocks_cover_every_rule_snakemake_loads(tmp_path):
+    """Else the checks below pass on rules they never read (as when rules/ gained subfolders)."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+           "--configfile", str(REPO / "config/config.yaml"), "--directory", str(tmp_path), "--list-rules"]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    loaded = set(res.stdout.split()) - {"all"}  # `all` is the Snakefile's own target
+    assert {"train_student", "predict_student", "build_cohort"} <= loaded
+    assert loaded - set(rule_blocks()) == set()
 
 
 def test_some_rules_declare_a_gpu():

@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 
-from mint.core.io import MintError
+from mint.apps.rare_disease.prompts import PROMPT
+from mint.apps.rare_disease.rag import knn_rankings, knn_scores, neighbours, rag_context
+from mint.core import schemas
+from mint.core.io import MintError, read_parquet
 from mint.core.prompts import build_prompt
-from mint.apps.rare_disease.rag import knn_scores, neighbours, rag_context
+from tests.factories import make_cases, make_labels, write_cohort
 
 TRAIN = ["seizures and microcephaly", "short stature and hypertelorism", "seizures and ataxia"]
 
@@ -33,8 +36,21 @@ def test_knn_scores_sum_neighbour_similarity_per_disease():
     assert scores[0, 2] == 0 and scores[0].argmax() == 0
 
 
+def test_knn_rankings_rank_the_test_cases_by_their_neighbours(tmp_path):
+    cases = make_cases(["d1", "d2", "d1", "d2"], ["train", "train", "train", "test"],
+                       note=[*TRAIN, "ataxia and seizures since birth"])
+    paths = write_cohort(tmp_path / "cohort", cases, make_labels(["d1", "d2", "d3"]))
+    knn_rankings(paths["cases"], paths["candidates"], None, tmp_path / "knn.parquet", retriever="bm25",
+                 n_neighbours=2)
+    out = read_parquet(tmp_path / "knn.parquet", schemas.RANKINGS)
+    assert set(out["case_id"]) == {"c4"}  # test cases only
+    assert out.sort("rank")["label_id"].to_list() == ["d1", "d2", "d3"]  # both neighbours have d1
+    assert set(out["modality"]) == {"knn"}
+
+
 def test_rag_prompt_puts_the_diagnoses_before_the_note():
-    user = build_prompt("A boy with seizures.", 3, context=rag_context(["Dravet syndrome", "Angelman syndrome"]))[1]
+    context = rag_context(["Dravet syndrome", "Angelman syndrome"])
+    user = build_prompt(PROMPT.resolved(None), 3, "A boy with seizures.", "note", context=context)[1]
     assert user["content"].startswith("Diagnoses of the most similar earlier patients, most similar first: "
                                       "Dravet syndrome; Angelman syndrome.")
     assert "A boy with seizures." in user["content"]

@@ -26,8 +26,8 @@ def test_recipe_builds_its_trl_config(path, tmp_path):
     assert recipe["method"] == path.stem
     config_cls, _ = trainer_classes(recipe["method"])
     args = {**recipe["args"], "bf16": False, "fp16": False}  # no GPU here, as train_student does
-    targs = config_cls(output_dir=str(tmp_path), report_to=[], **args)
-    assert targs.learning_rate == recipe["args"]["learning_rate"]
+    # The TRL config raises on an argument it does not know or a value it rejects.
+    config_cls(output_dir=str(tmp_path), report_to=[], **args)
     if recipe["lora"] is not None:
         from peft import LoraConfig
 

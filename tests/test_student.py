@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
 
-from mint.core import schemas
-from mint.core.io import MintError, write_parquet
-from mint.core.prompts import HEADER, assistant, build_prompt, format_answer, parse_answer
+from mint.apps.rare_disease import schemas as knowledge_schemas
+from mint.apps.rare_disease import student as student_module
+from mint.apps.rare_disease.knowledge import knowledge_files
+from mint.apps.rare_disease.prompts import HEADER, PROMPT
 from mint.apps.rare_disease.student import (
     BOS,
     DEFAULT_TINY,
+    DEFAULT_TINY_PATH,
     EOT,
     PAD,
     SPECIAL_TOKENS,
     build_builtin_student,
     build_tiny_llama,
     knowledge_corpus,
-    load_student,
     main,
     pretrain,
     render_chat,
     train_tokenizer,
 )
+from mint.core import schemas
+from mint.core.io import MintError, write_parquet
+from mint.core.models import load_student
+from mint.core.prompts import assistant, build_prompt, format_answer, parse_answer
+from tests.factories import make_labels
 
 TINY_MODEL = {
     "hidden_size": 32,
@@ -51,6 +58,15 @@ TERM_NAMES = ["Hypertelorism", "Long philtrum", "Thin upper lip vermilion", "Low
               "Hypotonia", "Scoliosis", "Cleft palate"]
 
 
+def ask(note: str, k: int = 3) -> list[dict]:
+    """The rare-disease question about `note`, as the workflow asks it."""
+    return build_prompt(PROMPT.resolved(None), k, note, "note")
+
+
+def answer(names: list[str]) -> str:
+    return format_answer(names, HEADER)
+
+
 @pytest.fixture(scope="module")
 def knowledge(tmp_path_factory):
     """Eight fake diseases, twelve findings, each disease annotated with six of them."""
@@ -66,21 +82,24 @@ def knowledge(tmp_path_factory):
     terms = pl.DataFrame({"hpo_id": hpo, "name": TERM_NAMES, "parents": [[] for _ in hpo],
                           "is_facial": [i < 6 for i in range(len(hpo))]},
                          schema_overrides={"parents": pl.List(pl.String)})
-    write_parquet(diseases, d / "diseases.parquet", schemas.DISEASES)
-    write_parquet(annotations, d / "annotations.parquet", schemas.ANNOTATIONS)
-    write_parquet(terms, d / "terms.parquet", schemas.TERMS)
+    files = knowledge_files(d)
+    write_parquet(diseases, files["diseases"], knowledge_schemas.DISEASES)
+    write_parquet(annotations, files["annotations"], knowledge_schemas.ANNOTATIONS)
+    write_parquet(terms, files["terms"], knowledge_schemas.TERMS)
     return d, diseases, annotations, terms
 
 
 @pytest.fixture(scope="module")
 def panel(knowledge):
-    return knowledge[1].head(4).select("disease_id", "name")
+    """The candidates: the first four diseases, as LABELS rows."""
+    first = knowledge[1].head(4)
+    return make_labels(first["disease_id"].to_list(), first["name"].to_list())
 
 
 @pytest.fixture(scope="module")
 def corpus(knowledge, panel):
     _, diseases, annotations, terms = knowledge
-    return knowledge_corpus(diseases, annotations, terms, panel["disease_id"].to_list(), k=3, n_docs=80,
+    return knowledge_corpus(diseases, annotations, terms, panel["label_id"].to_list(), k=3, n_docs=80,
                             rng=np.random.default_rng(0), n_distractors=2)
 
 
@@ -93,7 +112,7 @@ def tokenizer(corpus):
 def builtin(knowledge, panel, tmp_path_factory):
     out = tmp_path_factory.mktemp("student") / "builtin"
     log = out.parent / "pretrain.jsonl"
-    metrics = build_builtin_student(knowledge[0], panel, TINY_CFG, out, log)
+    metrics = build_builtin_student(knowledge_files(knowledge[0]), panel, TINY_CFG, out, log)
     return out, log, metrics
 
 
@@ -101,7 +120,7 @@ def test_tokenizer_round_trips_text_and_special_tokens(tokenizer):
     assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == (BOS, EOT, PAD)
     assert len(tokenizer) == 400
     for text in ["Alpha syndrome is a rare genetic disease.", "Héllo\n\n  wörld 1234 ✓",
-                 f"{BOS}x{EOT}", render_chat(build_prompt("A 4-year-old boy. Findings: Hypertelorism.", 3), True)]:
+                 f"{BOS}x{EOT}", render_chat(ask("A 4-year-old boy. Findings: Hypertelorism."), True)]:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         assert tokenizer.decode(ids) == text
     for special in SPECIAL_TOKENS:
@@ -110,8 +129,8 @@ def test_tokenizer_round_trips_text_and_special_tokens(tokenizer):
 
 
 def test_chat_template_prompt_is_prefix_of_prompt_plus_completion(tokenizer):
-    prompt = build_prompt("A 4-year-old boy. Findings: Hypertelorism, Long philtrum.", 3)
-    completion = assistant(format_answer(["Alpha syndrome", "Zeta syndrome", "Kappa syndrome 1"]))
+    prompt = ask("A 4-year-old boy. Findings: Hypertelorism, Long philtrum.")
+    completion = assistant(answer(["Alpha syndrome", "Zeta syndrome", "Kappa syndrome 1"]))
     p_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True)["input_ids"]
     full_ids = tokenizer.apply_chat_template(prompt + completion)["input_ids"]
     assert full_ids[: len(p_ids)] == p_ids
@@ -124,12 +143,12 @@ def test_chat_template_prompt_is_prefix_of_prompt_plus_completion(tokenizer):
 def test_chat_template_works_with_trl_preference_and_assistant_masks(tokenizer):
     from trl.data_utils import apply_chat_template
 
-    prompt = build_prompt("Findings: Seizure.", 3)
-    example = {"prompt": prompt, "chosen": assistant(format_answer(["Alpha syndrome"])),
-               "rejected": assistant(format_answer(["Zeta syndrome"]))}
+    prompt = ask("Findings: Seizure.")
+    example = {"prompt": prompt, "chosen": assistant(answer(["Alpha syndrome"])),
+               "rejected": assistant(answer(["Zeta syndrome"]))}
     out = apply_chat_template(example, tokenizer)
     assert out["prompt"] == render_chat(prompt, add_generation_prompt=True)
-    assert out["chosen"] == format_answer(["Alpha syndrome"]) + EOT
+    assert out["chosen"] == answer(["Alpha syndrome"]) + EOT
     masked = tokenizer.apply_chat_template(prompt + example["chosen"], return_assistant_tokens_mask=True,
                                            return_dict=True)
     kept = [t for t, m in zip(masked["input_ids"], masked["assistant_masks"]) if m]
@@ -154,9 +173,16 @@ def test_build_tiny_llama_names_missing_key(tokenizer):
         build_tiny_llama(tokenizer, {k: v for k, v in TINY_MODEL.items() if k != "hidden_size"})
 
 
-def test_default_tiny_builds(tokenizer):
+def test_packaged_tiny_defaults_build_a_model_that_takes_their_rows(tokenizer):
+    """student_tiny.yaml ships in the package and its sizes agree: a pre-training row fits the model."""
+    assert DEFAULT_TINY_PATH.is_file()
+    assert DEFAULT_TINY_PATH.parent == Path(student_module.__file__).parent
     model = build_tiny_llama(tokenizer, DEFAULT_TINY["model"])
-    assert model.config.num_hidden_layers == DEFAULT_TINY["model"]["num_hidden_layers"]
+    row = torch.full((1, int(DEFAULT_TINY["train"]["max_length"])), tokenizer.bos_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=row).logits
+    assert logits.shape == (1, row.shape[1], len(tokenizer))
+    assert torch.isfinite(logits).all()
 
 
 def test_knowledge_corpus_has_descriptions_and_answer_format(corpus, panel, knowledge):
@@ -166,8 +192,8 @@ def test_knowledge_corpus_has_descriptions_and_answer_format(corpus, panel, know
     assert chats and descriptions
     assert all(" is a rare genetic disease." in d for d in descriptions)
     for chat in chats:
-        answer = chat.split("<|start_header_id|>assistant<|end_header_id|>\n\n")[1].removesuffix(EOT)
-        got, ok = parse_answer(answer)
+        reply = chat.split("<|start_header_id|>assistant<|end_header_id|>\n\n")[1].removesuffix(EOT)
+        got, ok = parse_answer(reply, HEADER)
         assert ok and len(got) == 3 and set(got) <= names
     mentioned = {n for n in names if any(n in d for d in corpus)}
     assert set(panel["name"].to_list()) <= mentioned
@@ -207,7 +233,7 @@ def test_build_builtin_student_round_trips_and_generates(builtin):
     model, tokenizer = load_student(str(out))
     assert tokenizer.eos_token == EOT and tokenizer.chat_template
     tokenizer.padding_side = "left"
-    prompts = [build_prompt("A 4-year-old boy. Findings: Hypertelorism.", 3), build_prompt("Seizure.", 3)]
+    prompts = [ask("A 4-year-old boy. Findings: Hypertelorism."), ask("Seizure.")]
     enc = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, padding=True, return_tensors="pt")
     gen = model.generate(**enc, max_new_tokens=5, do_sample=False)
     assert gen.shape[0] == 2 and gen.shape[1] > enc["input_ids"].shape[1]
@@ -216,11 +242,11 @@ def test_build_builtin_student_round_trips_and_generates(builtin):
 def test_main_builds_from_yaml(knowledge, panel, tmp_path):
     import yaml
 
-    panel_path = tmp_path / "panel.parquet"
-    write_parquet(panel, panel_path, schemas.PANEL)
+    candidates = tmp_path / "candidates.parquet"
+    write_parquet(panel, candidates, schemas.LABELS)
     cfg = tmp_path / "builtin.yaml"
     cfg.write_text(yaml.safe_dump({**TINY_CFG, "train": {**TINY_CFG["train"], "steps": 2}}))
-    metrics = main([str(knowledge[0]), str(panel_path), str(tmp_path / "out"), "--config", str(cfg)])
+    metrics = main([str(knowledge[0]), str(candidates), str(tmp_path / "out"), "--config", str(cfg)])
     assert metrics["steps"] == 2
     assert (tmp_path / "out" / "config.json").exists()
 
@@ -241,4 +267,7 @@ def test_load_student_names_unreachable_hub_id(monkeypatch):
 
 
 def test_header_is_what_the_corpus_teaches(corpus):
-    assert any(f"\n\n{HEADER}\n1. " in d for d in corpus)
+    """The answers are scored under the application's header: the corpus must teach that one."""
+    from mint.apps.rare_disease import APPLICATION
+
+    assert any(f"\n\n{APPLICATION.prompt.header}\n1. " in d for d in corpus)

@@ -1,6 +1,7 @@
 """Integration tier: the real Snakemake DAG on a tiny config, in a scratch working directory."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -173,17 +174,145 @@ def planned_jobs(wd: Path, change: dict) -> dict[str, int]:
     return {rule: int(count) for rule, count in rows if rule != "all"}
 
 
-def test_partial_recomputation(tiny_run):
-    """A change reruns what depends on it and nothing upstream (the README's promise)."""
+def dry_run(wd: Path, change: dict, *args: str) -> tuple[set[str], set[str]]:
+    """(rules planned, rules planned because their params changed) by a dry run with `change`."""
+    import yaml
+
+    path = wd / f"change-{abs(hash(yaml.safe_dump(change)))}.yaml"
+    path.write_text(yaml.safe_dump(change))
+    out = snakemake(wd, "--configfile", TINY, str(path), "--dry-run", "--nolock", *args).stdout
+    planned, flagged, current = set(), set(), None
+    for line in out.splitlines():
+        head = re.match(r"^(?:local)?rule (\w+):", line)
+        if head:
+            current = head.group(1)
+            planned.add(current)
+        elif line.strip().startswith("reason:") and "Params have changed" in line:
+            flagged.add(current)
+    return planned - {"all"}, flagged
+
+
+def rule_graph(wd: Path) -> dict[str, set[str]]:
+    """Rule -> the rules whose outputs it reads, in the tiny DAG (`snakemake --rulegraph`)."""
+    dot = snakemake(wd, "--configfile", TINY, "--rulegraph", "--nolock").stdout
+    names = dict(re.findall(r"^\s*(\d+)\[label = \"(\w+)\"", dot, re.M))
+    parents: dict[str, set[str]] = {n: set() for n in names.values()}
+    for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M):
+        if a != b:
+            parents[names[b]].add(names[a])
+    return parents
+
+
+def levels_and_below(parents: dict[str, set[str]]) -> list[tuple[set[str], set[str]]]:
+    """Per depth (longest path from a source): its rules, and every rule below them.
+
+    No rule is another's ancestor within a level, so a DAG of one level and what lies below it
+    (`--allowed-rules`) remakes none of the level's inputs: Snakemake then checks their params.
+    """
+    depth: dict[str, int] = {}
+
+    def level(rule: str) -> int:
+        if rule not in depth:
+            depth[rule] = 1 + max((level(p) for p in parents[rule]), default=-1)
+        return depth[rule]
+
+    def below(rules: set[str]) -> set[str]:
+        children = {r for r, ps in parents.items() if ps & rules}
+        return children | below(children) if children else set()
+
+    by_level: dict[int, set[str]] = {}
+    for rule in parents:
+        by_level.setdefault(level(rule), set()).add(rule)
+    return [(by_level[d], below(by_level[d])) for d in sorted(by_level)]
+
+
+def params_changed(wd: Path, change: dict, levels: list[tuple[set[str], set[str]]]) -> set[str]:
+    """Rules whose params a config change changes.
+
+    Snakemake checks a job's params only when none of its inputs is being remade, so rules below a
+    changed one are checked again, a level at a time, with the rules above them left out of the DAG.
+    """
+    planned, flagged = dry_run(wd, change)
+    unresolved = planned - flagged
+    for rules, below in levels:
+        if rules & unresolved:
+            allowed = sorted(rules | below | {"all"})
+            flagged |= dry_run(wd, change, "--allowed-rules", *allowed)[1] & rules
+    return flagged
+
+
+# Each config key that a step reads, and the steps that read it (written from what each step does,
+# not from the rules): a change must rerun exactly these (and what depends on their outputs).
+READERS = {
+    "knowledge.default_frequency": {"build_knowledge"},
+    "cohort.simulated.note_facial_share": {"build_cohort"},
+    "cohort.split.test": {"build_cohort"},
+    "teacher.epochs": {"train_teacher"},
+    "teacher.encoder": {"embed_notes"},
+    "teacher.image_size": {"train_teacher", "rank_diseases"},
+    "teacher.threads": {"embed_notes", "train_teacher", "rank_diseases"},
+    "preferences.k": {"build_preferences", "predict_student", "predict_rag", "score_student", "make_report"},
+    "preferences.q": {"build_preferences"},
+    "preferences.rejected": {"build_preferences"},
+    "preferences.sft_target": {"build_preferences"},
+    "prompt.system": {"build_preferences", "predict_student", "predict_rag"},
+    "evaluation.max_new_tokens": {"predict_student", "predict_rag"},
+    "evaluation.batch_size": {"predict_student", "predict_rag"},
+    "evaluation.threads": {"predict_student", "predict_rag"},
+    "evaluation.fuzzy_cutoff": {"score_student"},
+    "evaluation.bootstrap": {"make_report"},
+    "evaluation.ks": {"score_teacher", "score_ranker", "make_report"},
+    "baselines.phenomizer_mode": {"rank_phenomizer"},
+    "baselines.neighbours": {"rank_knn", "predict_rag"},
+    "baselines.retriever": {"rank_knn", "predict_rag"},
+    "baselines.rag_diseases": {"predict_rag"},
+    "seed": {"build_cohort", "train_teacher", "build_preferences", "predict_student", "predict_rag", "make_report"},
+}
+NEW_VALUES = {"knowledge.default_frequency": 0.4, "cohort.simulated.note_facial_share": 0.3, "cohort.split.test": 0.25,
+              "teacher.epochs": 2, "teacher.encoder": ".", "teacher.image_size": 16, "teacher.threads": 1,
+              "preferences.k": 3, "preferences.q": 3, "preferences.rejected": "hard", "preferences.sft_target": "truth",
+              "prompt.system": "You name diseases.", "evaluation.max_new_tokens": 20, "evaluation.batch_size": 8,
+              "evaluation.threads": 2, "evaluation.fuzzy_cutoff": 0.9, "evaluation.bootstrap": 60,
+              "evaluation.ks": [1, 3], "baselines.phenomizer_mode": "bma", "baselines.neighbours": 5,
+              "baselines.retriever": "bm25", "baselines.rag_diseases": 3, "seed": 8}
+
+
+def nested(key: str, value) -> dict:
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+@pytest.fixture(scope="module")
+def changed_by_key(tiny_run) -> dict[str, set[str]]:
+    """Key -> rules whose params its change changes; dry runs two at a time (one per core, ~2 s each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    levels = levels_and_below(rule_graph(tiny_run))
+
+    def changed(key: str) -> set[str]:
+        change = nested(key, NEW_VALUES[key])
+        if key == "seed":  # keep the training seed (its folders' names) as it was
+            change["training"] = {"seeds": [7]}
+        return params_changed(tiny_run, change, levels)
+
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(READERS, pool.map(changed, READERS)))
+
+
+@pytest.mark.parametrize("key", sorted(READERS))
+def test_a_config_change_reruns_exactly_the_steps_that_read_it(changed_by_key, key):
+    """Params are each step's contract: Snakemake's params trigger then reruns exactly the readers."""
+    assert changed_by_key[key] == READERS[key]
+
+
+def test_every_read_key_is_tested():
+    assert set(NEW_VALUES) == set(READERS)
+
+
+def test_another_training_seed_reruns_nothing_upstream(tiny_run):
+    """Another training seed trains, answers and scores each method once more, and nothing upstream."""
     upstream = {"build_knowledge", "build_cohort", "embed_notes", "train_teacher", "rank_diseases", "build_student"}
-    k_change = planned_jobs(tiny_run, {"preferences": {"k": 2, "q": 3}})
-    assert {"build_preferences", "train_student", "make_report"} <= set(k_change)
-    assert not upstream & set(k_change)
-    eval_change = planned_jobs(tiny_run, {"evaluation": {"max_new_tokens": 20, "bootstrap": 50}})
-    assert set(eval_change) == {"predict_student", "predict_rag", "score_student", "score_teacher",
-                                "score_baseline", "make_report"}
-    assert eval_change["predict_student"] == 4 and eval_change["predict_rag"] == 2
-    # Another training seed trains, answers and scores each method once more, and nothing upstream.
     seed_change = planned_jobs(tiny_run, {"training": {"seeds": [7, 8]}})
     assert seed_change["train_student"] == 3 and seed_change["predict_student"] == 3
     assert seed_change["predict_rag"] == 1  # RAG with the new seed's SFT model

@@ -26,6 +26,7 @@ from rapidfuzz import fuzz, process
 from mint.core import schemas
 from mint.core.io import MintError, require_columns
 from mint.core.prompts import parse_answer
+
 # Apostrophes vanish rather than split a word, so "Alzheimer's" and "Alzheimers" meet.
 _APOSTROPHES = re.compile(r"['\u2019`]")
 _NON_WORD = re.compile(r"[\W_]+")

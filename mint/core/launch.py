@@ -2,7 +2,8 @@
 
 The rules `train_student` and `predict_student` run
 
-    accelerate launch --config_file config/accelerate/<topology>.yaml $(python -m mint.core.launch GPUS) -m mint.core.train ...
+    accelerate launch --config_file config/accelerate/<topology>.yaml \
+        $(python -m mint.core.launch GPUS) -m mint.core.train ...
 
 where GPUS is the rule's `resources.gpu`. With GPUs visible to the job (CUDA_VISIBLE_DEVICES, as
 SLURM sets it) that is one process per GPU, at most as many as are visible; with none (or

@@ -1,6 +1,6 @@
 """The teacher's rankings as a table (RANKINGS), from score matrices or from an external model's file.
 
-    python -c "import numpy as np; from mint.core.rankings import rankings_frame; print(rankings_frame(['a'], ['x', 'y'], np.array([[0.1, 0.9]]), 'm'))"
+    python -c "import numpy; from mint.core.rankings import *; print(rankings_frame('a', 'x', numpy.ones((1, 1)), 'm'))"
 """
 
 from __future__ import annotations

@@ -20,9 +20,16 @@ from typing import Any
 import polars as pl
 
 from mint.core import schemas
-from mint.core.app import Application, load_application, teacher_modalities
+from mint.core.app import Application, load_application
 from mint.core.cohort import load_cases, load_labels, split_truth
-from mint.core.evaluate import NameMatcher, normalize_name, paired_bootstrap, score_predictions, score_rankings, summarize
+from mint.core.evaluate import (
+    NameMatcher,
+    normalize_name,
+    paired_bootstrap,
+    score_predictions,
+    score_rankings,
+    summarize,
+)
 from mint.core.io import atomic_path, load_json, provenance, read_parquet, write_json, write_parquet
 
 STUDENT_ROWS = {"base": "base model", "sft": "SFT", "dpo": "DPO (from SFT)", "orpo": "MINT (ORPO)"}

@@ -1,36 +1,9 @@
 # The rare-disease application: HPO knowledge, the cohort (simulated, manifest or phenopackets),
 # the note+photo teacher, the builtin text student, and the Phenomizer, retrieval and RAG
 # baselines. Writes what the core rules read: results/cohort/*, results/rankings/teacher.parquet.
-KNOWLEDGE = "results/knowledge"
-TEACHER = "results/teacher"
 
 
-def knowledge_files(wildcards=None):
-    return {name: f"{KNOWLEDGE}/{name}.parquet" for name in ("diseases", "annotations", "terms")}
-
-
-def baseline_methods():
-    """Rows of the comparison beyond teacher and students, in config order."""
-    b = config["baselines"]
-    return (["phenomizer"] if b["phenomizer"] else []) + (["knn"] if b["knn"] else []) + [f"rag_{s}" for s in b["rag"]]
-
-
-def application_scores():
-    rankers = [f"results/scores/{b}.parquet" for b in baseline_methods() if not b.startswith("rag_")]
-    rag = [f"results/scores/seed{s}/rag_sft.parquet" for s in seeds() if "sft" in config["baselines"]["rag"]]
-    rag += ["results/scores/rag_base.parquet"] if "base" in config["baselines"]["rag"] else []
-    return rankers + rag
-
-
-def rag_model_files(wildcards):
-    if wildcards.run == "rag_base":
-        return student_base_files()
-    return [trained("sft", run_seed(wildcards))]
-
-
-def builtin_student_settings():
-    """The user's settings for the builtin student (merged over the packaged ones), if any."""
-    return [config["student"]["builtin"]] if config["student"]["builtin"] else []
+include: "rare_disease_common.smk"
 
 
 rule build_knowledge:
@@ -80,7 +53,7 @@ rule embed_notes:
     input:
         cases=CASES,
     output:
-        embeddings=f"{TEACHER}/note_embeddings.parquet",
+        embeddings=EMBEDDINGS,
     log:
         "logs/embed_notes/embed_notes.log",
     benchmark:
@@ -102,16 +75,16 @@ rule train_teacher:
     input:
         **cohort_files(),
         images=f"{COHORT}/images",
-        embeddings=rules.embed_notes.output.embeddings,
+        embeddings=EMBEDDINGS,
     output:
-        model=f"{TEACHER}/model.pt",
+        model=TEACHER_MODEL,
         metrics=report(f"{TEACHER}/metrics.json", caption="../../report/teacher.rst", category="Teacher"),
     log:
         "logs/train_teacher/train_teacher.log",
     benchmark:
         "benchmarks/train_teacher.tsv"
     params:
-        teacher={k: v for k, v in config["teacher"].items() if k != "rankings"},
+        teacher={k: config["teacher"][k] for k in TEACHER_TRAINING},
         seed=config["seed"],
     conda:
         "../../envs/mint.yaml"
@@ -129,8 +102,8 @@ if not external_rankings():
         input:
             **cohort_files(),
             images=f"{COHORT}/images",
-            embeddings=rules.embed_notes.output.embeddings,
-            model=rules.train_teacher.output.model,
+            embeddings=EMBEDDINGS,
+            model=TEACHER_MODEL,
         output:
             rankings=TEACHER_RANKINGS,
         log:
@@ -174,9 +147,9 @@ rule build_student:
 
 rule rank_phenomizer:
     input:
+        **cohort_files(),
         annotations=knowledge_files()["annotations"],
         terms=knowledge_files()["terms"],
-        **cohort_files(),
     output:
         rankings="results/rankings/phenomizer.parquet",
     log:
@@ -197,7 +170,7 @@ rule rank_phenomizer:
 rule rank_knn:
     input:
         **cohort_files(),
-        embeddings=rules.embed_notes.output.embeddings,
+        embeddings=EMBEDDINGS,
     output:
         rankings="results/rankings/knn.parquet",
     log:
@@ -217,7 +190,7 @@ rule rank_knn:
 rule predict_rag:
     input:
         **cohort_files(),
-        embeddings=rules.embed_notes.output.embeddings,
+        embeddings=EMBEDDINGS,
         model=rag_model_files,
     output:
         predictions="results/predict/{run}.parquet",

@@ -1,18 +1,16 @@
 rule make_report:
     input:
+        **cohort_files(),
         scores=score_files(),
         train=train_dirs(),
         teacher=teacher_metrics(),
-        **cohort_files(),
         excluded=EXCLUDED,
     output:
         summary=report("results/report/summary.md", caption="../../report/summary.rst", category="Comparison"),
         table="results/report/metrics.csv",
         accuracy=report("results/report/accuracy.png", caption="../../report/accuracy.rst", category="Comparison"),
         training=report("results/report/training.png", caption="../../report/training.rst", category="Training"),
-        per_label=report(
-            "results/report/per_label.png", caption="../../report/per_label.rst", category="Comparison"
-        ),
+        per_label=report("results/report/per_label.png", caption="../../report/per_label.rst", category="Comparison"),
     log:
         "logs/make_report/make_report.log",
     params:

@@ -219,7 +219,7 @@ def read_panel(path: str | Path, diseases: pl.DataFrame) -> pl.DataFrame:
     if dup:
         raise MintError(f"{path}: disease id(s) listed twice: {dup[:5]}")
     known = dict(zip(diseases["disease_id"].to_list(), diseases["name"].to_list()))
-    df = df.with_columns(name=pl.when(pl.col("name").str.strip_chars() == "").then(
+    df = df.with_columns(name=pl.when(pl.col("name").fill_null("").str.strip_chars() == "").then(
         pl.col("disease_id").replace_strict(known, default=None)).otherwise(pl.col("name")))
     unnamed = df.filter(pl.col("name").is_null())["disease_id"].to_list()
     if unnamed:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -28,9 +27,9 @@ import polars as pl
 from google.protobuf import json_format
 from phenopackets.schema.v2 import Phenopacket, Sex
 
+from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
 from mint.apps.rare_disease.notes import write_case_note
 from mint.core.io import MintError
-from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
 
 log = logging.getLogger(__name__)
 

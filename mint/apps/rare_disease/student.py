@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
+from mint.apps.rare_disease.notes import join_phrases
+from mint.apps.rare_disease.prompts import DEFAULT_SYSTEM, DEFAULT_USER, HEADER, PROMPT
 from mint.core import schemas
 from mint.core.app import package_file
 from mint.core.config import deep_update, load_yaml
 from mint.core.io import MintError, atomic_dir, provenance, read_parquet, require_columns, write_json, write_provenance
-from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
-from mint.apps.rare_disease.notes import join_phrases
-from mint.apps.rare_disease.prompts import DEFAULT_SYSTEM, DEFAULT_USER, HEADER, PROMPT
 from mint.core.prompts import build_prompt, format_answer
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,76 @@
+"""One factory for test cohorts: cases, candidates and rankings written as the workflow writes them.
+
+    from tests.factories import make_cases, write_cohort
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from mint.core import schemas
+from mint.core.io import write_parquet
+from mint.core.rankings import rankings_frame
+
+RARE_DISEASE_FIELDS = (
+    pa.field("note", pa.string()),
+    pa.field("image_path", pa.string()),
+    pa.field("hpo_ids", schemas.STRINGS),
+    pa.field("note_hpo_ids", schemas.STRINGS),
+)
+
+
+def make_cases(labels: Sequence[str], splits: Sequence[str] | str = "train", **columns: Sequence[Any]) -> pl.DataFrame:
+    """One case per label (`c1`, `c2`, ...) with the core columns; `columns` adds or overrides any column.
+
+    Rare-disease columns get defaults too: a note naming the case, no photo, no HPO terms.
+    """
+    n = len(labels)
+    base: dict[str, Any] = {
+        "case_id": [f"c{i}" for i in range(1, n + 1)],
+        "source": ["simulated"] * n,
+        "group": [None] * n,
+        "label_id": list(labels),
+        "split": [splits] * n if isinstance(splits, str) else list(splits),
+        "note": [f"note of case {i}" for i in range(1, n + 1)],
+        "image_path": [None] * n,
+        "hpo_ids": [None] * n,
+        "note_hpo_ids": [None] * n,
+    }
+    base.update({k: list(v) for k, v in columns.items()})
+    schema = schemas.cases_schema(RARE_DISEASE_FIELDS)
+    extra = [k for k in base if k not in schema.names]
+    table = pl.DataFrame({k: base[k] for k in schema.names},
+                         schema=dict(pl.from_arrow(schema.empty_table()).schema))
+    return table.with_columns(pl.Series(k, base[k]) for k in extra)
+
+
+def make_labels(ids: Sequence[str], names: Sequence[str] | None = None,
+                synonyms: Sequence[Sequence[str]] | None = None) -> pl.DataFrame:
+    """LABELS rows; names default to 'Label <id>'."""
+    return pl.DataFrame({"label_id": list(ids), "name": list(names or [f"Label {i}" for i in ids]),
+                         "synonyms": [list(s) for s in synonyms] if synonyms else [[] for _ in ids]},
+                        schema={"label_id": pl.String, "name": pl.String, "synonyms": pl.List(pl.String)})
+
+
+def write_cohort(folder: str | Path, cases: pl.DataFrame, candidates: pl.DataFrame) -> dict[str, Path]:
+    """cases.parquet and candidates.parquet in `folder`, as a cohort step writes them; their paths."""
+    folder = Path(folder)
+    paths = {"cases": folder / "cases.parquet", "candidates": folder / "candidates.parquet"}
+    schema = schemas.cases_schema([f for f in RARE_DISEASE_FIELDS if f.name in cases.columns])
+    write_parquet(cases, paths["cases"], schema)
+    write_parquet(candidates, paths["candidates"], schemas.LABELS)
+    return paths
+
+
+def write_rankings(path: str | Path, scores: Mapping[str, Sequence[float]], labels: Sequence[str],
+                   modality: str) -> Path:
+    """RANKINGS of `scores` (case id -> one score per label)."""
+    frame = rankings_frame(list(scores), list(labels), np.asarray(list(scores.values()), dtype=float), modality)
+    write_parquet(frame, path, schemas.RANKINGS)
+    return Path(path)

@@ -1,0 +1,106 @@
+"""The core runs an application it has never heard of: the toy application of tests/toy_app
+(six shapes, one-line descriptions, an external rankings file as the teacher) through the whole
+core DAG: preferences, SFT/DPO/ORPO training, prediction, scoring and the report.
+
+    .venv/bin/python -m pytest -q tests/test_toy_app.py
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+
+from tests.toy_app import SHAPES
+
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+WORDS = {"S1": "round, no corners", "S2": "four equal sides", "S3": "three corners", "S4": "six sides",
+         "S5": "five points", "S6": "an egg outline"}
+
+
+def _toy_inputs(wd: Path) -> None:
+    """Cases (6 per shape), an external teacher that ranks the truth first for 2 in 3 cases, a tiny student."""
+    rng = np.random.default_rng(0)
+    rows, scores = [], {}
+    for j, (label, words) in enumerate(WORDS.items()):
+        for i in range(6):
+            case_id = f"{label}_{i}"
+            split = "test" if i < 2 else "validation" if i == 2 else "train"
+            rows.append({"case_id": case_id, "label_id": label, "split": split,
+                         "description": f"A drawing: {words}, size {rng.integers(1, 9)}."})
+            s = rng.random(len(SHAPES))
+            s[j] += 1.0 if i % 3 else 0.0
+            scores[case_id] = s
+    pl.DataFrame(rows).write_csv(wd / "toy.csv")
+    labels = list(SHAPES)
+    pl.DataFrame({"case_id": [c for c in scores for _ in labels], "label_id": labels * len(scores),
+                  "score": np.concatenate(list(scores.values()))}).write_parquet(wd / "rankings.parquet")
+    # A tiny untrained Llama with a chat template, built here (the toy application has no builtin student).
+    from mint.apps.rare_disease.student import build_tiny_llama, train_tokenizer
+
+    texts = [r["description"] for r in rows] + list(SHAPES.values()) + ["Name shapes, most likely first. SHAPES:"]
+    tokenizer = train_tokenizer(texts, 300)
+    model = build_tiny_llama(tokenizer, {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                                         "num_attention_heads": 2, "num_key_value_heads": 1,
+                                         "max_position_embeddings": 512, "tie_word_embeddings": True})
+    model.save_pretrained(wd / "student")
+    tokenizer.save_pretrained(wd / "student")
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("toy")
+    (wd / "config").mkdir()
+    shutil.copytree(REPO / "config" / "accelerate", wd / "config" / "accelerate")
+    shutil.copytree(REPO / "tests" / "data" / "tiny" / "recipes", wd / "recipes")
+    _toy_inputs(wd)
+    config = {"application": "tests.toy_app", "seed": 3, "toy": {"cases": "toy.csv"},
+              "teacher": {"rankings": "rankings.parquet"}, "preferences": {"k": 2, "q": 2},
+              "student": {"base": "student"}, "training": {"methods": ["sft", "dpo", "orpo"], "recipes": "recipes"},
+              "evaluation": {"max_new_tokens": 12, "bootstrap": 20}}
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd),
+           "--cores", "2"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=wd)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
+    return wd
+
+
+def test_every_method_has_a_row_named_by_the_core(toy_run):
+    table = pl.read_csv(toy_run / "results/report/metrics.csv")
+    assert table["method"].to_list() == ["teacher_external", "base", "sft", "dpo", "orpo"]
+    assert table["label"].to_list() == ["teacher (external)", "base model", "SFT", "DPO (from SFT)", "MINT (ORPO)"]
+    assert (table["n_cases"] == 12).all()
+    summary = (toy_run / "results/report/summary.md").read_text()
+    assert "Students answer from the description only, with a list of k=2 shapes" in summary
+    assert "disease" not in summary.lower() and "note" not in summary.lower()
+
+
+def test_pairs_come_from_the_external_teacher_in_the_toy_prompt(toy_run):
+    prefs = pl.read_parquet(toy_run / "results/preferences/preferences.parquet")
+    assert prefs.height == 18  # 3 training cases x 6 shapes
+    ranks = pl.read_parquet(toy_run / "results/rankings/teacher.parquet")
+    first = ranks.filter(pl.col("rank") == 1).select("case_id", "label_id")
+    best = dict(first.iter_rows())
+    for row in prefs.iter_rows(named=True):
+        assert row["chosen_ids"][0] == best[row["case_id"]]
+        assert row["prompt"][0]["content"] == "You name shapes."
+        assert row["prompt"][1]["content"].startswith("A drawing: ")
+        assert row["chosen"][0]["content"].startswith("SHAPES:\n1. ")
+        assert row["teacher"] == "external"
+
+
+def test_no_rare_disease_step_ran(toy_run):
+    logs = {p.name for p in (toy_run / "logs").iterdir()}
+    assert logs == {"build_cohort", "import_rankings", "build_preferences", "train_student", "predict_student",
+                    "score_student", "score_teacher", "make_report"}
+    assert not (toy_run / "results" / "knowledge").exists()
