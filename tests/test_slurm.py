@@ -137,7 +137,7 @@ def test_every_step_ran_as_a_slurm_job(runs):
 
 
 # What a run reproduces bit for bit, whatever runs it: everything but timings. (LoRA adapters too,
-# since mint/train.py seeds peft's draw of lora_A, and the teacher's model.pt since it is saved
+# since mint/core/train.py seeds peft's draw of lora_A, and the teacher's model.pt since it is saved
 # through a file handle; before, each differed from one process to the next.) Globs: the DAG
 # nests some paths by seed.
 IDENTICAL = ["results/cohort/*.parquet", "results/teacher/model.pt", "results/rankings/*.parquet",
