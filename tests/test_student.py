@@ -15,12 +15,8 @@ from mint.apps.rare_disease import student as student_module
 from mint.apps.rare_disease.knowledge import knowledge_files
 from mint.apps.rare_disease.prompts import HEADER, PROMPT
 from mint.apps.rare_disease.student import (
-    BOS,
     DEFAULT_TINY,
     DEFAULT_TINY_PATH,
-    EOT,
-    PAD,
-    SPECIAL_TOKENS,
     build_builtin_student,
     build_tiny_llama,
     knowledge_corpus,
@@ -33,6 +29,7 @@ from mint.core import schemas
 from mint.core.io import MintError, write_parquet
 from mint.core.models import load_student
 from mint.core.prompts import assistant, build_prompt, format_answer, parse_answer
+from mint.core.tokenizer import BOS, EOT, PAD, SPECIAL_TOKENS
 from tests.factories import make_labels
 
 TINY_MODEL = {

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mint.core.io import MintError
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 def load_student(name_or_path: str, dtype: str = "float32"):
@@ -29,7 +29,7 @@ def load_student(name_or_path: str, dtype: str = "float32"):
         raise MintError(f"student dtype {dtype!r}: expected float32, bfloat16, float16 or auto")
     path = Path(name_or_path)
     local = path.is_dir()
-    if not local and not _HUB_ID.match(str(name_or_path)):
+    if not local and not HUB_ID.match(str(name_or_path)):
         raise MintError(f"student {name_or_path!r}: no such folder, and not a hub id (expected 'org/name')")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=local)

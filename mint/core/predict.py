@@ -44,16 +44,19 @@ def process_state():
 
 @torch.no_grad()
 def generate_answers(
-    model, tokenizer, prompts: Sequence[list[dict]], batch_size: int, max_new_tokens: int, state=None,
+    model, processing, prompts: Sequence[list[dict]], batch_size: int, max_new_tokens: int, state=None,
+    images: Sequence[str] | None = None,
 ) -> list[str]:
     """Greedy answers to chat prompts, in the order given.
 
-    `state` (an accelerate `PartialState`): generate only this process's share of the batches,
-    then gather every answer in every process.
+    `processing`: the tokenizer of a text student, or the processor of a vision student, which
+    then sees `images[i]` (a path) with prompt i. `state` (an accelerate `PartialState`): generate
+    only this process's share of the batches, then gather every answer in every process.
     """
     model.eval()
+    tokenizer = getattr(processing, "tokenizer", processing)
     tokenizer.padding_side = "left"
-    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    texts = [processing.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     order = sorted(range(len(texts)), key=lambda i: lengths[i])
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
@@ -62,7 +65,15 @@ def generate_answers(
     mine = batches[rank::n_proc]
     done: list[tuple[int, str]] = []
     for idx in tqdm(mine, desc="generate", unit="batch", disable=rank != 0):
-        enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+        if images is None:
+            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+        else:
+            from PIL import Image
+
+            from mint.core.vision import encode_prompts
+
+            pictures = [[Image.open(images[i]).convert("RGB")] for i in idx]
+            enc = encode_prompts(processing, [prompts[i] for i in idx], pictures)
         out = model.generate(
             **enc.to(model.device), max_new_tokens=max_new_tokens, do_sample=False,
             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -81,20 +92,21 @@ def generate_answers(
 
 def answer_prompts(
     model_dir: str, prompts: Sequence[list[dict]], *, batch_size: int, max_new_tokens: int, threads: int, seed: int,
-    state=None,
+    state=None, images: Sequence[str] | None = None,
 ) -> list[str]:
     """The answers of the model in `model_dir` (seeded; `threads` CPU threads, `batch_size` prompts a batch).
 
-    With `state` (several processes), each generates its share and every process gets all answers.
+    With `images` (one path per prompt) the model is a vision student. With `state` (several
+    processes), each generates its share and every process gets all answers.
     """
     from mint.core.train import load_trained
 
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    model, tokenizer = load_trained(model_dir)
+    model, processing = load_trained(model_dir, kind="text" if images is None else "vision")
     if state is not None:
         model.to(state.device)
-    return generate_answers(model, tokenizer, prompts, batch_size, max_new_tokens, state)
+    return generate_answers(model, processing, prompts, batch_size, max_new_tokens, state, images)
 
 
 def write_predictions(
@@ -117,21 +129,23 @@ def write_predictions(
 def predict(
     model_dir: str, cases_path: str | Path, out_path: str | Path, *, method: str, prompt: Mapping[str, str],
     text_field: str | None, k: int, batch_size: int = 64, max_new_tokens: int = 64, threads: int = 1,
-    seed: int = 0, split: str = "test",
+    seed: int = 0, split: str = "test", image_field: str | None = None,
 ) -> None:
     """Answer the `split` cases with the model in `model_dir`; one Parquet (PREDICTIONS) to `out_path`.
 
-    The student reads the case's `text_field` column only (for a text student). Several processes
-    (accelerate launch) share the work; only process 0 writes.
+    The student reads the case's `text_field` column and/or the image at its `image_field` path,
+    nothing else. Several processes (accelerate launch) share the work; only process 0 writes.
     """
     state = process_state()
     cases = load_cases(cases_path).filter(pl.col("split") == split).sort("case_id")
-    if text_field is not None and text_field not in cases.columns:
-        raise MintError(f"{cases_path}: no column {text_field!r}, the student's input")
+    for field in (text_field, image_field):
+        if field is not None and field not in cases.columns:
+            raise MintError(f"{cases_path}: no column {field!r}, the student's input")
     texts = cases[text_field].to_list() if text_field else [None] * cases.height
     prompts = [build_prompt(prompt, k, text, text_field) for text in texts]
     answers = answer_prompts(model_dir, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                             threads=threads, seed=seed, state=state)
+                             threads=threads, seed=seed, state=state,
+                             images=cases[image_field].to_list() if image_field else None)
     if not state.is_main_process:
         return
     settings = {"prompt": dict(prompt), "text_field": text_field, "k": k, "batch_size": batch_size,
@@ -147,6 +161,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="predictions Parquet")
     p.add_argument("--prompt", required=True, help="JSON mapping with system, user (template) and header")
     p.add_argument("--text-field", default=None, help="the cases column the student reads (text students)")
+    p.add_argument("--image-field", default=None, help="the cases column of the image path a vision student sees")
     p.add_argument("--k", type=int, required=True, help="labels the student is asked to name")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-new-tokens", type=int, default=64)
@@ -165,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         except json.JSONDecodeError as err:
             raise MintError(f"--prompt: not a JSON mapping: {err}") from err
         predict(a.model_dir, a.cases, a.out, method=a.method, prompt=prompt, text_field=a.text_field, k=a.k,
-                batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, threads=a.threads, seed=a.seed)
+                batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, threads=a.threads, seed=a.seed,
+                image_field=a.image_field)
 
 
 if __name__ == "__main__":

@@ -52,9 +52,13 @@ def build_preferences(
     cases_path: str | Path, candidates_path: str | Path, rankings_path: str | Path,
     preferences_path: str | Path, sft_path: str | Path, *, modality: str, prompt: Mapping[str, str],
     text_field: str | None, k: int, q: int, rejected: str = "bottom", truth_in_chosen: bool = False,
-    sft_target_kind: str = "teacher", seed: int = 0,
+    sft_target_kind: str = "teacher", seed: int = 0, image_field: str | None = None,
 ) -> None:
-    """Write PREFERENCES and SFT rows for the training split from the `modality` rankings."""
+    """Write PREFERENCES and SFT rows for the training split from the `modality` rankings.
+
+    `text_field` / `image_field`: the cases columns the student reads (its text, its image path);
+    with an image, each row also holds `images` (TRL's vision format, the image before the text).
+    """
     cases, candidates = load_cases(cases_path), load_labels(candidates_path)
     names = dict(zip(candidates["label_id"].to_list(), candidates["name"].to_list()))
     rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
@@ -84,6 +88,8 @@ def build_preferences(
             "q": q,
             "seed": seed,
         })
+        if image_field:
+            pref_rows[-1]["images"] = [case[image_field]]
         target = sft_target(ranked, case["label_id"], k, sft_target_kind)
         sft_rows.append({
             "case_id": case["case_id"],
@@ -93,12 +99,15 @@ def build_preferences(
             "target": sft_target_kind,
             "k": k,
             "seed": seed,
+            **({"images": [case[image_field]]} if image_field else {}),
         })
     settings = {"modality": modality, "prompt": dict(prompt), "k": k, "q": q, "rejected": rejected,
                 "truth_in_chosen": truth_in_chosen, "sft_target": sft_target_kind}
     prov = provenance(settings, seed=seed)
-    write_parquet(pl.DataFrame(pref_rows), preferences_path, schemas.PREFERENCES, prov)
-    write_parquet(pl.DataFrame(sft_rows), sft_path, schemas.SFT, prov)
+    vision = image_field is not None
+    write_parquet(pl.DataFrame(pref_rows), preferences_path,
+                  schemas.PREFERENCES_VISION if vision else schemas.PREFERENCES, prov)
+    write_parquet(pl.DataFrame(sft_rows), sft_path, schemas.SFT_VISION if vision else schemas.SFT, prov)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -111,12 +120,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--modality", required=True)
     p.add_argument("--prompt", required=True, help="JSON with system, user, header")
     p.add_argument("--text-field", default=None)
+    p.add_argument("--image-field", default=None)
     p.add_argument("--k", type=int, default=3)
     p.add_argument("--q", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     build_preferences(a.cases, a.candidates, a.rankings, a.preferences, a.sft, modality=a.modality,
-                      prompt=json.loads(a.prompt), text_field=a.text_field, k=a.k, q=a.q, seed=a.seed)
+                      prompt=json.loads(a.prompt), text_field=a.text_field, k=a.k, q=a.q, seed=a.seed,
+                      image_field=a.image_field)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,12 @@ SFT = pa.schema(
     ]
 )
 
+# A vision student's rows carry their images too (TRL's vision format): paths relative to the
+# working directory, loaded when the trainer reads the row.
+IMAGES = pa.field("images", STRINGS)
+PREFERENCES_VISION = PREFERENCES.append(IMAGES)
+SFT_VISION = SFT.append(IMAGES)
+
 # Student answers on the test cases and their per-case scores.
 PREDICTIONS = pa.schema(
     [

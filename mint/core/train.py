@@ -37,13 +37,14 @@ from mint.core.config import load_yaml
 from mint.core.io import MintError, atomic_dir, config_hash, file_digest, provenance, read_parquet, write_json
 from mint.core.launch import use_cpu
 from mint.core.models import load_student
-from mint.core.trl_compat import METHODS, trainer_classes
+from mint.core.trl_compat import METHODS, VISION_METHODS, trainer_classes, vision_trainer_classes
 from mint.core.workflow import rank_log
 
 log = logging.getLogger(__name__)
 
 RECIPE_KEYS = {"method", "init", "lora", "args", "dtype", "nll"}
 STUDENT_FILE = "mint_student.json"
+KINDS = ("text", "vision")  # the student reads text, or an image with text
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -82,37 +83,62 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     return recipe
 
 
-def load_trained(model_dir: str | Path, dtype: str = "float32"):
-    """(model, tokenizer) of a trained student folder: base, then each stage's weights merged in order."""
+def load_base(name_or_path: str, dtype: str = "float32", kind: str = "text"):
+    """(model, tokenizer or processor) of a base student: a text LLM, or a vision LLM with its processor."""
+    if kind == "vision":
+        from mint.core.vision import load_vision_student
+
+        return load_vision_student(name_or_path, dtype=dtype)
+    return load_student(name_or_path, dtype=dtype)
+
+
+def load_trained(model_dir: str | Path, dtype: str = "float32", kind: str = "text"):
+    """(model, tokenizer or processor) of a trained student folder: base, then each stage's weights merged."""
     model_dir = Path(model_dir)
     spec_path = model_dir / STUDENT_FILE
     if not spec_path.exists():
-        return load_student(str(model_dir), dtype=dtype)  # a plain model folder or hub id
+        return load_base(str(model_dir), dtype, kind)  # a plain model folder or hub id
     spec = json.loads(spec_path.read_text())
+    kind = spec.get("kind", "text")
     if spec["init"]:
-        model, tokenizer = load_trained(spec["init"], dtype)
+        model, processing = load_trained(spec["init"], dtype, kind)
     else:
-        model, tokenizer = load_student(spec["base"], dtype=dtype)
+        model, processing = load_base(spec["base"], dtype, kind)
     if spec["adapter"]:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
     else:
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=getattr(torch, dtype))
-    return model, tokenizer
+        auto = AutoModelForImageTextToText if kind == "vision" else AutoModelForCausalLM
+        model = auto.from_pretrained(str(model_dir), dtype=getattr(torch, dtype))
+    return model, processing
 
 
-def load_dataset(method: str, data_path: str | Path) -> tuple[Dataset, list[str]]:
-    """The method's training rows in TRL's conversational format (messages as lists of dicts), and their case ids."""
+def load_dataset(method: str, data_path: str | Path, kind: str = "text") -> tuple[Dataset, list[str]]:
+    """The method's training rows in TRL's conversational format (messages as lists of dicts), and their case ids.
+
+    A vision student's rows also hold `images`: paths, decoded to images when the trainer reads a row.
+    """
+    vision = kind == "vision"
     if method == "sft":
-        df = read_parquet(data_path, schemas.SFT).select("case_id", "prompt", "completion")
+        schema, columns = (schemas.SFT_VISION if vision else schemas.SFT), ["case_id", "prompt", "completion"]
     else:
-        df = read_parquet(data_path, schemas.PREFERENCES).select("case_id", "prompt", "chosen", "rejected")
+        schema = schemas.PREFERENCES_VISION if vision else schemas.PREFERENCES
+        columns = ["case_id", "prompt", "chosen", "rejected"]
+    df = read_parquet(data_path, schema).select(columns + (["images"] if vision else []))
     if df.height == 0:
         raise MintError(f"{data_path}: no training rows")
-    return Dataset.from_list(df.drop("case_id").to_dicts()), df["case_id"].to_list()
+    dataset = Dataset.from_list(df.drop("case_id").to_dicts())
+    if vision:
+        from datasets import Image, Sequence
+
+        missing = [p for paths in df["images"].to_list() for p in paths if not Path(p).is_file()]
+        if missing:
+            raise MintError(f"{data_path}: image(s) not found, e.g. {missing[0]!r} ({len(missing)} in all)")
+        dataset = dataset.cast_column("images", Sequence(Image()))
+    return dataset, df["case_id"].to_list()
 
 
 def check_lengths(dataset: Dataset, case_ids: Sequence[str], tokenizer, max_length: int | None, recipe_path) -> None:
@@ -159,6 +185,7 @@ def train_student(
     checkpoint_dir: str | Path | None = None,
     threads: int = 1,
     seed: int | None = None,
+    kind: str = "text",
 ) -> dict[str, Any] | None:
     """Train one method; returns its metrics (also written to `out_dir/metrics.json`).
 
@@ -168,12 +195,19 @@ def train_student(
     torch.set_num_threads(threads)
     recipe = load_recipe(recipe_path)
     method = recipe["method"]
+    if kind not in KINDS:
+        raise MintError(f"student kind {kind!r}: expected one of {KINDS}")
+    if kind == "vision" and method not in VISION_METHODS:
+        raise MintError(f"{recipe_path}: method {method!r} has no image path here; a vision student trains with "
+                        f"{VISION_METHODS} (config key 'training.methods')")
     if recipe["init"] == "sft" and init_dir is None:
         raise MintError(f"{recipe_path}: recipe starts from the SFT model (init: sft) but no SFT folder was given")
     init = str(init_dir) if recipe["init"] == "sft" else None
-    model, tokenizer = load_trained(init, recipe["dtype"]) if init else load_student(base, dtype=recipe["dtype"])
+    model, tokenizer = (load_trained(init, recipe["dtype"], kind) if init
+                        else load_base(base, recipe["dtype"], kind))  # a processor for a vision student
 
-    config_cls, trainer_cls = trainer_classes(method, completion_only_nll=recipe["nll"] == "completion")
+    classes = vision_trainer_classes if kind == "vision" else trainer_classes
+    config_cls, trainer_cls = classes(method, completion_only_nll=recipe["nll"] == "completion")
     args = dict(recipe["args"])
     if seed is not None:  # the workflow's training seed (config training.seeds) overrides the recipe's
         args["seed"] = seed
@@ -195,8 +229,9 @@ def train_student(
     targs = config_cls(output_dir=str(checkpoint_dir), report_to=[], **args)
     main_process = targs.process_index == 0  # also sets up the process group under accelerate launch
 
-    dataset, case_ids = load_dataset(method, data_path)
-    check_lengths(dataset, case_ids, tokenizer, targs.max_length, recipe_path)
+    dataset, case_ids = load_dataset(method, data_path, kind)
+    if kind == "text":  # a vision row's length depends on its image tokens: TRL then needs max_length null
+        check_lengths(dataset, case_ids, tokenizer, targs.max_length, recipe_path)
     if main_process:
         _claim_checkpoints(checkpoint_dir, {"recipe": recipe, "base": base, "init": init, "seed": targs.seed,
                                             "data": file_digest(data_path)})
@@ -237,8 +272,10 @@ def train_student(
         # FSDP leaves trainer.model wrapped; the gathered state dict holds the weights.
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(tmp), state_dict=state if sharded else None)
         tokenizer.save_pretrained(str(tmp))
-        (tmp / STUDENT_FILE).write_text(json.dumps({"method": method, "base": base, "init": init,
-                                                    "adapter": adapter}, indent=2) + "\n")
+        spec = {"method": method, "base": base, "init": init, "adapter": adapter}
+        if kind != "text":  # text students' folders stay as they were
+            spec["kind"] = kind
+        (tmp / STUDENT_FILE).write_text(json.dumps(spec, indent=2) + "\n")
         (tmp / "trainer_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.state.log_history))
         write_json(metrics, tmp / "metrics.json")
         write_json(provenance({"recipe": recipe, "base": base, "init": init},
@@ -277,6 +314,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoints", default=None)
     p.add_argument("--threads", type=int, default=1, help="CPU threads per process")
     p.add_argument("--seed", type=int, default=None, help="training seed (default: the recipe's args.seed)")
+    p.add_argument("--kind", default="text", choices=KINDS, help="the student reads text, or images with text")
     p.add_argument("--log", default=None, help="log file (process k > 0 writes <stem>.rank<k>.log beside it)")
     return p
 
@@ -284,7 +322,8 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     a = make_parser().parse_args(argv)
     with rank_log(a.log):
-        metrics = train_student(a.recipe, a.base, a.data, a.out_dir, a.init, a.checkpoints, a.threads, a.seed)
+        metrics = train_student(a.recipe, a.base, a.data, a.out_dir, a.init, a.checkpoints, a.threads, a.seed,
+                                a.kind)
         if metrics is not None:
             print(json.dumps(metrics, indent=1))
 

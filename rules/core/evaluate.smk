@@ -14,6 +14,7 @@ rule predict_student:
         method=run_method,
         prompt=lambda wildcards: prompt(),  # a function: the template's {braces} are not wildcards
         text_field=f"--text-field {APP.student_text}" if APP.student_text else "",
+        image_field=f"--image-field {APP.student_image}" if APP.student_image else "",
         k=config["preferences"]["k"],
         batch_size=config["evaluation"]["batch_size"],
         max_new_tokens=config["evaluation"]["max_new_tokens"],
@@ -32,7 +33,7 @@ rule predict_student:
         # The test cases are shared out over one process per GPU (CPU: one process); see mint/core/launch.py.
         "PROCESSES=$(python -m mint.core.launch {resources.gpu}); "
         "accelerate launch --config_file {input.accelerate:q} $PROCESSES -m mint.core.predict "
-        "{params.model:q} {input.cases:q} {output.predictions:q} --prompt {params.prompt:q} {params.text_field} "
+        "{params.model:q} {input.cases:q} {output.predictions:q} --prompt {params.prompt:q} {params.text_field} {params.image_field} "
         "--k {params.k} --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens} "
         "--threads {params.eval_threads} --seed {params.seed} --method {params.method} --log {log:q}"
 

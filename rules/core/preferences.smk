@@ -11,6 +11,7 @@ rule build_preferences:
         modality=pair_modality(APP, external_rankings()),
         prompt=lambda wildcards: prompt(),  # a function: the template's {braces} are not wildcards
         text_field=APP.student_text,
+        image_field=APP.student_image,
         k=config["preferences"]["k"],
         q=config["preferences"]["q"],
         rejected=config["preferences"]["rejected"],

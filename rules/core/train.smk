@@ -15,6 +15,7 @@ rule train_student:
         base=lambda wildcards, input: first_or_none(input.base) or student_base(),
         init=init_option,
         checkpoints="results/checkpoints/seed{seed}/{method}",
+        kind=APP.student_kind,
     conda:
         "../../envs/mint.yaml"
     threads: 1
@@ -30,4 +31,5 @@ rule train_student:
         "PROCESSES=$(python -m mint.core.launch {resources.gpu}); "
         "accelerate launch --config_file {input.accelerate:q} $PROCESSES -m mint.core.train "
         "{input.recipe:q} {params.base:q} {input.data:q} {output.model:q} {params.init} "
-        "--checkpoints {params.checkpoints:q} --seed {wildcards.seed} --threads {threads} --log {log:q}"
+        "--checkpoints {params.checkpoints:q} --seed {wildcards.seed} --threads {threads} --kind {params.kind} "
+        "--log {log:q}"

@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -36,15 +35,9 @@ from mint.core.app import package_file
 from mint.core.config import deep_update, load_yaml
 from mint.core.io import MintError, atomic_dir, provenance, read_parquet, require_columns, write_json, write_provenance
 from mint.core.prompts import build_prompt, format_answer
+from mint.core.tokenizer import BOS, END_HEADER, EOT, SPECIAL_TOKENS, START_HEADER, train_chat_tokenizer
 
 log = logging.getLogger(__name__)
-
-BOS = "<|begin_of_text|>"
-START_HEADER = "<|start_header_id|>"
-END_HEADER = "<|end_header_id|>"
-EOT = "<|eot_id|>"
-PAD = "<|pad|>"
-SPECIAL_TOKENS = (BOS, START_HEADER, END_HEADER, EOT, PAD)
 
 # Llama 3's chat template, trimmed to what MINT uses (no tools, no date preamble). The
 # `{% generation %}` block marks assistant tokens, so TRL's `assistant_only_loss` works with it.
@@ -59,13 +52,6 @@ CHAT_TEMPLATE = (
     "{%- endif %}"
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
-)
-
-# Llama 3's pre-tokenizer split: newlines runs stay one piece whatever follows them, so a
-# prompt ending in '\n\n' tokenizes the same alone and followed by the answer (TRL needs that).
-LLAMA3_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
 # The corpus asks about findings in other words than the workflow's question (`DEFAULT_USER`):
@@ -104,41 +90,8 @@ def render_chat(messages: Sequence[Mapping[str, str]], add_generation_prompt: bo
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
     """Byte-level BPE of `vocab_size` tokens (special tokens included) with Llama 3's chat format."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(LLAMA3_SPLIT), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    # Special tokens are whole tokens, not text to learn merges from.
-    special = re.compile("|".join(re.escape(s) for s in SPECIAL_TOKENS))
-    tok.train_from_iterator((special.sub("\n", t) for t in texts), trainer=trainer)
-    bos_id = tok.token_to_id(BOS)
-    # Like Llama 3: plain `tokenizer(text)` starts with BOS; chat templates write their own BOS
-    # and are tokenized without special tokens by transformers and TRL.
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token=BOS,
-        eos_token=EOT,
-        pad_token=PAD,
-        chat_template=CHAT_TEMPLATE,
-        model_max_length=DEFAULT_TINY["model"]["max_position_embeddings"],
-        clean_up_tokenization_spaces=False,
-    )
+    return train_chat_tokenizer(texts, vocab_size, special_tokens=SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE,
+                                max_length=DEFAULT_TINY["model"]["max_position_embeddings"])
 
 
 # --------------------------------------------------------------------------- model
