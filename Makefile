@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup demo benchmark test test-fast lint bench clean
+.PHONY: setup demo demo-tissue benchmark test test-fast lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,15 @@ demo: setup
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report/report.html
 	@echo; cat results/report/summary.md; echo; echo "HTML report: results/report/report.html"
+
+# The tissue application's embedded default (simulated H&E patches, a tiny vision student).
+# In its own folder, runs/tissue, so that the rare-disease demo's results/ stay as they are.
+demo-tissue: setup
+	mkdir -p runs/tissue
+	ln -sfn $(CURDIR)/config runs/tissue/config
+	$(BIN)/snakemake --cores $(CORES) --snakefile $(CURDIR)/Snakefile --directory runs/tissue \
+		--configfile $(CURDIR)/config/tissue.yaml
+	@echo; cat runs/tissue/results/report/summary.md
 
 # The phenopacket benchmark (config/benchmark.yaml) in its own folder, runs/benchmark, reading the
 # phenopacket-store snapshot in place (STORE=... to point elsewhere; nothing is copied).

@@ -76,7 +76,7 @@ def test_core_imports_no_application(path):
 @pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)
 def test_core_code_names_no_domain(path):
     code = code_without_docs(path)
-    allowed = {'"rare_disease"', "'rare_disease'", "mint.apps.rare_disease"}  # the registry's builtin name
+    allowed = {'"rare_disease"', "'rare_disease'", "mint.apps.rare_disease"}  # the registry's builtin names
     for word in allowed:
         code = code.replace(word, "")
     assert DOMAIN.findall(code) == [], f"{path.name}: domain words in code"

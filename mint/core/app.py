@@ -23,7 +23,7 @@ import pyarrow as pa
 from mint.core.io import MintError
 
 # Builtin applications: name -> module. Strings, so that the core imports none of them.
-BUILTIN = {"rare_disease": "mint.apps.rare_disease"}
+BUILTIN = {"rare_disease": "mint.apps.rare_disease", "tissue": "mint.apps.tissue"}
 
 STUDENT_KINDS = ("text", "vision")
 

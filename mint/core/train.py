@@ -47,8 +47,11 @@ STUDENT_FILE = "mint_student.json"
 KINDS = ("text", "vision")  # the student reads text, or an image with text
 
 
-def load_recipe(path: str | Path) -> dict[str, Any]:
-    """A recipe, checked: known keys, a known method, and `args` that its TRL config class accepts."""
+def load_recipe(path: str | Path, kind: str = "text") -> dict[str, Any]:
+    """A recipe, checked: known keys, a known method, and `args` that its TRL config class accepts.
+
+    `kind`: the student's (a vision student's ORPO trains on DPO's vision path, with DPO's config).
+    """
     recipe = load_yaml(path)
     if not isinstance(recipe, dict):
         raise MintError(f"{path}: a recipe must be a mapping")
@@ -68,7 +71,10 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
                         f"got {recipe['nll']!r}")
     if recipe["init"] not in ("base", "sft"):
         raise MintError(f"{path}: recipe key 'init' must be 'base' or 'sft', got {recipe['init']!r}")
-    config_cls, _ = trainer_classes(method)
+    if kind == "vision" and method not in VISION_METHODS:
+        raise MintError(f"{path}: method {method!r} has no image path here; a vision student trains with "
+                        f"{VISION_METHODS} (config key 'training.methods')")
+    config_cls, _ = vision_trainer_classes(method) if kind == "vision" else trainer_classes(method)
     fields = {f.name for f in dataclasses.fields(config_cls)}
     bad = sorted(set(recipe["args"]) - fields)
     if bad:
@@ -193,13 +199,10 @@ def train_student(
     writes (and returns the metrics; the others return None).
     """
     torch.set_num_threads(threads)
-    recipe = load_recipe(recipe_path)
-    method = recipe["method"]
     if kind not in KINDS:
         raise MintError(f"student kind {kind!r}: expected one of {KINDS}")
-    if kind == "vision" and method not in VISION_METHODS:
-        raise MintError(f"{recipe_path}: method {method!r} has no image path here; a vision student trains with "
-                        f"{VISION_METHODS} (config key 'training.methods')")
+    recipe = load_recipe(recipe_path, kind)
+    method = recipe["method"]
     if recipe["init"] == "sft" and init_dir is None:
         raise MintError(f"{recipe_path}: recipe starts from the SFT model (init: sft) but no SFT folder was given")
     init = str(init_dir) if recipe["init"] == "sft" else None

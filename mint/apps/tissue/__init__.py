@@ -1,0 +1,35 @@
+"""Tissue type from nucleus images: the second MINT application (PanNuke's 19 tissues).
+
+A teacher that sees an H&E patch and its nucleus information (types, sizes and density from the
+nucleus masks) ranks the 19 tissues; the student, a vision LLM, sees the image only. This package
+holds what knows about tissues: the tissues and nucleus types, simulated patches with masks and
+captions, PanNuke and manifest readers, the image+nuclei teacher (or a CLIP checkpoint such as
+PLIP), the builtin vision student and the prompt. Its rules are `rules/apps/tissue.smk`.
+
+    snakemake --cores 2 --configfile config/tissue.yaml
+"""
+
+from pathlib import Path
+
+from mint.apps.tissue.cohort import CASE_FIELDS
+from mint.apps.tissue.prompts import PROMPT, normalise
+from mint.core.app import Application, package_file
+from mint.core.config import load_yaml
+
+APPLICATION = Application(
+    name="tissue",
+    label_noun="tissue",
+    labels_noun="tissues",
+    rules=Path(__file__).resolve().parents[3] / "rules" / "apps" / "tissue.smk",
+    config_schema=load_yaml(package_file(__name__, "schema.yaml")),
+    case_fields=CASE_FIELDS,
+    teacher_modalities=("image_nuclei", "image"),
+    pair_modality="image_nuclei",
+    modality_labels={"image_nuclei": "image+nuclei", "image": "image only"},
+    prompt=PROMPT,
+    student_kind="vision",
+    student_image="image_path",
+    student_input="the image",
+    teacher_metrics="results/teacher/metrics.json",
+    normalise=normalise,
+)

@@ -1,0 +1,101 @@
+"""The tissue application's builtin vision student: a tiny LLaVA, pre-trained on the training captions.
+
+Real runs load a vision LLM (`student.base: meta-llama/Llama-3.2-11B-Vision-Instruct`) through
+`mint.core.vision.load_vision_student`. Offline, `build_builtin_student` makes a stand-in from
+configs (`mint.core.vision.build_tiny_llava`, sizes in `student_tiny.yaml`) and trains it for a few
+CPU seconds to describe the training patches ("Describe this patch." -> the patch's caption), so
+that it has seen images, and the tissue names, before alignment. Never on test patches.
+
+    python -m mint.apps.tissue.student results/cohort/cases.parquet results/student/base
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+
+from mint.apps.tissue.prompts import DEFAULT_SYSTEM, DEFAULT_USER, HEADER
+from mint.apps.tissue.tissues import TISSUES
+from mint.core.app import package_file
+from mint.core.cohort import load_cases
+from mint.core.config import deep_update, load_yaml
+from mint.core.io import MintError, provenance, write_json, write_provenance
+from mint.core.trl_compat import vision_trainer_classes
+from mint.core.vision import build_tiny_llava, save_vision_student
+
+DEFAULT_TINY: dict[str, Any] = load_yaml(package_file(__package__, "student_tiny.yaml"))
+DESCRIBE = "Describe this patch."
+
+
+def caption_rows(cases: pl.DataFrame) -> list[dict[str, Any]]:
+    """TRL vision prompt/completion rows of the training patches: the image, 'Describe', its caption."""
+    train = cases.filter(pl.col("split") == "train").sort("case_id")
+    if train.height == 0:
+        raise MintError("builtin tissue student: no training patch to pre-train on")
+    return [{"images": [path], "prompt": [{"role": "user", "content": DESCRIBE}],
+             "completion": [{"role": "assistant", "content": caption}]}
+            for path, caption in zip(train["image_path"].to_list(), train["caption"].to_list())]
+
+
+def build_builtin_student(cases_path: str | Path, settings: Mapping[str, Any], out_dir: str | Path,
+                          log_path: str | Path | None = None) -> dict[str, Any]:
+    """Tokenizer -> tiny LLaVA -> caption pre-training; saved in Hugging Face layout in `out_dir`."""
+    from datasets import Dataset, Image, Sequence
+
+    cfg = deep_update(DEFAULT_TINY, settings or {})
+    train_cfg = cfg["train"]
+    torch.set_num_threads(int(train_cfg["threads"]))
+    t0 = time.perf_counter()
+    rows = caption_rows(load_cases(cases_path))
+    names = [t.name for t in TISSUES]
+    texts = [DEFAULT_SYSTEM, DEFAULT_USER, DESCRIBE, HEADER, *names, *(r["completion"][0]["content"] for r in rows)]
+    model, processor = build_tiny_llava(texts, int(cfg["image_size"]), int(cfg["patch"]),
+                                        vocab_size=int(cfg["vocab_size"]), text=cfg["text"], vision=cfg["vision"],
+                                        seed=int(train_cfg["seed"]))
+    dataset = Dataset.from_list(rows).cast_column("images", Sequence(Image()))
+    config_cls, trainer_cls = vision_trainer_classes("sft")
+    out_dir = Path(out_dir)
+    scratch = out_dir.with_name(out_dir.name + ".pretrain")
+    args = config_cls(output_dir=str(scratch), max_steps=int(train_cfg["steps"]),
+                      per_device_train_batch_size=int(train_cfg["batch_size"]),
+                      learning_rate=float(train_cfg["learning_rate"]), lr_scheduler_type="cosine",
+                      max_length=None, gradient_checkpointing=False, logging_steps=10, save_strategy="no",
+                      report_to=[], use_cpu=True, seed=int(train_cfg["seed"]), dataloader_num_workers=0)
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=processor)
+    result = trainer.train()
+    losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(log_path).write_text("".join(json.dumps(r) + "\n" for r in trainer.state.log_history))
+    metrics = {"n_parameters": sum(p.numel() for p in model.parameters()), "n_rows": len(rows),
+               "vocab_size": len(processor.tokenizer), "steps": trainer.state.global_step,
+               "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+               "train_runtime": result.metrics.get("train_runtime"),
+               "total_seconds": round(time.perf_counter() - t0, 1)}
+    save_vision_student(model, processor, out_dir)
+    write_json(metrics, out_dir / "metrics.json")
+    write_provenance(out_dir, provenance(cfg, seed=int(train_cfg["seed"]), step="build_builtin_student"))
+    import shutil
+
+    shutil.rmtree(scratch, ignore_errors=True)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("cases")
+    p.add_argument("out_dir")
+    p.add_argument("--config", help="YAML merged over student_tiny.yaml")
+    a = p.parse_args(argv)
+    print(json.dumps(build_builtin_student(a.cases, load_yaml(a.config) if a.config else {}, a.out_dir), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+# The tissue application: H&E patches with nucleus masks (simulated, PanNuke or a manifest), the
+# image+nuclei teacher (or a CLIP checkpoint such as PLIP), and the builtin vision student.
+# Writes what the core rules read: results/cohort/*, results/rankings/teacher.parquet.
+
+
+include: "tissue_common.smk"
+
+
+rule build_cohort:
+    output:
+        **cohort_files(),
+        excluded=EXCLUDED,
+        nuclei=NUCLEI,
+        images=directory(f"{COHORT}/images"),
+    log:
+        "logs/build_cohort/build_cohort.log",
+    benchmark:
+        "benchmarks/build_cohort.tsv"
+    params:
+        cohort=config["cohort"],
+        seed=config["seed"],
+    conda:
+        "../../envs/mint.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../../workflow_scripts/tissue/build_cohort.py"
+
+
+rule embed_texts:
+    input:
+        **cohort_files(),
+    output:
+        embeddings=TEXT_EMBEDDINGS,
+    log:
+        "logs/embed_texts/embed_texts.log",
+    benchmark:
+        "benchmarks/embed_texts.tsv"
+    params:
+        encoder=config["teacher"]["encoder"],
+        prompt_template=lambda wildcards: config["teacher"]["prompt_template"],  # its {name} is no wildcard
+        threads=config["teacher"]["threads"],
+    conda:
+        "../../envs/mint.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../../workflow_scripts/tissue/embed_texts.py"
+
+
+rule train_teacher:
+    input:
+        **cohort_files(),
+        images=f"{COHORT}/images",
+        nuclei=NUCLEI,
+        embeddings=TEXT_EMBEDDINGS,
+    output:
+        model=TEACHER_MODEL,
+        metrics=f"{TEACHER}/metrics.json",
+    log:
+        "logs/train_teacher/train_teacher.log",
+    benchmark:
+        "benchmarks/train_teacher.tsv"
+    params:
+        teacher={k: config["teacher"][k] for k in TEACHER_TRAINING},
+        seed=config["seed"],
+    conda:
+        "../../envs/mint.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../../workflow_scripts/tissue/train_teacher.py"
+
+
+if not external_rankings():
+
+    rule rank_tissues:
+        input:
+            **cohort_files(),
+            images=f"{COHORT}/images",
+            nuclei=NUCLEI,
+            model=TEACHER_MODEL,
+        output:
+            rankings=TEACHER_RANKINGS,
+        log:
+            "logs/rank_tissues/rank_tissues.log",
+        benchmark:
+            "benchmarks/rank_tissues.tsv"
+        params:
+            threads=config["teacher"]["threads"],
+        conda:
+            "../../envs/mint.yaml"
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        script:
+            "../../workflow_scripts/tissue/rank_tissues.py"
+
+
+rule build_student:
+    input:
+        cases=CASES,
+        images=f"{COHORT}/images",
+        settings=builtin_student_settings(),
+    output:
+        model=directory(STUDENT_BASE),
+    log:
+        main="logs/build_student/build_student.log",
+        curve="logs/build_student/pretrain_loss.jsonl",
+    benchmark:
+        "benchmarks/build_student.tsv"
+    conda:
+        "../../envs/mint.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../../workflow_scripts/tissue/build_student.py"
