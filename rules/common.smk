@@ -158,7 +158,7 @@ def teacher_metrics():
     return [] if external_rankings() or APP.teacher_metrics is None else [APP.teacher_metrics]
 
 
-REPORT_FILES = ("summary.md", "metrics.csv", "accuracy.png", "training.png", "per_label.png")
+REPORT_FILES = ("summary.md", "metrics.csv", "accuracy.png", "training.png", "per_label.png", "confusion.png")
 
 
 def report_files():

@@ -246,3 +246,23 @@ def test_paired_bootstrap_sign():
     assert same["diff"] == 0 and same["p_value"] == 1.0
     with pytest.raises(MintError, match="nope"):
         paired_bootstrap(scores, "good", "nope")
+
+
+def test_teacher_agreement_counts_the_lists_an_answer_follows():
+    from mint.core.evaluate import teacher_agreement
+    from mint.core.rankings import rankings_frame
+
+    # The teacher ranks a > b > c > d > e for case c1: top 2 = {a, b}, bottom 2 = {d, e}.
+    rankings = rankings_frame(["c1"], list("abcde"), np.array([[5.0, 4, 3, 2, 1]]), "m")
+    scores = pl.DataFrame({"case_id": ["c1", "c1", "c9"], "method": ["x", "y", "x"], "label_id": ["a"] * 3,
+                           "predicted_ids": [["a", "e"], ["c", None], ["a"]]})
+    table = teacher_agreement(scores, rankings, k=2, q=2)
+    assert table.rows() == [("x", 1, 0.5, 0.5), ("y", 1, 0.0, 1.0)]  # c9 is not ranked: left out
+
+
+def test_confusion_counts_the_first_named_label():
+    from mint.core.evaluate import confusion
+
+    scores = pl.DataFrame({"case_id": ["c1", "c2", "c3"], "method": ["m"] * 3, "label_id": ["a", "a", "b"],
+                           "predicted_ids": [["a", "b"], [None], ["a"]]})
+    assert confusion(scores, "m", ["a", "b"]).tolist() == [[1, 0, 1], [1, 0, 0]]

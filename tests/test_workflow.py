@@ -252,7 +252,7 @@ READERS = {
     "teacher.image_size": {"train_teacher", "rank_diseases"},
     "teacher.threads": {"embed_notes", "train_teacher", "rank_diseases"},
     "preferences.k": {"build_preferences", "predict_student", "predict_rag", "score_student", "make_report"},
-    "preferences.q": {"build_preferences"},
+    "preferences.q": {"build_preferences", "make_report"},
     "preferences.rejected": {"build_preferences"},
     "preferences.sft_target": {"build_preferences"},
     "prompt.system": {"build_preferences", "predict_student", "predict_rag"},

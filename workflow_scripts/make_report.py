@@ -10,4 +10,5 @@ with step_log(snakemake.log[0]):
                 app=load_application(p.application), k=p.k, ks=p.ks, n_boot=p.bootstrap, seed=p.seed,
                 teacher_metrics=snakemake.input.teacher[0] if snakemake.input.teacher else None,
                 cases_path=snakemake.input.cases, candidates_path=snakemake.input.candidates,
-                excluded_path=snakemake.input.excluded)
+                excluded_path=snakemake.input.excluded, rankings_path=snakemake.input.rankings,
+                modality=p.modality, q=p.q)

@@ -380,3 +380,44 @@ def paired_bootstrap(
         "hi": float(hi),
         "p_value": min(1.0, 2 * min(below, above)),
     }
+
+
+def teacher_agreement(case_scores: pl.DataFrame, rankings: pl.DataFrame, k: int, q: int) -> pl.DataFrame:
+    """How much of the teacher's lists each method's answers follow, per method (mean over its cases and seeds).
+
+    `coverage`: the share of the teacher's top `k` labels of the case that the answer names;
+    `avoidance`: the share of its bottom `q` labels that the answer does not name (the paper's
+    agreement with the `chosen` and `rejected` lists). `rankings` holds one modality, the one that
+    made the pairs; cases it does not rank are left out.
+    """
+    require_columns(rankings, ("case_id", "label_id", "rank"), "rankings")
+    ordered = rankings.sort("case_id", "rank").group_by("case_id", maintain_order=True).agg("label_id")
+    lists = {c: (set(ids[:k]), set(ids[-q:])) for c, ids in ordered.iter_rows()}
+    rows = []
+    for method in case_scores["method"].unique(maintain_order=True).to_list():
+        covered, avoided = [], []
+        for case_id, predicted in case_scores.filter(pl.col("method") == method).select(
+                "case_id", "predicted_ids").iter_rows():
+            if case_id not in lists:
+                continue
+            top, bottom = lists[case_id]
+            named = {p for p in predicted or [] if p is not None}
+            covered.append(len(named & top) / len(top))
+            avoided.append(1 - len(named & bottom) / len(bottom))
+        rows.append({"method": method, "n_cases": len(covered),
+                     "coverage": float(np.mean(covered)) if covered else None,
+                     "avoidance": float(np.mean(avoided)) if avoided else None})
+    return pl.DataFrame(rows, schema={"method": pl.String, "n_cases": pl.Int64, "coverage": pl.Float64,
+                                      "avoidance": pl.Float64})
+
+
+def confusion(case_scores: pl.DataFrame, method: str, labels: Sequence[str]) -> np.ndarray:
+    """(labels, labels + 1) counts: true label (rows) against the label a method names first (columns, in
+    `labels` order; the last column: no label of the list named first). Seeds pooled."""
+    index = {label: i for i, label in enumerate(labels)}
+    out = np.zeros((len(labels), len(labels) + 1), dtype=np.int64)
+    for true_id, predicted in case_scores.filter(pl.col("method") == method).select(
+            "label_id", "predicted_ids").iter_rows():
+        first = (predicted or [None])[0]
+        out[index[true_id], index.get(first, len(labels))] += 1
+    return out

@@ -24,11 +24,13 @@ from mint.core.app import Application, load_application
 from mint.core.cohort import load_cases, load_labels, split_truth
 from mint.core.evaluate import (
     NameMatcher,
+    confusion,
     normalize_name,
     paired_bootstrap,
     score_predictions,
     score_rankings,
     summarize,
+    teacher_agreement,
 )
 from mint.core.io import atomic_path, load_json, provenance, read_parquet, write_json, write_parquet
 
@@ -89,11 +91,15 @@ def make_report(
     score_paths: Sequence[str | Path], train_dirs: Sequence[str | Path], out_dir: str | Path, *, app: Application,
     k: int, ks: Sequence[int], n_boot: int, seed: int, teacher_metrics: str | Path | None = None,
     cases_path: str | Path | None = None, candidates_path: str | Path | None = None,
-    excluded_path: str | Path | None = None,
+    excluded_path: str | Path | None = None, rankings_path: str | Path | None = None, modality: str | None = None,
+    q: int | None = None,
 ) -> pl.DataFrame:
     """Write the comparison under `out_dir`; with the cohort files, also the cohort and per-label sections.
 
     `k`: labels a student names; `ks`: the top-k accuracies reported; `n_boot` bootstrap resamples.
+    With the teacher's rankings (`modality`: the one that made the pairs, `q`: the rejected list's
+    length), also `agreement.csv` (coverage of the teacher's top k, avoidance of its bottom q) and
+    `confusion.png` (true label against the label MINT names first).
     """
     rows = row_labels(app)
     scores = pl.concat([read_parquet(p, schemas.CASE_SCORES) for p in score_paths])
@@ -120,12 +126,23 @@ def make_report(
         with atomic_path(out / "per_label.csv") as tmp:
             per_label.write_csv(tmp)
         _plot_per_label(per_label, rows, app, out / "per_label.png")
+    agreement = None
+    if rankings_path and modality and q:
+        teacher_lists = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
+        agreement = teacher_agreement(scores.filter(~pl.col("method").str.starts_with("teacher_")), teacher_lists,
+                                      k, q)
+        with atomic_path(out / "agreement.csv") as tmp:
+            agreement.write_csv(tmp)
+        if candidates_path:
+            method = "orpo" if "orpo" in table["method"].to_list() else table["method"][-1]
+            _plot_confusion(scores, method, load_labels(candidates_path), rows, app, out / "confusion.png")
     teacher = load_json(teacher_metrics) if teacher_metrics else None
     write_json({"metrics": table.to_dicts(), "training": training, "orpo_vs": comparisons, "cohort": cohort,
                 "teacher": teacher}, out / "metrics.json", prov)
     _plot_accuracy(table, k, app, out / "accuracy.png")
     _plot_training(train_dirs, rows, out / "training.png")
-    context = {"table": table, "k": k, "ks": list(ks), "teacher_metrics": teacher, "cohort": cohort, "cases": cases}
+    context = {"table": table, "k": k, "ks": list(ks), "teacher_metrics": teacher, "cohort": cohort, "cases": cases,
+               "agreement": agreement, "q": q}
     _write_summary(app, rows, context, training, comparisons, out / "summary.md")
     return table
 
@@ -189,6 +206,25 @@ def _plot_per_label(per_label: pl.DataFrame, rows: Mapping[str, str], app: Appli
     _save(fig, path)
 
 
+def _plot_confusion(scores: pl.DataFrame, method: str, labels: pl.DataFrame, rows: Mapping[str, str],
+                    app: Application, path: Path) -> None:
+    """True label (rows) against the label `method` names first (columns; last: none of the list), row shares."""
+    counts = confusion(scores, method, labels["label_id"].to_list())
+    shares = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
+    plt = _pyplot()
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(min(3 + 0.35 * n, 14), min(2.5 + 0.3 * n, 12)))
+    im = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    names = labels["name"].to_list()
+    ax.set_xticks(range(n + 1), [*names, "none"], rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(n), names, fontsize=7)
+    ax.set_xlabel(f"{app.label_noun} named first")
+    ax.set_ylabel(f"true {app.label_noun}")
+    ax.set_title(f"{display_name(method, rows)}: share of each true {app.label_noun}'s test cases", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    _save(fig, path)
+
+
 def _fmt(row: Mapping[str, Any], m: str, pct: bool = True) -> str:
     f = (lambda v: f"{100 * v:.1f}") if pct else (lambda v: f"{v:.3f}")
     return f"{f(row[m])} [{f(row[m + '_lo'])}, {f(row[m + '_hi'])}]"
@@ -245,6 +281,15 @@ def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[s
                          f"{m['trainable_parameters']:,} | {m['global_step']} | "
                          f"{m.get('train_runtime', float('nan')):.0f} | "
                          f"{len(m['unchanged_tensors'])} of {m['trainable_tensors']} |")
+    agreement = context.get("agreement")
+    if agreement is not None and agreement.height:
+        lines += ["", "## Agreement with the teacher's lists", "",
+                  f"The share of the teacher's top {k} that an answer names, and of its bottom {context['q']} that it "
+                  "does not name (mean over test cases and seeds).", "",
+                  "| method | coverage of top % | avoidance of bottom % |", "|---|---|---|"]
+        for r in agreement.iter_rows(named=True):
+            lines.append(f"| {display_name(r['method'], rows)} | {100 * r['coverage']:.1f} | "
+                         f"{100 * r['avoidance']:.1f} |")
     cohort = context["cohort"]
     if cohort:
         lines += ["", "## Cohort", "", f"Candidates: {cohort['candidates']} {app.labels_noun}; "

@@ -5,17 +5,22 @@ rule make_report:
         train=train_dirs(),
         teacher=teacher_metrics(),
         excluded=EXCLUDED,
+        rankings=TEACHER_RANKINGS,
     output:
         summary=report("results/report/summary.md", caption="../../report/summary.rst", category="Comparison"),
         table="results/report/metrics.csv",
         accuracy=report("results/report/accuracy.png", caption="../../report/accuracy.rst", category="Comparison"),
         training=report("results/report/training.png", caption="../../report/training.rst", category="Training"),
         per_label=report("results/report/per_label.png", caption="../../report/per_label.rst", category="Comparison"),
+        agreement="results/report/agreement.csv",
+        confusion=report("results/report/confusion.png", caption="../../report/confusion.rst", category="Comparison"),
     log:
         "logs/make_report/make_report.log",
     params:
         application=config["application"],
         k=config["preferences"]["k"],
+        q=config["preferences"]["q"],
+        modality=pair_modality(APP, external_rankings()),
         ks=config["evaluation"]["ks"],
         bootstrap=config["evaluation"]["bootstrap"],
         seed=config["seed"],
