@@ -1,5 +1,6 @@
-"""The phenopacket importer, on fictional cases in phenopacket-store's layout (tests/fictional_phenopackets.py, written to a scratch folder);
-the tests marked slow also read the HPO release or the real store (skipped where it is absent)."""
+"""The phenopacket importer, on fictional cases in phenopacket-store's layout (tests/fictional_phenopackets.py,
+written to a scratch folder); the tests marked slow also read the HPO release or the real store from ../shared
+(skipped where it is absent)."""
 
 import json
 import logging
