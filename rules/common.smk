@@ -72,6 +72,11 @@ def student_base_files():
     return [base] if base == STUDENT_BASE or Path(base).exists() else []
 
 
+def builtin_student_settings():
+    """The user's settings for the application's builtin student (merged over its packaged ones), if any."""
+    return [config["student"]["builtin"]] if config["student"]["builtin"] else []
+
+
 def methods():
     return config["training"]["methods"]
 

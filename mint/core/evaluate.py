@@ -149,6 +149,14 @@ def _first_rank(predicted_ids: Sequence[str | None], true_id: str) -> int | None
     return None
 
 
+def _score_row(case_id: str, method: str, true_id: str, ids: Sequence[str | None], *, n_predicted: int,
+               n_hallucinated: int, format_ok: bool, seed: int | None) -> dict[str, Any]:
+    """One CASE_SCORES row: the matched ids and where the true label is among them."""
+    return {"case_id": case_id, "method": method, "label_id": true_id, "predicted_ids": list(ids),
+            "rank": _first_rank(ids, true_id), "n_predicted": n_predicted, "n_hallucinated": n_hallucinated,
+            "format_ok": format_ok, "seed": seed}
+
+
 def score_predictions(
     predictions: pl.DataFrame, truth: pl.DataFrame, matcher: NameMatcher, k: int, header: str,
     seed: int | None = None,
@@ -169,20 +177,9 @@ def score_predictions(
         names = names or []
         ids = [matcher.match(name) for name in names]
         parsed, format_ok = parse_answer(response, header) if response is not None else ([], False)
-        true_id = true_ids[case_id]
-        records.append(
-            {
-                "case_id": case_id,
-                "method": method,
-                "label_id": true_id,
-                "predicted_ids": ids,
-                "rank": _first_rank(ids, true_id),
-                "n_predicted": len(names),
-                "n_hallucinated": sum(i is None for i in ids),
-                "format_ok": format_ok and len(parsed) == k,
-                "seed": seed,
-            }
-        )
+        records.append(_score_row(case_id, method, true_ids[case_id], ids, n_predicted=len(names),
+                                  n_hallucinated=sum(i is None for i in ids),
+                                  format_ok=format_ok and len(parsed) == k, seed=seed))
     return pl.DataFrame(records, schema=CASE_SCORE_SCHEMA)
 
 
@@ -208,22 +205,8 @@ def score_rankings(rankings: pl.DataFrame, truth: pl.DataFrame, k: int, method: 
         .group_by("case_id", maintain_order=True)
         .agg(pl.col("label_id").head(k).alias("predicted_ids"))
     )
-    records = []
-    for case_id, ids in top.iter_rows():
-        true_id = true_ids[case_id]
-        records.append(
-            {
-                "case_id": case_id,
-                "method": method,
-                "label_id": true_id,
-                "predicted_ids": ids,
-                "rank": _first_rank(ids, true_id),
-                "n_predicted": len(ids),
-                "n_hallucinated": 0,
-                "format_ok": True,
-                "seed": None,
-            }
-        )
+    records = [_score_row(case_id, method, true_ids[case_id], ids, n_predicted=len(ids), n_hallucinated=0,
+                          format_ok=True, seed=None) for case_id, ids in top.iter_rows()]
     return pl.DataFrame(records, schema=CASE_SCORE_SCHEMA)
 
 

