@@ -69,3 +69,12 @@ def test_recipe_nll_choice_is_checked(tmp_path):
     bad.write_text("method: orpo\nnll: prompt\n")
     with pytest.raises(MintError, match="'nll'"):
         load_recipe(bad)
+
+
+@pytest.mark.parametrize("value, named", [("'model.vision_tower'", "list"), ("[1]", "list"), ("['(']", "regular")],
+                         ids=["string", "not-text", "bad-regex"])
+def test_recipe_freeze_patterns_are_checked(value, named, tmp_path):
+    bad = tmp_path / "sft.yaml"
+    bad.write_text(f"method: sft\nfreeze: {value}\n")
+    with pytest.raises(MintError, match=f"'freeze'.*{named}"):
+        load_recipe(bad)

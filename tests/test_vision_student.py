@@ -15,6 +15,7 @@ from datasets import Dataset
 from PIL import Image
 
 from mint.core.io import MintError
+from mint.core.train import freeze_parameters
 from mint.core.trl_compat import trainer_classes, vision_trainer_classes
 from mint.core.vision import (
     IMAGE,
@@ -358,6 +359,26 @@ def test_two_steps_with_images_change_every_trainable_tensor(method, student, tm
     assert all(torch.isfinite(p).all() for p in after.values())
     losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
     assert len(losses) == 2 and all(np.isfinite(losses))
+
+
+def test_frozen_vision_tower_stays_as_it_was_and_the_rest_trains(student, tmp_path):
+    """The tissue recipes' `freeze: ['^model\\.vision_tower\\.']`: SFT then changes the projector and the
+    language model, never the tower (which the images still pass through)."""
+    rows = sft_rows([0, 1, 2, 3])
+    trainer = make_trainer("sft", student, rows, tmp_path, max_steps=2)
+    assert freeze_parameters(trainer.model, [r"^model\.vision_tower\."]) > 0
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    after = dict(trainer.model.named_parameters())
+    changed = {n for n, t in before.items() if not torch.equal(t, after[n])}
+    tower = {n for n in before if n.startswith("model.vision_tower.")}
+    assert tower and not changed & tower
+    assert changed == set(before) - tower
+
+
+def test_a_freeze_pattern_that_matches_nothing_is_named(student):
+    with pytest.raises(MintError, match="vision_towr"):
+        freeze_parameters(copy.deepcopy(student[0]), ["vision_towr"], "sft.yaml")
 
 
 def test_vision_orpo_with_lora_keeps_no_reference_adapter(student, tmp_path):

@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,7 +43,7 @@ from mint.core.workflow import rank_log
 
 log = logging.getLogger(__name__)
 
-RECIPE_KEYS = {"method", "init", "lora", "args", "dtype", "nll"}
+RECIPE_KEYS = {"method", "init", "lora", "args", "dtype", "nll", "freeze"}
 STUDENT_FILE = "mint_student.json"
 KINDS = ("text", "vision")  # the student reads text, or an image with text
 
@@ -66,6 +67,16 @@ def load_recipe(path: str | Path, kind: str = "text") -> dict[str, Any]:
     recipe.setdefault("args", {})
     recipe.setdefault("dtype", "float32")
     recipe.setdefault("nll", "completion")
+    recipe.setdefault("freeze", [])
+    freeze = recipe["freeze"]
+    if not isinstance(freeze, list) or not all(isinstance(x, str) and x for x in freeze):
+        raise MintError(f"{path}: recipe key 'freeze' must be a list of parameter-name patterns (regular "
+                        f"expressions, e.g. 'model\\.vision_tower\\.'), got {freeze!r}")
+    for pattern in freeze:
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise MintError(f"{path}: recipe key 'freeze': {pattern!r} is not a regular expression: {err}") from err
     if recipe["nll"] not in ("completion", "full"):
         raise MintError(f"{path}: recipe key 'nll' must be 'completion' or 'full' (ORPO's NLL over the prompt too), "
                         f"got {recipe['nll']!r}")
@@ -167,6 +178,25 @@ def check_lengths(dataset: Dataset, case_ids: Sequence[str], tokenizer, max_leng
                 )
 
 
+def freeze_parameters(model, patterns: list[str], recipe_path: str | Path = "recipe") -> int:
+    """Stop training every parameter whose name a pattern matches (`re.search`); returns how many tensors.
+
+    A pattern that matches no parameter is an error (a typo would otherwise train what it meant to keep).
+    """
+    names = [n for n, _ in model.named_parameters()]
+    frozen = 0
+    for pattern in patterns:
+        hits = [n for n in names if re.search(pattern, n)]
+        if not hits:
+            raise MintError(f"{recipe_path}: recipe key 'freeze': {pattern!r} matches no parameter of "
+                            f"{type(model).__name__} (e.g. {names[0]!r})")
+        for name, param in model.named_parameters():
+            if re.search(pattern, name) and param.requires_grad:
+                param.requires_grad_(False)
+                frozen += 1
+    return frozen
+
+
 def _snapshot(model) -> dict[str, torch.Tensor]:
     """Trainable tensors, copied to the CPU (a full fine-tune's copy would not fit beside it on the GPU)."""
     return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
@@ -223,6 +253,7 @@ def train_student(
         # too, so the same seed gives the same adapter.
         set_seed(args.get("seed", 42))
         model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **recipe["lora"]))
+    freeze_parameters(model, recipe["freeze"], recipe_path)
     gpu = not use_cpu()  # no GPU, or config/accelerate/cpu.yaml
     if not gpu and (args.get("bf16") or args.get("fp16")):
         log.warning("on the CPU: training in float32 instead of the recipe's bf16/fp16")
