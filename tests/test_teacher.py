@@ -57,7 +57,8 @@ def test_external_rankings_are_ranked(tmp_path, cohort):
         (pl.DataFrame({"case_id": ["c1"], "disease_id": ["d1"], "score": [1.0]}), r"\['label_id'\]"),
         (pl.DataFrame({"case_id": ["c1"], "label_id": ["d9"], "score": [1.0]}), r"not among the candidates: \['d9'\]"),
         (pl.DataFrame({"case_id": ["zz"], "label_id": ["d1"], "score": [1.0]}), r"not in the cohort: \['zz'\]"),
-        (pl.DataFrame({"case_id": ["c2"], "label_id": ["d1"], "score": [1.0]}), r"training case\(s\) \['c1'\]"),
+        (pl.DataFrame({"case_id": ["c2", "c2"], "label_id": ["d1", "d2"], "score": [1.0, 0.0]}),
+         r"training case\(s\) \['c1'\]"),
     ],
 )
 def test_bad_external_rankings_are_named(tmp_path, cohort, df, message):
