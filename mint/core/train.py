@@ -54,13 +54,17 @@ def load_recipe(path: str | Path, kind: str = "text") -> dict[str, Any]:
     """
     recipe = load_yaml(path)
     if not isinstance(recipe, dict):
-        raise MintError(f"{path}: a recipe must be a mapping")
+        raise MintError(f"{path}: a recipe must be a mapping of keys (method, init, args, ...), got "
+                        f"{type(recipe).__name__}")
     unknown = set(recipe) - RECIPE_KEYS
     if unknown:
         raise MintError(f"{path}: unknown recipe key(s) {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
     method = recipe.get("method")
     if method not in METHODS:
         raise MintError(f"{path}: recipe key 'method' must be one of {METHODS}, got {method!r}")
+    if Path(path).stem in METHODS and Path(path).stem != method:
+        raise MintError(f"{path}: recipe key 'method' is {method!r}, but the file is the recipe of "
+                        f"{Path(path).stem!r}; expected 'method: {Path(path).stem}'")
     recipe.setdefault("init", "base")
     recipe.setdefault("lora", None)
     recipe.setdefault("args", {})

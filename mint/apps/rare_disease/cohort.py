@@ -303,7 +303,8 @@ def phenopacket_cohort(
     for case_id, disease_id, hpo in tqdm(real.select("case_id", "disease_id", "hpo_ids").iter_rows(),
                                          total=real.height, desc="render photos", unit="case"):
         face = sorted(set(sample_facial(*face_of.get(disease_id, empty), rng)) | (set(hpo) & facial))
-        render_face_png(face, file_in(image_dir, case_id, ".png"), rng, size=image["image_size"], jitter=image["jitter"])
+        render_face_png(face, file_in(image_dir, case_id, ".png"), rng, size=image["image_size"],
+                        jitter=image["jitter"])
         paths.append(f"{image_prefix}/{case_id}.png")
     real = real.with_columns(image_path=pl.Series(paths, dtype=pl.String), source=pl.lit("phenopacket"))
 

@@ -144,7 +144,8 @@ def read_phenopacket_json(folder: str | Path) -> pl.DataFrame:
         try:
             text = p.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
-            raise MintError(f"{p}: not UTF-8 text (byte {err.start}: {err.reason}); a phenopacket is UTF-8 JSON") from err
+            raise MintError(f"{p}: not UTF-8 text (byte {err.start}: {err.reason}); a phenopacket is UTF-8 "
+                            "JSON") from err
         row = parse_phenopacket(text, str(p))
         # The id names the patient's photo: one safe file name per patient.
         check_name(row["case_id"], f"{p}: phenopacket 'id'", what="id")

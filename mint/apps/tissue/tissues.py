@@ -14,10 +14,13 @@ the five types below, in this order, and channel 5 is background. A type mask, h
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
+from mint.core.config import check_panel_size
 from mint.core.io import MintError
 
 
@@ -97,3 +100,8 @@ def labels_frame() -> pl.DataFrame:
          "synonyms": [list(t.synonyms) for t in TISSUES]},
         schema={"label_id": pl.String, "name": pl.String, "synonyms": pl.List(pl.String)},
     )
+
+
+def check_config(cfg: Mapping[str, Any], source: str) -> None:
+    """Rules across the tissue application's keys that JSON schema cannot say: k + q fit the 19 tissues."""
+    check_panel_size(len(TISSUES), cfg, source, "the tissue panel")
