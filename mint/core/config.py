@@ -24,6 +24,7 @@ from mint.core.app import Application, load_application, package_file
 from mint.core.io import MintError
 
 SCHEMA_PATH = package_file("mint.core", "schema.yaml")
+RECIPE_KEYS = {"method", "init", "lora", "args", "dtype", "nll"}  # a training recipe's keys (mint.core.train)
 
 
 def _with_defaults(validator_class):
@@ -126,6 +127,11 @@ def check_recipe(path: Path, method: str, where: str) -> dict[str, Any]:
     if recipe.get("method") != method:
         raise MintError(f"{path}: recipe key 'method' is {recipe.get('method')!r}, but the file is the recipe of "
                         f"{method!r}; expected 'method: {method}'")
+    unknown = set(recipe) - RECIPE_KEYS
+    if unknown:
+        raise MintError(f"{path}: unknown recipe key(s) {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
+    if recipe.get("init", "base") not in ("base", "sft"):
+        raise MintError(f"{path}: recipe key 'init' must be 'base' or 'sft', got {recipe['init']!r}")
     return recipe
 
 

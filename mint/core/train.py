@@ -33,7 +33,7 @@ import torch
 from datasets import Dataset
 
 from mint.core import schemas
-from mint.core.config import load_yaml
+from mint.core.config import RECIPE_KEYS, load_yaml
 from mint.core.io import MintError, atomic_dir, config_hash, file_digest, provenance, read_parquet, write_json
 from mint.core.launch import use_cpu
 from mint.core.models import load_student
@@ -42,7 +42,6 @@ from mint.core.workflow import rank_log
 
 log = logging.getLogger(__name__)
 
-RECIPE_KEYS = {"method", "init", "lora", "args", "dtype", "nll"}
 STUDENT_FILE = "mint_student.json"
 KINDS = ("text", "vision")  # the student reads text, or an image with text
 
