@@ -604,3 +604,22 @@ def test_a_dry_run_refuses_k_plus_q_above_the_panel(tmp_path):
     assert res.returncode != 0
     assert "'preferences.k' + 'preferences.q' = 3 + 3 = 6, more than the 4" in res.stdout + res.stderr
     assert not (tmp_path / "results").exists()
+
+
+class _Payload:
+    """Stands for any pickled object: loading it could run code."""
+
+
+def test_a_teacher_checkpoint_that_needs_pickle_is_refused(tmp_path):
+    """Both teachers load with `load_checkpoint` (weights_only=True): arrays and tensors load, objects do not."""
+    import torch
+
+    from mint.core.io import load_checkpoint
+
+    good, bad = tmp_path / "good.pt", tmp_path / "bad.pt"
+    torch.save({"state_dict": {"w": torch.ones(2)}, "labels": ["a"], "statistics": {"mean": np.ones(3, np.float32)}},
+               good)
+    assert load_checkpoint(good)["statistics"]["mean"].tolist() == [1.0, 1.0, 1.0]
+    torch.save({"state_dict": {}, "extra": _Payload()}, bad)
+    with pytest.raises(MintError, match=r"bad.pt: not a checkpoint that loads with weights_only=True"):
+        load_checkpoint(bad)

@@ -6,7 +6,7 @@ import torch
 from mint.apps.rare_disease.teacher import FusionTeacher, presence, rank_diseases, train_teacher
 from mint.core import schemas
 from mint.core.config import validate_config
-from mint.core.io import MintError, read_parquet
+from mint.core.io import MintError, load_checkpoint, read_parquet
 from mint.core.rankings import import_rankings, rankings_frame
 from tests.factories import make_cases, make_labels, write_cohort
 
@@ -87,7 +87,7 @@ def test_cross_fit_ranks_training_cases_out_of_fold(tmp_path):
         model = tmp_path / f"t{k}/model.pt"
         train_teacher(paths["cases"], paths["candidates"], emb, model, tmp_path / f"t{k}/metrics.json",
                       teacher=teacher, seed=0)
-        ckpt = torch.load(model, weights_only=False)
+        ckpt = load_checkpoint(model)
         held = [c for f in ckpt["folds"] for c in f["case_ids"]]
         assert sorted(held) == (cases["case_id"].head(18).to_list() if k else [])  # each training case once
         rank_diseases(paths["cases"], paths["candidates"], emb, model, tmp_path / f"r{k}.parquet",

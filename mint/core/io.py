@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import platform
 import shutil
 import subprocess
@@ -173,6 +174,23 @@ def read_parquet(path: str | os.PathLike, schema: pa.Schema | None = None) -> pl
     if schema is not None:
         require_columns(df, schema.names, str(path))
     return df
+
+
+def load_checkpoint(path: str | os.PathLike) -> Any:
+    """A checkpoint written by `torch.save`, loaded with `weights_only=True`: tensors, numbers, strings,
+    lists, dicts and numpy arrays, never arbitrary pickled objects (a file that needs them is refused,
+    naming it)."""
+    import numpy as np
+    import torch
+
+    numpy_arrays = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.Float32DType,
+                    np.dtypes.Float64DType, np.dtypes.Int64DType, np.dtypes.Int32DType]
+    try:
+        with torch.serialization.safe_globals(numpy_arrays):
+            return torch.load(path, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise MintError(f"{path}: not a checkpoint that loads with weights_only=True (tensors, numbers, strings, "
+                        f"lists, dicts, numpy arrays): {str(err).splitlines()[0]}") from err
 
 
 def load_json(path: str | os.PathLike) -> Any:
