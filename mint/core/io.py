@@ -11,6 +11,7 @@ package versions, seed, host, git commit.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -95,11 +96,30 @@ def provenance(config: Mapping[str, Any] | None = None, seed: int | None = None,
     return record
 
 
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove what a killed write of `path` left beside it (`.<name>.XXXXXXXX.tmp`, file or folder).
+
+    A kill (SIGKILL, a node lost) skips the cleanup of `atomic_path` / `atomic_dir`; the next write of
+    the same output removes the leftovers. Only one job writes an output at a time (Snakemake locks
+    it), so a temporary of `path` found here belongs to no running write.
+    """
+    path = Path(path)
+    stale = [p for p in path.parent.glob(f".{glob.escape(path.name)}.{'[a-z0-9_]' * 8}.tmp")]
+    for p in stale:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.name.endswith(".tmp"):  # inside a fresh atomic_dir nothing is stale (and files are many)
+        remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -116,6 +136,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp

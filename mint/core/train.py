@@ -274,6 +274,12 @@ def train_student(
         "processes": targs.world_size,
         **{k: v for k, v in result.metrics.items() if isinstance(v, int | float)},
     }
+    if last and "train_loss" in metrics:
+        # TRL's train_loss averages this session's steps only; the report reads the whole run's.
+        metrics["train_loss_since_resume"] = metrics["train_loss"]
+        whole = whole_run_loss(trainer.state.log_history)
+        if whole is not None:
+            metrics["train_loss"] = whole
     with atomic_dir(out_dir) as tmp:
         # FSDP leaves trainer.model wrapped; the gathered state dict holds the weights.
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(tmp), state_dict=state if sharded else None)
@@ -287,7 +293,29 @@ def train_student(
         write_json(provenance({"recipe": recipe, "base": base, "init": init},
                               seed=targs.seed), tmp / "provenance.json")
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: the output folder is the result
+    remove_empty_parents(checkpoint_dir, levels=2)  # results/checkpoints/seed<N>/ once its last method is done
     return metrics
+
+
+def whole_run_loss(log_history: Sequence[Mapping[str, Any]]) -> float | None:
+    """Mean training loss over every logged step of a run, resumed sessions included (the trainer state
+    carries the log): each logged 'loss' is the mean over the steps since the previous one, so it is
+    weighted by their number. None when nothing was logged."""
+    previous, total, steps = 0, 0.0, 0
+    for row in log_history:
+        if "loss" in row and "step" in row and row["step"] > previous:
+            n = row["step"] - previous
+            total, steps, previous = total + float(row["loss"]) * n, steps + n, row["step"]
+    return total / steps if steps else None
+
+
+def remove_empty_parents(path: Path, levels: int) -> None:
+    """Remove up to `levels` parent folders of `path` that are left empty, nearest first."""
+    for parent in list(Path(path).parents)[:levels]:
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (or gone): stop here
+            return
 
 
 def _claim_checkpoints(checkpoint_dir: Path, run: Mapping[str, Any]) -> None:
