@@ -60,3 +60,19 @@ def test_a_finished_run_leaves_no_empty_checkpoint_folder(tmp_path):
     (tmp_path / "results/checkpoints/seed7/orpo").rmdir()
     remove_empty_parents(tmp_path / "results/checkpoints/seed7/orpo", levels=2)
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == []
+
+
+def test_a_label_with_no_training_case_is_warned_about(tmp_path, caplog):
+    import logging
+
+    from mint.core.preferences import build_preferences
+    from tests.factories import make_cases, make_labels, write_cohort, write_rankings
+
+    paths = write_cohort(tmp_path, make_cases(["d1", "d2"], ["train", "test"]), make_labels(["d1", "d2", "d3", "d4"]))
+    rankings = write_rankings(tmp_path / "r.parquet", {"c1": [0.4, 0.3, 0.2, 0.1], "c2": [0.1, 0.2, 0.3, 0.4]},
+                              ["d1", "d2", "d3", "d4"], "m")
+    prompt = {"system": "s", "user": "{note} {k}", "header": "A:"}
+    with caplog.at_level(logging.WARNING, logger="mint.core.preferences"):
+        build_preferences(paths["cases"], paths["candidates"], rankings, tmp_path / "p.parquet", tmp_path / "s.parquet",
+                          modality="m", prompt=prompt, text_field="note", k=2, q=2)
+    assert "3 of 4 candidate labels have no training case (e.g. ['d2', 'd3', 'd4'])" in caplog.text

@@ -66,7 +66,7 @@ CASES_SCHEMA = {
 }
 EXCLUDED_SCHEMA = {"case_id": pl.String, "disease_id": pl.String, "reason": pl.String, "detail": pl.String}
 # Checked in this order; a case is excluded once, for the first that applies.
-REASONS = ("several_diagnoses", "disease_not_in_panel", "unknown_hpo_id", "no_observed_term")
+REASONS = ("no_diagnosis", "several_diagnoses", "disease_not_in_panel", "unknown_hpo_id", "no_observed_term")
 
 # ---------------------------------------------------------------- reading
 
@@ -189,8 +189,10 @@ def read_raw(path: str | Path) -> pl.DataFrame:
 def _exclusion(row: Mapping, panel: set[str], known: set[str]) -> tuple[str, str | None, str] | None:
     """(reason, disease_id, detail) of the first rule the raw row breaks, or None."""
     diseases = _unique(row["disease_ids"] or [])
+    if not diseases:
+        return "no_diagnosis", None, "no disease and no interpretation's diagnosis"
     if len(diseases) != 1:
-        return "several_diagnoses", None, ", ".join(diseases) or "no diagnosis"
+        return "several_diagnoses", None, ", ".join(diseases)
     disease = diseases[0]
     if disease not in panel:
         return "disease_not_in_panel", disease, disease
