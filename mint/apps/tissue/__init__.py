@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mint.apps.tissue.cohort import CASE_FIELDS
 from mint.apps.tissue.prompts import PROMPT, normalise
-from mint.apps.tissue.tissues import check_config
+from mint.apps.tissue.tissues import check_config, check_inputs
 from mint.core.app import Application, package_file
 from mint.core.config import load_yaml
 
@@ -34,4 +34,5 @@ APPLICATION = Application(
     teacher_metrics="results/teacher/metrics.json",
     normalise=normalise,
     check_config=check_config,
+    check_inputs=check_inputs,
 )
