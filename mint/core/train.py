@@ -293,7 +293,9 @@ def train_student(
         write_json(provenance({"recipe": recipe, "base": base, "init": init},
                               seed=targs.seed), tmp / "provenance.json")
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: the output folder is the result
-    remove_empty_parents(checkpoint_dir, levels=2)  # results/checkpoints/seed<N>/ once its last method is done
+    if not checkpoint_dir.is_absolute() and ".." not in checkpoint_dir.parts:
+        # The workflow's results/checkpoints/seed<N>/ once its last method is done; never a user's own folder.
+        remove_empty_parents(checkpoint_dir, levels=2)
     return metrics
 
 
