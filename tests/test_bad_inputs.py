@@ -160,6 +160,17 @@ def packet(case_id: str, disease: str = DISEASES[0]) -> str:
                        "metaData": {"createdBy": "test"}})
 
 
+def write_flat(wd: Path, case_ids: list[str]) -> Path:
+    """phenopacket-store's flat table of `case_ids`, all with the first disease, at data/cases.parquet."""
+    target, n = wd / "data/cases.parquet", len(case_ids)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame({"case_id": case_ids, "cohort": ["G"] * n, "pmid": ["PMID:1"] * n, "sex": ["FEMALE"] * n,
+                  "age": [None] * n, "disease_ids": [[DISEASES[0]]] * n, "disease_labels": [["A"]] * n,
+                  "genes": [["G"]] * n, "observed_hpo": [["HP:0000001"]] * n, "observed_labels": [["All"]] * n,
+                  "excluded_hpo": [[]] * n}, schema_overrides={"age": pl.String}).write_parquet(target)
+    return target
+
+
 def pp_row(pattern: str, files: dict[str, str | bytes] | None = None, flat: list[str] | None = None,
            panel: str | bytes | None = None):
     def make(wd: Path):
@@ -167,13 +178,7 @@ def pp_row(pattern: str, files: dict[str, str | bytes] | None = None, flat: list
         folder.mkdir(parents=True)
         target = folder
         if flat is not None:
-            target = wd / "data/cases.parquet"
-            n = len(flat)
-            pl.DataFrame({"case_id": flat, "cohort": ["G"] * n, "pmid": ["PMID:1"] * n, "sex": ["FEMALE"] * n,
-                          "age": [None] * n, "disease_ids": [[DISEASES[0]]] * n, "disease_labels": [["A"]] * n,
-                          "genes": [["G"]] * n, "observed_hpo": [["HP:0000001"]] * n,
-                          "observed_labels": [["All"]] * n, "excluded_hpo": [[]] * n},
-                         schema_overrides={"age": pl.String}).write_parquet(target)
+            target = write_flat(wd, flat)
         for name, content in (files or {"a.json": packet("pa")}).items():
             (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
         settings = {"path": str(target)}
@@ -318,6 +323,10 @@ BAD = [
                    setup=lambda wd: ((wd / "data").mkdir(),
                                      (wd / "data/p.tsv").write_text("disease_id\tname\nOMIM:1\tA\nOMIM:2\tB\n")),
                    pattern=r"= 6, more than the 2 candidate labels of the panel data/p.tsv")),
+    Bad("panel: a flat file's diseases (no panel file) fewer than k + q", "panel", START_UP,
+        config_row({"cohort": {"source": "phenopacket", "phenopacket": {"path": "data/cases.parquet"}}},
+                   setup=lambda wd: write_flat(wd, ["a", "b"]),
+                   pattern=r"= 6, more than the 1 candidate labels of the diseases of data/cases.parquet")),
     Bad("panel: not UTF-8", "panel", "build_cohort",
         pp_row("panel.tsv: the panel is not UTF-8 text", panel="disease_id\tname\nOMIM:100001\tCaf\xe9\n"
                .encode("latin-1"))),
@@ -518,8 +527,8 @@ ACCEPTED = [
 ]
 # Refused later than start-up although the input is given then, and why (the README lists them too):
 LATER = {
-    "k + q above a phenopacket cohort's diseases when no panel file is given":
-        "the panel is the cases' diseases, known once the phenopackets are read: build_preferences names "
+    "k + q above the diseases of a folder of phenopackets when no panel file is given":
+        "the panel is the cases' diseases, known once every JSON file is read: build_preferences names "
         "'preferences.k', 'preferences.q'",
     "a YAML syntax error in a file given to `snakemake --configfile`":
         "Snakemake parses it before the workflow loads and names no line; `python -m mint.core.config FILE` does",

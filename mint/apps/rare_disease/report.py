@@ -66,8 +66,8 @@ def check_config(cfg: Mapping[str, Any], source: str) -> None:
 def check_inputs(cfg: Mapping[str, Any], source: str) -> None:
     """At start-up: the cohort's files exist, and a panel known before the cohort step holds k + q diseases.
 
-    The panel of a manifest is its diseases; of phenopackets, the panel file (or, without one, the
-    diseases of the cases, known only once they are read).
+    The panel of a manifest is its diseases; of phenopackets, the panel file or, without one, the
+    diseases of the cases (read here from a flat file; a folder of JSON files is read by the step).
     """
     from pathlib import Path
 
@@ -96,3 +96,8 @@ def check_inputs(cfg: Mapping[str, Any], source: str) -> None:
                                 "(or label)")
             n = panel.select(pl.col("disease_id").drop_nulls().n_unique()).item()
             check_panel_size(n, cfg, source, f"the panel {pp['panel']} (config key 'cohort.phenopacket.panel')")
+        elif Path(pp["path"]).is_file():  # a flat file: the panel is its cases' diseases (a folder: known later)
+            from mint.apps.rare_disease.phenopackets import read_flat
+
+            n = read_flat(pp["path"])["disease_ids"].explode().drop_nulls().n_unique()
+            check_panel_size(n, cfg, source, f"the diseases of {pp['path']} (no 'cohort.phenopacket.panel' given)")
