@@ -10,7 +10,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: setup demo demo-tissue benchmark test test-fast lint bench clean
+.PHONY: setup demo demo-tissue benchmark test test-fast test-offline lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -54,6 +54,12 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not integration and not slow"
+
+# The tiny rare-disease DAG with no network at all (a network namespace with no interface up; as
+# root, else a user namespace), then the privacy grep of its logs, .snakemake/ and report.
+UNSHARE := $(if $(filter 0,$(shell id -u)),unshare -n,unshare -rn)
+test-offline: setup
+	$(UNSHARE) $(BIN)/python -m pytest -q tests/test_workflow.py -k "no_note_text or metrics_table"
 
 # ruff (Python), snakefmt (Snakefile and rules) and Snakemake's own linter; CI runs it before the tests.
 lint: setup

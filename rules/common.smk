@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mint.core.app import load_application, pair_modality, teacher_modalities
-from mint.core.config import load_yaml, validate_config
+from mint.core.config import check_inputs, load_yaml, validate_config
 from mint.core.trl_compat import METHODS
 
 # PyTorch threads that spin while they wait slowed training ~20-fold when two jobs shared the
@@ -21,10 +21,12 @@ _bin, _path = str(Path(sys.executable).parent), os.environ.get("PATH", "")
 if _path.split(os.pathsep)[0] != _bin:
     os.environ.update(PATH=os.pathsep.join([_bin, _path]))
 
-# Validate as soon as the config loads: an invalid key fails here, naming the key.
+# Validate as soon as the config loads: an invalid key fails here, naming the key; then the files the
+# config names (recipes, student base, the cohort's inputs and its panel against k + q), before any step.
 _validated = validate_config(config, source="workflow config")
 config.clear()
 config.update(_validated)
+check_inputs(config, source="workflow config")
 
 APP = load_application(config["application"])
 

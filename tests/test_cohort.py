@@ -30,7 +30,9 @@ def load(out):
 
 
 def sim_config(**sim):
-    return validate_config({"cohort": {"simulated": {"n_diseases": 4, "cases_per_disease": 10, **sim}}})
+    # k + q = 4 fit the 4 diseases (validate_config checks the panel holds them).
+    return validate_config({"cohort": {"simulated": {"n_diseases": 4, "cases_per_disease": 10, **sim}},
+                            "preferences": {"k": 2, "q": 2}})
 
 
 @pytest.fixture(scope="module")

@@ -200,7 +200,7 @@ def test_the_unchanged_row_is_kept(flat, knowledge):
         ({"observed_hpo": ["HP:0004322", "HP:9999998"]}, "unknown_hpo_id", "HP:9999998"),
         ({"disease_ids": ["OMIM:999999"]}, "disease_not_in_panel", "OMIM:999999"),
         ({"disease_ids": ["OMIM:163950", "OMIM:101200"]}, "several_diagnoses", "OMIM:163950, OMIM:101200"),
-        ({"disease_ids": []}, "several_diagnoses", "no diagnosis"),
+        ({"disease_ids": []}, "no_diagnosis", "no disease and no interpretation's diagnosis"),
     ],
 )
 def test_every_exclusion_is_tabled_and_logged_without_patient_text(flat, knowledge, caplog, change, reason, detail):
@@ -299,8 +299,8 @@ def test_command_prints_a_summary(store, knowledge_dir, capsys):
     main([str(store / "cases.parquet"), str(knowledge_dir), "--panel", str(store / "diseases.tsv"), "--seed", "3"])
     summary = json.loads(capsys.readouterr().out)
     # Against the real HPO release, only the made-up HPO id is unknown.
-    assert summary["excluded"] == {"several_diagnoses": 1, "disease_not_in_panel": 1, "unknown_hpo_id": 1,
-                                   "no_observed_term": 1}
+    assert summary["excluded"] == {"no_diagnosis": 0, "several_diagnoses": 1, "disease_not_in_panel": 1,
+                                   "unknown_hpo_id": 1, "no_observed_term": 1}
     assert summary["raw_cases"] == 20 and summary["cases"] == 16
     assert summary["diseases"] == 5 and summary["publications"] == 7
     assert sum(summary["split"].values()) == summary["cases"]

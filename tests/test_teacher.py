@@ -6,7 +6,7 @@ import torch
 from mint.apps.rare_disease.teacher import FusionTeacher, presence, rank_diseases, train_teacher
 from mint.core import schemas
 from mint.core.config import validate_config
-from mint.core.io import MintError, read_parquet
+from mint.core.io import MintError, load_checkpoint, read_parquet
 from mint.core.rankings import import_rankings, rankings_frame
 from tests.factories import make_cases, make_labels, write_cohort
 
@@ -57,7 +57,8 @@ def test_external_rankings_are_ranked(tmp_path, cohort):
         (pl.DataFrame({"case_id": ["c1"], "disease_id": ["d1"], "score": [1.0]}), r"\['label_id'\]"),
         (pl.DataFrame({"case_id": ["c1"], "label_id": ["d9"], "score": [1.0]}), r"not among the candidates: \['d9'\]"),
         (pl.DataFrame({"case_id": ["zz"], "label_id": ["d1"], "score": [1.0]}), r"not in the cohort: \['zz'\]"),
-        (pl.DataFrame({"case_id": ["c2"], "label_id": ["d1"], "score": [1.0]}), r"training case\(s\) \['c1'\]"),
+        (pl.DataFrame({"case_id": ["c2", "c2"], "label_id": ["d1", "d2"], "score": [1.0, 0.0]}),
+         r"training case\(s\) \['c1'\]"),
     ],
 )
 def test_bad_external_rankings_are_named(tmp_path, cohort, df, message):
@@ -86,7 +87,7 @@ def test_cross_fit_ranks_training_cases_out_of_fold(tmp_path):
         model = tmp_path / f"t{k}/model.pt"
         train_teacher(paths["cases"], paths["candidates"], emb, model, tmp_path / f"t{k}/metrics.json",
                       teacher=teacher, seed=0)
-        ckpt = torch.load(model, weights_only=False)
+        ckpt = load_checkpoint(model)
         held = [c for f in ckpt["folds"] for c in f["case_ids"]]
         assert sorted(held) == (cases["case_id"].head(18).to_list() if k else [])  # each training case once
         rank_diseases(paths["cases"], paths["candidates"], emb, model, tmp_path / f"r{k}.parquet",

@@ -12,7 +12,7 @@ from mint.apps.tissue.patches import FEATURE_NAMES
 from mint.apps.tissue.tissues import TISSUE_IDS, TISSUES
 from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
-from mint.core.io import MintError, load_json, read_parquet, write_parquet
+from mint.core.io import MintError, load_checkpoint, load_json, read_parquet, write_parquet
 
 # 15 patches per tissue at 32 px (285 cases, 152 to train on) and 30 epochs: about 4 s on one core, to about
 # 0.6 test top-1 with image and nuclei against 0.25 with the image alone (seeds 0 and 1).
@@ -147,7 +147,7 @@ def test_soft_targets_reduce_to_clip_loss_when_captions_differ():
 
 
 def test_training_changes_every_trainable_tensor(trained):
-    ckpt = torch.load(trained["root"] / "run1" / "model.pt", weights_only=False)
+    ckpt = load_checkpoint(trained["root"] / "run1" / "model.pt")
     torch.manual_seed(0)
     fresh = tt.PatchTextModel(ckpt["n_features"], ckpt["prompts"].shape[1], ckpt["hidden"], ckpt["joint"])
     trained_state = ckpt["state_dict"]
@@ -160,7 +160,7 @@ def test_cross_fit_ranks_training_cases_with_models_that_did_not_see_them(traine
     tt.train_teacher(trained["paths"]["cases_path"], trained["paths"]["candidates_path"],
                      trained["paths"]["nuclei_path"], trained["emb"], tmp_path / "model.pt", tmp_path / "m.json",
                      settings=settings, seed=0)
-    ckpt = torch.load(tmp_path / "model.pt", weights_only=False)
+    ckpt = load_checkpoint(tmp_path / "model.pt")
     cases = load_cases(trained["paths"]["cases_path"])
     train_ids = set(cases.filter(pl.col("split") == "train")["case_id"])
     folds = [set(f["case_ids"]) for f in ckpt["folds"]]

@@ -51,6 +51,33 @@ def test_metrics_table_has_every_method_row(tiny_run):
     assert "MINT (ORPO)" in (tiny_run / "results/report/summary.md").read_text()
 
 
+def note_fragments(notes: list[str]) -> set[str]:
+    """What would give a note away: the note, and its findings (what follows 'with'), where long enough to be
+    unlikely elsewhere (30+ characters)."""
+    fragments = set()
+    for note in notes:
+        fragments.add(note)
+        fragments.update(part.strip(" .") for part in note.split(" with ", 1)[1:])
+    return {f for f in fragments if len(f) >= 30}
+
+
+def test_no_note_text_in_logs_snakemake_metadata_or_reports(tiny_run):
+    """Privacy: no patient note (nor its list of findings) in logs/, .snakemake/, benchmarks/ or the report."""
+    notes = pl.read_parquet(tiny_run / "results/cohort/cases.parquet")["note"].to_list()
+    fragments = note_fragments(notes)
+    assert len(fragments) >= len(notes)  # the test has something to look for
+    scanned, leaks = 0, []
+    for folder in ("logs", ".snakemake", "benchmarks", "results/report"):
+        for path in (tiny_run / folder).rglob("*"):
+            if not path.is_file():
+                continue
+            text = path.read_bytes().decode("utf-8", errors="ignore")
+            scanned += 1
+            leaks += [f"{path.relative_to(tiny_run)}: {f[:40]!r}" for f in fragments if f in text]
+    assert scanned > 20
+    assert not leaks, leaks[:5]
+
+
 @pytest.mark.parametrize("method", ["sft", "dpo", "orpo"])
 def test_training_changed_every_trainable_parameter(tiny_run, method):
     metrics = json.loads((tiny_run / f"results/train/seed7/{method}/metrics.json").read_text())
@@ -159,6 +186,12 @@ def test_training_resumes_after_a_kill(tiny_run, tmp_path):
     assert metrics["resumed_from"] and int(metrics["resumed_from"].rsplit("-", 1)[1]) > 0
     assert metrics["global_step"] == 400
     assert not ckpt.exists()  # finished: checkpoints are cleaned up
+    # train_loss covers all 400 steps (logged every 10, before and after the kill), not the resumed ones only.
+    log = [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]
+    logged = [r for r in log if "loss" in r]
+    assert logged[0]["step"] == 10 and logged[-1]["step"] == 400
+    assert metrics["train_loss"] == pytest.approx(sum(r["loss"] for r in logged) / len(logged))
+    assert "train_loss_since_resume" in metrics
 
 
 def planned_jobs(wd: Path, change: dict) -> dict[str, int]:

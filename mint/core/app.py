@@ -74,7 +74,9 @@ class Application:
     - `rows`: report labels of methods the core does not name itself (its baselines); `row_order`:
       the order of the rows after the teacher's (the core's student methods among them);
       `summary_sections(context)`: extra Markdown lines for the report; `check_config(config, source)`:
-      rules across its keys that JSON schema cannot state.
+      rules across its keys that JSON schema cannot state; `check_inputs(config, source)`: start-up checks
+      of the files its keys name (run once the config is valid, before any step; paths relative to the
+      working directory).
     """
 
     name: str
@@ -100,6 +102,7 @@ class Application:
     row_order: Sequence[str] = ("base", "sft", "dpo", "orpo")
     summary_sections: Callable[[Mapping[str, Any]], list[str]] | None = None
     check_config: Callable[[Mapping[str, Any], str], None] | None = None
+    check_inputs: Callable[[Mapping[str, Any], str], None] | None = None
 
     def __post_init__(self) -> None:
         if self.student_kind not in STUDENT_KINDS:

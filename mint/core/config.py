@@ -24,6 +24,7 @@ from mint.core.app import Application, load_application, package_file
 from mint.core.io import MintError
 
 SCHEMA_PATH = package_file("mint.core", "schema.yaml")
+RECIPE_KEYS = {"method", "init", "lora", "args", "dtype", "nll", "freeze"}  # a training recipe's keys (mint.core.train)
 
 
 def _with_defaults(validator_class):
@@ -41,13 +42,19 @@ def _with_defaults(validator_class):
 
 
 def load_yaml(path: str | Path) -> Any:
+    """A YAML file's content ({} if empty); MintError naming the file, and the line of a syntax error."""
     path = Path(path)
     if not path.exists():
         raise MintError(f"file not found: {path}")
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise MintError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from err
     except yaml.YAMLError as err:
-        raise MintError(f"{path}: not valid YAML: {err}") from err
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f"{path} line {mark.line + 1} column {mark.column + 1}" if mark is not None else str(path)
+        problem = " ".join(str(p) for p in (getattr(err, "context", None), getattr(err, "problem", None)) if p)
+        raise MintError(f"{where}: not valid YAML: {problem or err}") from err
 
 
 def config_schema(app: Application) -> dict[str, Any]:
@@ -81,6 +88,59 @@ def _check_consistency(cfg: Mapping[str, Any], source: str) -> None:
     methods = cfg["training"]["methods"]
     if "dpo" in methods and "sft" not in methods:
         raise MintError(f"{source}: config key 'training.methods': 'dpo' starts from the SFT model, so add 'sft'")
+
+
+def check_inputs(cfg: Mapping[str, Any], source: str = "config") -> None:
+    """Start-up checks of the files a validated config names, before any step runs (rules/common.smk).
+
+    Paths are relative to the working directory, as the steps read them: the recipe of each trained
+    method (a mapping whose `method` is its file's name; `init: sft` needs SFT trained too), the
+    student base (`mint.core.models.check_student_base`), external rankings, and the application's own
+    (`Application.check_inputs`: its input files, its panel's size against k + q).
+    """
+    from mint.core.models import check_student_base
+
+    methods = cfg["training"]["methods"]
+    for method in methods:
+        recipe = check_recipe(Path(cfg["training"]["recipes"]) / f"{method}.yaml", method,
+                              f"{source}: config key 'training.recipes'")
+        if recipe.get("init", "base") == "sft" and "sft" not in methods:
+            raise MintError(f"{source}: config key 'training.methods': the {method} recipe starts from the SFT "
+                            "model (init: sft), so add 'sft'")
+    check_student_base(cfg["student"]["base"], source)
+    rankings = cfg["teacher"]["rankings"]
+    if rankings is not None and not Path(rankings).is_file():
+        raise MintError(f"{source}: config key 'teacher.rankings': file not found: {rankings}")
+    app = load_application(cfg["application"])
+    if app.check_inputs is not None:
+        app.check_inputs(cfg, source)
+
+
+def check_recipe(path: Path, method: str, where: str) -> dict[str, Any]:
+    """The recipe `path` for `method`: it exists, is a mapping, and its `method` is `method` (its file's name)."""
+    if not path.is_file():
+        raise MintError(f"{where}: no recipe {path} for method {method!r} (config key 'training.methods')")
+    recipe = load_yaml(path)
+    if not isinstance(recipe, dict):
+        raise MintError(f"{path}: a recipe must be a mapping of keys (method, init, args, ...), got "
+                        f"{type(recipe).__name__}")
+    if recipe.get("method") != method:
+        raise MintError(f"{path}: recipe key 'method' is {recipe.get('method')!r}, but the file is the recipe of "
+                        f"{method!r}; expected 'method: {method}'")
+    unknown = set(recipe) - RECIPE_KEYS
+    if unknown:
+        raise MintError(f"{path}: unknown recipe key(s) {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
+    if recipe.get("init", "base") not in ("base", "sft"):
+        raise MintError(f"{path}: recipe key 'init' must be 'base' or 'sft', got {recipe['init']!r}")
+    return recipe
+
+
+def check_panel_size(n_labels: int, cfg: Mapping[str, Any], source: str, what: str) -> None:
+    """k + q labels must fit in the panel: chosen and rejected lists are disjoint."""
+    k, q = cfg["preferences"]["k"], cfg["preferences"]["q"]
+    if k + q > n_labels:
+        raise MintError(f"{source}: config keys 'preferences.k' + 'preferences.q' = {k} + {q} = {k + q}, more than "
+                        f"the {n_labels} candidate labels of {what}; expected k + q <= {n_labels}")
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -11,9 +11,11 @@ package versions, seed, host, git commit.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
+import pickle
 import platform
 import shutil
 import subprocess
@@ -94,11 +96,30 @@ def provenance(config: Mapping[str, Any] | None = None, seed: int | None = None,
     return record
 
 
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove what a killed write of `path` left beside it (`.<name>.XXXXXXXX.tmp`, file or folder).
+
+    A kill (SIGKILL, a node lost) skips the cleanup of `atomic_path` / `atomic_dir`; the next write of
+    the same output removes the leftovers. Only one job writes an output at a time (Snakemake locks
+    it), so a temporary of `path` found here belongs to no running write.
+    """
+    path = Path(path)
+    stale = [p for p in path.parent.glob(f".{glob.escape(path.name)}.{'[a-z0-9_]' * 8}.tmp")]
+    for p in stale:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return stale
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.name.endswith(".tmp"):  # inside a fresh atomic_dir nothing is stale (and files are many)
+        remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -115,6 +136,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
@@ -173,6 +195,23 @@ def read_parquet(path: str | os.PathLike, schema: pa.Schema | None = None) -> pl
     if schema is not None:
         require_columns(df, schema.names, str(path))
     return df
+
+
+def load_checkpoint(path: str | os.PathLike) -> Any:
+    """A checkpoint written by `torch.save`, loaded with `weights_only=True`: tensors, numbers, strings,
+    lists, dicts and numpy arrays, never arbitrary pickled objects (a file that needs them is refused,
+    naming it)."""
+    import numpy as np
+    import torch
+
+    numpy_arrays = [np._core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.Float32DType,
+                    np.dtypes.Float64DType, np.dtypes.Int64DType, np.dtypes.Int32DType]
+    try:
+        with torch.serialization.safe_globals(numpy_arrays):
+            return torch.load(path, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise MintError(f"{path}: not a checkpoint that loads with weights_only=True (tensors, numbers, strings, "
+                        f"lists, dicts, numpy arrays): {str(err).splitlines()[0]}") from err
 
 
 def load_json(path: str | os.PathLike) -> Any:

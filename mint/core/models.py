@@ -8,12 +8,38 @@ application's builtin student is a local folder in the same layout.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 from mint.core.io import MintError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def check_student_base(base: str, source: str = "config") -> None:
+    """At start-up: `student.base` is 'builtin', a model folder, or a hub id that can be loaded here.
+
+    Offline (HF_HUB_OFFLINE=1, as the Makefile sets), a hub id must be in the Hugging Face cache.
+    """
+    if base == "builtin":
+        return
+    key = f"{source}: config key 'student.base'"
+    path = Path(base)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise MintError(f"{key}: {base!r} is not a Hugging Face model folder (no config.json in it)")
+        return
+    if not HUB_ID.match(base) or base.startswith((".", "/")):
+        raise MintError(f"{key}: {base!r}: no such folder, and not a hub id (expected 'builtin', a model folder "
+                        "or 'org/name')")
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(base, "config.json"), str):
+            raise MintError(f"{key}: {base!r}: no folder of that name, and the hub id is not in the Hugging Face "
+                            f"cache while HF_HUB_OFFLINE is set. Download it elsewhere (`hf download {base} "
+                            "--local-dir DIR`) and point 'student.base' at DIR")
 
 
 def load_student(name_or_path: str, dtype: str = "float32"):

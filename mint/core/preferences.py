@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
 from mint.core.io import MintError, provenance, read_parquet, write_parquet
 from mint.core.prompts import assistant, build_prompt, format_answer
+
+log = logging.getLogger(__name__)
 
 
 def pick_lists(ranked: Sequence[str], truth: str, k: int, q: int, rejected: str, truth_in_chosen: bool):
@@ -68,6 +71,10 @@ def build_preferences(
     }
     header = prompt["header"]
     train = cases.filter(pl.col("split") == "train").sort("case_id")
+    untrained = sorted(set(candidates["label_id"].to_list()) - set(train["label_id"].to_list()))
+    if untrained:  # allowed (a label may be a distractor only), but the student never sees it as the truth
+        log.warning("%d of %d candidate labels have no training case (e.g. %s): the student sees them only in "
+                    "the teacher's lists", len(untrained), candidates.height, untrained[:5])
     pref_rows, sft_rows = [], []
     for case in train.iter_rows(named=True):
         ranked = ranked_of.get(case["case_id"])

@@ -34,7 +34,7 @@ import torch
 from datasets import Dataset
 
 from mint.core import schemas
-from mint.core.config import load_yaml
+from mint.core.config import RECIPE_KEYS, load_yaml
 from mint.core.io import MintError, atomic_dir, config_hash, file_digest, provenance, read_parquet, write_json
 from mint.core.launch import use_cpu
 from mint.core.models import load_student
@@ -43,7 +43,6 @@ from mint.core.workflow import rank_log
 
 log = logging.getLogger(__name__)
 
-RECIPE_KEYS = {"method", "init", "lora", "args", "dtype", "nll", "freeze"}
 STUDENT_FILE = "mint_student.json"
 KINDS = ("text", "vision")  # the student reads text, or an image with text
 
@@ -55,13 +54,17 @@ def load_recipe(path: str | Path, kind: str = "text") -> dict[str, Any]:
     """
     recipe = load_yaml(path)
     if not isinstance(recipe, dict):
-        raise MintError(f"{path}: a recipe must be a mapping")
+        raise MintError(f"{path}: a recipe must be a mapping of keys (method, init, args, ...), got "
+                        f"{type(recipe).__name__}")
     unknown = set(recipe) - RECIPE_KEYS
     if unknown:
         raise MintError(f"{path}: unknown recipe key(s) {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
     method = recipe.get("method")
     if method not in METHODS:
         raise MintError(f"{path}: recipe key 'method' must be one of {METHODS}, got {method!r}")
+    if Path(path).stem in METHODS and Path(path).stem != method:
+        raise MintError(f"{path}: recipe key 'method' is {method!r}, but the file is the recipe of "
+                        f"{Path(path).stem!r}; expected 'method: {Path(path).stem}'")
     recipe.setdefault("init", "base")
     recipe.setdefault("lora", None)
     recipe.setdefault("args", {})
@@ -302,6 +305,12 @@ def train_student(
         "processes": targs.world_size,
         **{k: v for k, v in result.metrics.items() if isinstance(v, int | float)},
     }
+    if last and "train_loss" in metrics:
+        # TRL's train_loss averages this session's steps only; the report reads the whole run's.
+        metrics["train_loss_since_resume"] = metrics["train_loss"]
+        whole = whole_run_loss(trainer.state.log_history)
+        if whole is not None:
+            metrics["train_loss"] = whole
     with atomic_dir(out_dir) as tmp:
         # FSDP leaves trainer.model wrapped; the gathered state dict holds the weights.
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(tmp), state_dict=state if sharded else None)
@@ -315,7 +324,31 @@ def train_student(
         write_json(provenance({"recipe": recipe, "base": base, "init": init},
                               seed=targs.seed), tmp / "provenance.json")
     shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: the output folder is the result
+    if not checkpoint_dir.is_absolute() and ".." not in checkpoint_dir.parts:
+        # The workflow's results/checkpoints/seed<N>/ once its last method is done; never a user's own folder.
+        remove_empty_parents(checkpoint_dir, levels=2)
     return metrics
+
+
+def whole_run_loss(log_history: Sequence[Mapping[str, Any]]) -> float | None:
+    """Mean training loss over every logged step of a run, resumed sessions included (the trainer state
+    carries the log): each logged 'loss' is the mean over the steps since the previous one, so it is
+    weighted by their number. None when nothing was logged."""
+    previous, total, steps = 0, 0.0, 0
+    for row in log_history:
+        if "loss" in row and "step" in row and row["step"] > previous:
+            n = row["step"] - previous
+            total, steps, previous = total + float(row["loss"]) * n, steps + n, row["step"]
+    return total / steps if steps else None
+
+
+def remove_empty_parents(path: Path, levels: int) -> None:
+    """Remove up to `levels` parent folders of `path` that are left empty, nearest first."""
+    for parent in list(Path(path).parents)[:levels]:
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (or gone): stop here
+            return
 
 
 def _claim_checkpoints(checkpoint_dir: Path, run: Mapping[str, Any]) -> None:

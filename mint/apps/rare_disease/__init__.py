@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mint.apps.rare_disease.cohort import CASE_FIELDS
 from mint.apps.rare_disease.prompts import PROMPT, normalise
-from mint.apps.rare_disease.report import check_config, summary_sections
+from mint.apps.rare_disease.report import check_config, check_inputs, summary_sections
 from mint.core.app import Application, package_file
 from mint.core.config import load_yaml
 
@@ -41,4 +41,5 @@ APPLICATION = Application(
     row_order=("phenomizer", "knn", "base", "rag_base", "sft", "rag_sft", "dpo", "orpo"),
     summary_sections=summary_sections,
     check_config=check_config,
+    check_inputs=check_inputs,
 )

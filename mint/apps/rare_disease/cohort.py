@@ -35,6 +35,7 @@ from mint.core import schemas
 from mint.core.cohort import assign_split, check_split_column
 from mint.core.config import load_config
 from mint.core.io import MintError, atomic_dir, provenance, write_parquet
+from mint.core.paths import check_name, file_in, resolve_inside
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def simulate_cohort(
             order = rng.permutation(len(stated))
             stated = [stated[j] for j in order]
             note = write_note(demographic_line(rng), [term_label(names[t]) for t in stated])
-            image = image_dir / f"{case_id}.png"
+            image = file_in(image_dir, case_id, ".png")
             render_face_png(face, image, rng, size=sim["image_size"], jitter=sim["jitter"])
             rows.append(
                 {
@@ -152,30 +153,55 @@ def sample_facial(face_ids: np.ndarray, face_freq: np.ndarray, rng: np.random.Ge
 # ---------------------------------------------------------------- manifest cohort
 
 
-def read_manifest(
-    path: str | Path, image_root: str | Path | None, known_diseases: pl.DataFrame, image_size: int
-) -> pl.DataFrame:
-    """The user's cases, checked row by row; any problem raises MintError naming file, row and case."""
-    path = Path(path)
+def read_table(path: Path, what: str, key: str) -> pl.DataFrame:
+    """A user's CSV/TSV/Parquet table as strings; MintError naming the file if it is missing, not UTF-8 or broken."""
     if not path.exists():
-        raise MintError(f"config key 'cohort.manifest.path': file not found: {path}")
-    if path.suffix.lower() == ".parquet":
-        df = pl.read_parquet(path)
-    elif path.suffix.lower() in (".csv", ".tsv"):
-        df = pl.read_csv(path, separator="\t" if path.suffix.lower() == ".tsv" else ",", infer_schema=False)
-    else:
-        raise MintError(f"{path}: manifest must be .csv, .tsv or .parquet")
+        raise MintError(f"config key '{key}': file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            df = pl.read_parquet(path)
+            return df.with_columns(pl.col(c).cast(pl.String) for c in df.columns)
+        if suffix in (".csv", ".tsv", ".txt"):
+            path.read_bytes().decode("utf-8")  # polars' own message for other encodings names no file
+            return pl.read_csv(path, separator="," if suffix == ".csv" else "\t", infer_schema=False)
+    except UnicodeDecodeError as err:
+        raise MintError(f"{path}: the {what} is not UTF-8 text (byte {err.start}: {err.reason}); save it as "
+                        "UTF-8") from err
+    except pl.exceptions.NoDataError as err:
+        raise MintError(f"{path}: the {what} is empty; expected a header and one row per line") from err
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise MintError(f"{path}: not a readable {what} ({err})") from err
+    raise MintError(f"{path}: a {what} must be .csv, .tsv or .parquet")
+
+
+def read_manifest(
+    path: str | Path, image_root: str | Path | None, known_diseases: pl.DataFrame, image_size: int,
+    allow_absolute: bool = False,
+) -> pl.DataFrame:
+    """The user's cases, checked row by row; any problem raises MintError naming file, row and case.
+
+    A case id names the copy of its photo, so it must be a safe file name (`mint.core.paths`); an
+    image path must lie inside the image root (the manifest's folder by default), or be absolute
+    where `allow_absolute` (config key `cohort.allow_absolute_paths`).
+    """
+    path = Path(path)
+    df = read_table(path, "manifest", "cohort.manifest.path")
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
         raise MintError(f"{path}: manifest is missing column(s) {missing}; it needs {list(MANIFEST_COLUMNS)}")
+    if df.height == 0:
+        raise MintError(f"{path}: the manifest has a header and no rows; expected one row per case")
     df = df.with_columns(pl.col(c).cast(pl.String) for c in MANIFEST_COLUMNS)
     root = Path(image_root) if image_root else path.parent
     known = set(known_diseases["disease_id"].to_list())
     seen: set[str] = set()
+    paths = []
     for row_no, row in enumerate(df.iter_rows(named=True), start=2):  # row 1 is the header
         where = f"{path} row {row_no} (case_id {row['case_id']!r})"
         if not row["case_id"]:
             raise MintError(f"{path} row {row_no}: empty case_id")
+        check_name(row["case_id"], f"{path} row {row_no}")
         if row["case_id"] in seen:
             raise MintError(f"{where}: duplicate case_id")
         seen.add(row["case_id"])
@@ -187,13 +213,14 @@ def read_manifest(
             )
         if not row["image_path"]:
             raise MintError(f"{where}: empty image_path")
+        image = resolve_inside(row["image_path"], root, f"{where}: image_path", allow_absolute=allow_absolute)
         try:
-            load_face(root / row["image_path"], image_size)
+            load_face(image, image_size)
         except MintError as err:  # a missing or corrupt image: say which row
             raise MintError(f"{where}: {err}") from err
+        paths.append(str(image))
     if "split" in df.columns:
         check_split_column(df, str(path))
-    paths = [str(root / p) for p in df["image_path"].to_list()]
     return df.with_columns(image_path=pl.Series(paths, dtype=pl.String))
 
 
@@ -207,14 +234,14 @@ def read_panel(path: str | Path, diseases: pl.DataFrame) -> pl.DataFrame:
     one); their names come from the file.
     """
     path = Path(path)
-    if not path.exists():
-        raise MintError(f"config key 'cohort.phenopacket.panel': file not found: {path}")
-    df = pl.read_csv(path, separator="\t" if path.suffix.lower() in (".tsv", ".txt") else ",", infer_schema=False)
+    df = read_table(path, "panel", "cohort.phenopacket.panel")
     if "name" not in df.columns and "label" in df.columns:
         df = df.rename({"label": "name"})
     missing = [c for c in ("disease_id", "name") if c not in df.columns]
     if missing:
         raise MintError(f"{path}: panel is missing column(s) {missing}; it needs disease_id and name (or label)")
+    if df.height == 0:
+        raise MintError(f"{path}: the panel has a header and no rows; expected one row per candidate disease")
     dup = df.filter(pl.col("disease_id").is_duplicated())["disease_id"].unique().sort().to_list()
     if dup:
         raise MintError(f"{path}: disease id(s) listed twice: {dup[:5]}")
@@ -276,7 +303,8 @@ def phenopacket_cohort(
     for case_id, disease_id, hpo in tqdm(real.select("case_id", "disease_id", "hpo_ids").iter_rows(),
                                          total=real.height, desc="render photos", unit="case"):
         face = sorted(set(sample_facial(*face_of.get(disease_id, empty), rng)) | (set(hpo) & facial))
-        render_face_png(face, image_dir / f"{case_id}.png", rng, size=image["image_size"], jitter=image["jitter"])
+        render_face_png(face, file_in(image_dir, case_id, ".png"), rng, size=image["image_size"],
+                        jitter=image["jitter"])
         paths.append(f"{image_prefix}/{case_id}.png")
     real = real.with_columns(image_path=pl.Series(paths, dtype=pl.String), source=pl.lit("phenopacket"))
 
@@ -345,7 +373,8 @@ def build_cohort(
             cases = simulate_cohort(panel, annotations, terms, sim, tmp_images, str(images), seed)
     else:
         man = cohort["manifest"]
-        cases = read_manifest(man["path"], man["image_root"], diseases, cohort["simulated"]["image_size"])
+        cases = read_manifest(man["path"], man["image_root"], diseases, cohort["simulated"]["image_size"],
+                              allow_absolute=cohort.get("allow_absolute_paths", False))
         panel = (
             diseases.filter(pl.col("disease_id").is_in(cases["disease_id"].unique().to_list()))
             .select("disease_id", "name").sort("disease_id")
@@ -354,9 +383,9 @@ def build_cohort(
         with atomic_dir(images) as tmp_images:
             new_paths = []
             for case_id, src in zip(cases["case_id"].to_list(), cases["image_path"].to_list()):
-                dest = f"{case_id}{Path(src).suffix.lower()}"
-                shutil.copyfile(src, tmp_images / dest)
-                new_paths.append(str(images / dest))
+                dest = file_in(tmp_images, case_id, Path(src).suffix.lower())
+                shutil.copyfile(src, dest)
+                new_paths.append(str(images / dest.name))
         cases = cases.with_columns(image_path=pl.Series(new_paths), hpo_ids=None, note_hpo_ids=None,
                                    source=pl.lit("manifest"), publication=pl.lit(None, pl.String))
     cases = cases.rename({k: v for k, v in CORE_NAMES.items() if k in cases.columns})

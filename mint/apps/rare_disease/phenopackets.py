@@ -30,6 +30,7 @@ from phenopackets.schema.v2 import Phenopacket, Sex
 from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
 from mint.apps.rare_disease.notes import write_case_note
 from mint.core.io import MintError
+from mint.core.paths import check_name
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ CASES_SCHEMA = {
 }
 EXCLUDED_SCHEMA = {"case_id": pl.String, "disease_id": pl.String, "reason": pl.String, "detail": pl.String}
 # Checked in this order; a case is excluded once, for the first that applies.
-REASONS = ("several_diagnoses", "disease_not_in_panel", "unknown_hpo_id", "no_observed_term")
+REASONS = ("no_diagnosis", "several_diagnoses", "disease_not_in_panel", "unknown_hpo_id", "no_observed_term")
 
 # ---------------------------------------------------------------- reading
 
@@ -138,7 +139,20 @@ def read_phenopacket_json(folder: str | Path) -> pl.DataFrame:
     paths = sorted(folder.glob("*.json"))
     if not paths:
         raise MintError(f"{folder}: no *.json phenopacket files")
-    rows = [parse_phenopacket(p.read_text(encoding="utf-8"), str(p)) for p in paths]
+    rows, seen = [], {}
+    for p in paths:
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise MintError(f"{p}: not UTF-8 text (byte {err.start}: {err.reason}); a phenopacket is UTF-8 "
+                            "JSON") from err
+        row = parse_phenopacket(text, str(p))
+        # The id names the patient's photo: one safe file name per patient.
+        check_name(row["case_id"], f"{p}: phenopacket 'id'", what="id")
+        if row["case_id"] in seen:
+            raise MintError(f"{p}: phenopacket id {row['case_id']!r} is also the id of {seen[row['case_id']]}")
+        seen[row["case_id"]] = p.name
+        rows.append(row)
     return pl.DataFrame(rows, schema=RAW_SCHEMA)
 
 
@@ -151,7 +165,14 @@ def read_flat(path: str | Path) -> pl.DataFrame:
     missing = [c for c in RAW_COLUMNS if c not in df.columns]
     if missing:
         raise MintError(f"{path}: missing columns {missing}; expected {list(RAW_COLUMNS)}")
-    return df.select(pl.col(c).cast(t) for c, t in RAW_SCHEMA.items())
+    df = df.select(pl.col(c).cast(t) for c, t in RAW_SCHEMA.items())
+    seen: set[str] = set()
+    for i, case_id in enumerate(df["case_id"].to_list()):
+        check_name(case_id, f"{path} row {i + 1}")
+        if case_id in seen:
+            raise MintError(f"{path} row {i + 1}: duplicate case_id {case_id!r}")
+        seen.add(case_id)
+    return df
 
 
 def read_raw(path: str | Path) -> pl.DataFrame:
@@ -168,8 +189,10 @@ def read_raw(path: str | Path) -> pl.DataFrame:
 def _exclusion(row: Mapping, panel: set[str], known: set[str]) -> tuple[str, str | None, str] | None:
     """(reason, disease_id, detail) of the first rule the raw row breaks, or None."""
     diseases = _unique(row["disease_ids"] or [])
+    if not diseases:
+        return "no_diagnosis", None, "no disease and no interpretation's diagnosis"
     if len(diseases) != 1:
-        return "several_diagnoses", None, ", ".join(diseases) or "no diagnosis"
+        return "several_diagnoses", None, ", ".join(diseases)
     disease = diseases[0]
     if disease not in panel:
         return "disease_not_in_panel", disease, disease

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mint.core.config import check_panel_size
 from mint.core.io import MintError
 
 
@@ -57,3 +58,46 @@ def check_config(cfg: Mapping[str, Any], source: str) -> None:
                         "'training.methods'")
     if cfg["baselines"]["phenomizer"] and cohort["source"] == "manifest":
         raise MintError(f"{source}: config key 'baselines.phenomizer' needs HPO-coded cases; a manifest has notes only")
+    if cohort["source"] == "simulated":
+        check_panel_size(cohort["simulated"]["n_diseases"], cfg, source,
+                         "the simulated panel (config key 'cohort.simulated.n_diseases')")
+
+
+def check_inputs(cfg: Mapping[str, Any], source: str) -> None:
+    """At start-up: the cohort's files exist, and a panel known before the cohort step holds k + q diseases.
+
+    The panel of a manifest is its diseases; of phenopackets, the panel file or, without one, the
+    diseases of the cases (read here from a flat file; a folder of JSON files is read by the step).
+    """
+    from pathlib import Path
+
+    import polars as pl
+
+    from mint.apps.rare_disease.cohort import read_table
+
+    cohort = cfg["cohort"]
+    if cohort["source"] == "manifest":
+        path = Path(cohort["manifest"]["path"])
+        table = read_table(path, "manifest", "cohort.manifest.path")
+        if "disease_id" in table.columns:
+            n = table["disease_id"].drop_nulls().n_unique()
+            check_panel_size(n, cfg, source, f"the manifest {path} (the diseases of its cases)")
+        root = cohort["manifest"]["image_root"]
+        if root and not Path(root).is_dir():
+            raise MintError(f"{source}: config key 'cohort.manifest.image_root': folder not found: {root}")
+    elif cohort["source"] == "phenopacket":
+        pp = cohort["phenopacket"]
+        if not Path(pp["path"]).exists():
+            raise MintError(f"{source}: config key 'cohort.phenopacket.path': not found: {pp['path']}")
+        if pp["panel"]:
+            panel = read_table(Path(pp["panel"]), "panel", "cohort.phenopacket.panel")
+            if "disease_id" not in panel.columns:
+                raise MintError(f"{pp['panel']}: panel is missing column 'disease_id'; it needs disease_id and name "
+                                "(or label)")
+            n = panel.select(pl.col("disease_id").drop_nulls().n_unique()).item()
+            check_panel_size(n, cfg, source, f"the panel {pp['panel']} (config key 'cohort.phenopacket.panel')")
+        elif Path(pp["path"]).is_file():  # a flat file: the panel is its cases' diseases (a folder: known later)
+            from mint.apps.rare_disease.phenopackets import read_flat
+
+            n = read_flat(pp["path"])["disease_ids"].explode().drop_nulls().n_unique()
+            check_panel_size(n, cfg, source, f"the diseases of {pp['path']} (no 'cohort.phenopacket.panel' given)")

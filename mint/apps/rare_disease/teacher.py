@@ -27,7 +27,7 @@ from mint.apps.rare_disease.face import load_face
 from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
 from mint.core.config import load_config
-from mint.core.io import MintError, atomic_path, provenance, read_parquet, write_json, write_parquet
+from mint.core.io import MintError, atomic_path, load_checkpoint, provenance, read_parquet, write_json, write_parquet
 from mint.core.rankings import rankings_frame
 from mint.core.text_encoder import sentence_encoder
 
@@ -235,7 +235,7 @@ def rank_diseases(
     """Score every case over the panel, with each modality (RANKINGS rows)."""
     torch.set_num_threads(threads)
     cases, panel = load_cases(cases_path), load_labels(candidates_path)
-    ckpt = torch.load(model_path, weights_only=False)
+    ckpt = load_checkpoint(model_path)
     if ckpt["classes"] != panel["label_id"].to_list():
         raise MintError(f"{model_path}: teacher was trained on other candidates than {candidates_path}")
     text, photos, _, classes = _tensors(cases, panel, embeddings_path, image_size)

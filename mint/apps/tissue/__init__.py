@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mint.apps.tissue.cohort import CASE_FIELDS
 from mint.apps.tissue.prompts import PROMPT, normalise
+from mint.apps.tissue.tissues import check_config, check_inputs
 from mint.core.app import Application, package_file
 from mint.core.config import load_yaml
 
@@ -32,4 +33,6 @@ APPLICATION = Application(
     student_input="the image",
     teacher_metrics="results/teacher/metrics.json",
     normalise=normalise,
+    check_config=check_config,
+    check_inputs=check_inputs,
 )

@@ -27,6 +27,7 @@ from mint.apps.tissue.tissues import TISSUE_IDS, labels_frame
 from mint.core import schemas
 from mint.core.cohort import assign_split, check_split_column
 from mint.core.io import MintError, atomic_dir, provenance, write_parquet
+from mint.core.paths import file_in
 
 CASE_FIELDS = (
     pa.field("image_path", pa.string()),  # the patch (PNG), relative to the working directory
@@ -41,7 +42,7 @@ def _simulated(sim: Mapping[str, Any], seed: int, images_tmp: Path, images_dir: 
     n = sim["per_tissue"] * len(TISSUE_IDS)
     for patch in tqdm(simulate_patches(sim["per_tissue"], seed=seed, size=sim["size"]), total=n,
                       desc="render patches", unit="patch"):
-        Image.fromarray(patch.image).save(images_tmp / f"{patch.case_id}.png", optimize=False)
+        Image.fromarray(patch.image).save(file_in(images_tmp, patch.case_id, ".png"), optimize=False)
         rows.append({"case_id": patch.case_id, "source": "simulated", "group": None, "label_id": patch.tissue_id,
                      "image_path": f"{images_dir}/{patch.case_id}.png", "caption": patch.caption})
         feats.append(nucleus_features(patch.instance, patch.types))
@@ -57,7 +58,7 @@ def _from_reader(cases: pl.DataFrame, load, source: str, images_tmp: Path, image
     for i, row in enumerate(tqdm(cases.iter_rows(named=True), total=cases.height, desc=f"read {source}",
                                  unit="patch")):
         image, instance, types = load(i)
-        Image.fromarray(image).save(images_tmp / f"{row['case_id']}.png", optimize=False)
+        Image.fromarray(image).save(file_in(images_tmp, row["case_id"], ".png"), optimize=False)
         masked = instance is not None
         f = nucleus_features(instance, types) if masked else np.zeros(len(FEATURE_NAMES), np.float32)
         # A real patch's arrangement is not known: its caption names the tissue and, with masks, its nuclei.
@@ -88,7 +89,8 @@ def build_cohort(*, cases_path: str | Path, candidates_path: str | Path, exclude
         elif source == "manifest":
             from mint.apps.tissue.readers import read_manifest_cases
 
-            found, load = read_manifest_cases(cohort["manifest"]["path"])
+            found, load = read_manifest_cases(cohort["manifest"]["path"],
+                                              allow_absolute=cohort.get("allow_absolute_paths", False))
             cases, feats = _from_reader(found, load, "manifest", tmp, str(images))
         else:
             raise MintError(f"config key 'cohort.source': {source!r} is not one of {SOURCES}")

@@ -34,6 +34,7 @@ from PIL import Image
 from mint.apps.tissue.tissues import BACKGROUND_CHANNEL, N_TYPES, TISSUES, resolve_tissue
 from mint.core.cohort import SPLITS
 from mint.core.io import MintError
+from mint.core.paths import check_name, resolve_inside
 
 PANNUKE_FILES = ("images.npy", "masks.npy", "types.npy")
 MANIFEST_NAMES = ("manifest.csv", "manifest.tsv", "manifest.parquet")
@@ -321,7 +322,11 @@ def _read_table(path: Path) -> pl.DataFrame:
             df = pl.read_parquet(path)
             return df.with_columns(pl.col(c).cast(pl.String) for c in df.columns)
         if suffix in (".csv", ".tsv"):
+            path.read_bytes().decode("utf-8")  # polars' own message for other encodings names no file
             return pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema=False)
+    except UnicodeDecodeError as err:
+        raise MintError(f"{path}: the manifest is not UTF-8 text (byte {err.start}: {err.reason}); save it as "
+                        "UTF-8") from err
     except (pl.exceptions.PolarsError, OSError) as err:
         if isinstance(err, pl.exceptions.NoDataError):
             raise MintError(f"{path}: the manifest is empty; expected a header with {list(MANIFEST_COLUMNS)} "
@@ -330,13 +335,16 @@ def _read_table(path: Path) -> pl.DataFrame:
     raise MintError(f"{path}: a manifest must be .csv, .tsv or .parquet")
 
 
-def read_manifest(path: str | Path, root: str | Path | None = None) -> pl.DataFrame:
+def read_manifest(path: str | Path, root: str | Path | None = None, allow_absolute: bool = False) -> pl.DataFrame:
     """The patches a manifest lists, every row checked: tissue known, case id unique, image readable and of
     the one size all patches share, mask (if any) a readable `.npy` of the image's height and width.
 
     `path` is the manifest file or a folder holding one `manifest.{csv,tsv,parquet}`. Returns case_id,
     source ('manifest'), group, label_id, split, image_path and mask_path (absolute paths; null where
-    absent), in the manifest's order. A missing case_id is the image path without its suffix.
+    absent), in the manifest's order. A missing case_id is the image path without its suffix, its folders
+    joined by '_' ('slide1/p0.png' gives 'slide1_p0'). A case id names the copy of its patch, so it must be a
+    safe file name (`mint.core.paths.SAFE_NAME_RULE`); image and mask paths must lie inside `root`, or be
+    absolute where `allow_absolute` (config key `cohort.allow_absolute_paths`).
     """
     path = _manifest_file(Path(path))
     df = _read_table(path)
@@ -358,7 +366,9 @@ def read_manifest(path: str | Path, root: str | Path | None = None) -> pl.DataFr
         image_rel = (row.get("image_path") or "").strip()
         if not image_rel:
             raise MintError(f"{loc}: empty image_path")
-        case_id = (row.get("case_id") or "").strip() or str(Path(image_rel).with_suffix(""))
+        given = (row.get("case_id") or "").strip()
+        case_id = given or "_".join(Path(image_rel).with_suffix("").parts)
+        check_name(case_id, loc if given else f"{loc}: the case_id made from image_path {image_rel!r}")
         where = f"{loc} (case_id {case_id!r})"
         if case_id in seen:
             raise MintError(f"{where}: duplicate case_id (first at {seen[case_id]})")
@@ -369,7 +379,7 @@ def read_manifest(path: str | Path, root: str | Path | None = None) -> pl.DataFr
         split = (row.get("split") or "").strip() or None
         if "split" in df.columns and split not in SPLITS:
             raise MintError(f"{where}: column 'split' must be one of {SPLITS}, got {row.get('split')!r}")
-        image_path = base / image_rel
+        image_path = resolve_inside(image_rel, base, f"{where}: image_path", allow_absolute=allow_absolute)
         try:
             dims = check_image(image_path)
         except MintError as err:
@@ -382,7 +392,7 @@ def read_manifest(path: str | Path, root: str | Path | None = None) -> pl.DataFr
         mask_rel = (row.get("mask_path") or "").strip()
         mask_path = None
         if mask_rel:
-            mask_path = base / mask_rel
+            mask_path = resolve_inside(mask_rel, base, f"{where}: mask_path", allow_absolute=allow_absolute)
             try:
                 shape = _load_npy(mask_path, mmap=True).shape
             except MintError as err:
@@ -397,10 +407,11 @@ def read_manifest(path: str | Path, root: str | Path | None = None) -> pl.DataFr
     return pl.DataFrame(rows, schema={c: pl.String for c in rows[0]})
 
 
-def read_manifest_cases(path: str | Path, root: str | Path | None = None) -> tuple[pl.DataFrame, Loader]:
+def read_manifest_cases(path: str | Path, root: str | Path | None = None,
+                        allow_absolute: bool = False) -> tuple[pl.DataFrame, Loader]:
     """`read_manifest`'s cases (case_id, group, label_id, split) and `load(i)`: case i's (image, instance,
     type) arrays, the masks None where the row gives no mask_path."""
-    cases = read_manifest(path, root)
+    cases = read_manifest(path, root, allow_absolute)
     images, masks = cases["image_path"].to_list(), cases["mask_path"].to_list()
 
     def load(i: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:

@@ -51,7 +51,16 @@ from mint.apps.tissue.cohort import CASE_FIELDS, NUCLEI
 from mint.apps.tissue.readers import load_image
 from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
-from mint.core.io import MintError, atomic_path, provenance, read_parquet, require_columns, write_json, write_parquet
+from mint.core.io import (
+    MintError,
+    atomic_path,
+    load_checkpoint,
+    provenance,
+    read_parquet,
+    require_columns,
+    write_json,
+    write_parquet,
+)
 from mint.core.rankings import rankings_frame
 from mint.core.text_encoder import DEFAULT_ENCODER, sentence_encoder
 
@@ -408,7 +417,7 @@ def rank_tissues(cases_path: str | Path, candidates_path: str | Path, nuclei_pat
     """Score every case over the candidates with each modality (RANKINGS rows, score = cosine similarity)."""
     torch.set_num_threads(threads)
     cases, labels = load_cases(cases_path), load_labels(candidates_path)
-    ckpt = torch.load(model_path, weights_only=False)
+    ckpt = load_checkpoint(model_path)
     if ckpt["labels"] != labels["label_id"].to_list():
         raise MintError(f"{model_path}: teacher was trained on other candidates than {candidates_path}")
     stats = ckpt["statistics"]
