@@ -57,3 +57,19 @@ def test_same_seed_same_weights_another_seed_others():
     a, b, c = (dict(m.named_parameters()) for m in (first, second, third))
     assert all(torch.equal(a[n], b[n]) for n in a)
     assert not all(torch.equal(a[n], c[n]) for n in a)
+
+
+def test_pretraining_rows_are_training_patches_captions_and_tissue_names():
+    import polars as pl
+
+    from mint.apps.tissue.student import ASK_TISSUE, DESCRIBE, caption_rows
+
+    cases = pl.DataFrame({"case_id": ["b", "a", "c"], "split": ["train", "train", "test"],
+                          "label_id": ["head_neck", "colon", "colon"],
+                          "image_path": ["b.png", "a.png", "c.png"],
+                          "caption": ["H&E patch of head & neck tissue.", "H&E patch of colon tissue.", "x"]})
+    rows = caption_rows(cases)
+    assert [(r["images"], r["prompt"][0]["content"], r["completion"][0]["content"]) for r in rows] == [
+        (["a.png"], DESCRIBE, "H&E patch of colon tissue."), (["a.png"], ASK_TISSUE, "Colon."),
+        (["b.png"], DESCRIBE, "H&E patch of head & neck tissue."), (["b.png"], ASK_TISSUE, "Head & Neck.")]
+    assert len(caption_rows(cases, ask_tissue=False)) == 2

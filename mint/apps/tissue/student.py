@@ -32,6 +32,7 @@ from mint.core.vision import build_tiny_llava, save_vision_student
 
 DEFAULT_TINY: dict[str, Any] = load_yaml(package_file(__package__, "student_tiny.yaml"))
 DESCRIBE = "Describe this patch."
+ASK_TISSUE = "Which tissue is this?"
 
 
 def pretrain_vision_tower(tower, pixel_values: torch.Tensor, labels: Sequence[str], settings: Mapping[str, Any]
@@ -76,14 +77,23 @@ def pretrain_vision_tower(tower, pixel_values: torch.Tensor, labels: Sequence[st
     return curve
 
 
-def caption_rows(cases: pl.DataFrame) -> list[dict[str, Any]]:
-    """TRL vision prompt/completion rows of the training patches: the image, 'Describe', its caption."""
+def caption_rows(cases: pl.DataFrame, ask_tissue: bool = True) -> list[dict[str, Any]]:
+    """TRL vision prompt/completion rows of the training patches: the image, 'Describe', its caption; and
+    with `ask_tissue`, the image, 'Which tissue?', the tissue's name as answers write it ("Head & Neck."),
+    whose tokens a caption ("... of head & neck tissue") does not teach."""
     train = cases.filter(pl.col("split") == "train").sort("case_id")
     if train.height == 0:
         raise MintError("builtin tissue student: no training patch to pre-train on")
-    return [{"images": [path], "prompt": [{"role": "user", "content": DESCRIBE}],
-             "completion": [{"role": "assistant", "content": caption}]}
-            for path, caption in zip(train["image_path"].to_list(), train["caption"].to_list())]
+    names = {t.id: t.name for t in TISSUES}
+    rows = []
+    for path, caption, label in zip(train["image_path"].to_list(), train["caption"].to_list(),
+                                    train["label_id"].to_list()):
+        rows.append({"images": [path], "prompt": [{"role": "user", "content": DESCRIBE}],
+                     "completion": [{"role": "assistant", "content": caption}]})
+        if ask_tissue:
+            rows.append({"images": [path], "prompt": [{"role": "user", "content": ASK_TISSUE}],
+                         "completion": [{"role": "assistant", "content": f"{names[label]}."}]})
+    return rows
 
 
 def build_builtin_student(cases_path: str | Path, settings: Mapping[str, Any], out_dir: str | Path,
@@ -95,9 +105,9 @@ def build_builtin_student(cases_path: str | Path, settings: Mapping[str, Any], o
     train_cfg = cfg["train"]
     torch.set_num_threads(int(train_cfg["threads"]))
     t0 = time.perf_counter()
-    rows = caption_rows(load_cases(cases_path))
+    rows = caption_rows(load_cases(cases_path), bool(train_cfg["ask_tissue"]))
     names = [t.name for t in TISSUES]
-    texts = [DEFAULT_SYSTEM, DEFAULT_USER, DESCRIBE, HEADER, *names, *(r["completion"][0]["content"] for r in rows)]
+    texts = [DEFAULT_SYSTEM, DEFAULT_USER, DESCRIBE, ASK_TISSUE, HEADER, *names, *(r["completion"][0]["content"] for r in rows)]
     model, processor = build_tiny_llava(texts, int(cfg["image_size"]), int(cfg["patch"]),
                                         vocab_size=int(cfg["vocab_size"]), text=cfg["text"], vision=cfg["vision"],
                                         seed=int(train_cfg["seed"]))
