@@ -151,3 +151,23 @@ def test_a_missing_clip_folder_stops_the_workflow_at_start_up(tissue_run):
     assert res.returncode != 0
     assert ("config key 'teacher.clip.model': 'models/no-such-clip' is no folder here, and the Hugging Face hub is "
             "offline") in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("key, value", [("model", "clip2"), ("batch_size", 3), ("prompt_template", "{name}")])
+def test_a_clip_setting_reruns_the_clip_teacher_and_what_follows(clip_run, key, value):
+    """Each key the CLIP ranking reads is one of its params (mint's rule: a step's params are its contract)."""
+    import yaml
+
+    if not (clip_run / "clip2").exists():
+        shutil.copytree(clip_run / "clip", clip_run / "clip2")
+    change = yaml.safe_load(teacher_change(clip_run, "clip").read_text())
+    if key == "prompt_template":
+        change["teacher"][key] = value
+    else:
+        change["teacher"]["clip"][key] = value
+    path = clip_run / f"change-{key}.yaml"
+    path.write_text(yaml.safe_dump(change))
+    out = snakemake(clip_run, path, "--dry-run", "--nolock")
+    assert planned(out) == {"rank_tissues_with_clip": 1, "score_teacher": 1, **DOWNSTREAM}
+    reason = out.split("rule rank_tissues_with_clip:")[1].split("reason:")[1].splitlines()[0]
+    assert "Params have changed" in reason or (key == "model" and "Set of input files has changed" in reason), reason
