@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from mint.core.app import load_application, pair_modality, teacher_modalities
+from mint.core.app import load_application, selected_teacher
 from mint.core.config import check_inputs, load_yaml, validate_config
 from mint.core.trl_compat import METHODS
 
@@ -29,6 +29,8 @@ config.update(_validated)
 check_inputs(config, source="workflow config")
 
 APP = load_application(config["application"])
+# The teacher the config selects (the application's, one of its choices, or external rankings).
+TEACHER_CHOICE = selected_teacher(APP, config)
 
 # What an application's rules write for the core (see mint.core.app.Application).
 COHORT = "results/cohort"
@@ -54,7 +56,13 @@ def external_rankings():
 
 
 def modalities():
-    return teacher_modalities(APP, external_rankings())
+    """The modalities the teacher's rankings hold: one teacher row of the report each."""
+    return list(TEACHER_CHOICE.modalities)
+
+
+def pair_modality():
+    """The modality whose ranking makes the preference pairs."""
+    return TEACHER_CHOICE.pair_modality
 
 
 def prompt():
@@ -162,7 +170,7 @@ def train_dirs():
 
 
 def teacher_metrics():
-    return [] if external_rankings() or APP.teacher_metrics is None else [APP.teacher_metrics]
+    return [TEACHER_CHOICE.metrics] if TEACHER_CHOICE.metrics else []
 
 
 REPORT_FILES = ("summary.md", "metrics.csv", "accuracy.png", "training.png", "per_label.png", "confusion.png")

@@ -74,3 +74,26 @@ def write_rankings(path: str | Path, scores: Mapping[str, Sequence[float]], labe
     frame = rankings_frame(list(scores), list(labels), np.asarray(list(scores.values()), dtype=float), modality)
     write_parquet(frame, path, schemas.RANKINGS)
     return Path(path)
+
+
+def write_tiny_clip(folder: Path) -> Path:
+    """A freshly initialised CLIPModel with a character-level CLIP tokenizer, saved as a hub folder would be."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in (chr(i) for i in range(33, 127)):
+        if not c.isupper():  # the tokenizer lower-cases first
+            vocab.setdefault(c, len(vocab))
+            vocab.setdefault(c + "</w>", len(vocab))  # a character that ends a word
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+    config = CLIPConfig(
+        text_config={**small, "vocab_size": len(vocab), "max_position_embeddings": 64, "bos_token_id": 0,
+                     "eos_token_id": 1, "pad_token_id": 1},
+        vision_config={**small, "image_size": 32, "patch_size": 8}, projection_dim=16)
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(folder)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder

@@ -2,8 +2,10 @@ from pathlib import Path
 
 import pytest
 
+from mint.core.app import load_application
 from mint.core.config import load_config, validate_config
 from mint.core.io import MintError
+from mint.core.train import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = sorted(REPO.glob("config/*.yaml")) + sorted(REPO.glob("tests/data/*/config.yaml"))
@@ -18,6 +20,9 @@ def test_every_shipped_config_validates_and_names_shipped_files(path):
     if cfg["student"]["builtin"]:
         shipped.append(REPO / cfg["student"]["builtin"])
     assert [p for p in shipped if not p.is_file()] == []
+    kind = load_application(cfg["application"]).student_kind
+    for method in training["methods"]:  # every recipe it names loads, for its application's student
+        assert load_recipe(REPO / training["recipes"] / f"{method}.yaml", kind=kind)["method"] == method
 
 
 def test_defaults_are_filled_in():

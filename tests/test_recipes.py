@@ -41,6 +41,39 @@ def test_paper_recipes_keep_the_papers_settings():
     assert load_recipe(REPO / "config/recipes/paper/dpo.yaml")["init"] == "sft"
 
 
+def test_tissue_paper_recipes_keep_the_papers_settings():
+    for method in ("sft", "dpo", "orpo"):
+        recipe = load_recipe(REPO / f"config/recipes/tissue-paper/{method}.yaml", kind="vision")
+        assert recipe["lora"]["r"] == 256 and recipe["lora"]["lora_alpha"] == 128, method
+    assert load_recipe(REPO / "config/recipes/tissue-paper/orpo.yaml", kind="vision")["args"]["beta"] == 0.1
+
+
+def test_tissue_paper_lora_targets_the_language_model_the_vision_mlps_and_the_projector():
+    """The recipes' target_modules on a tiny Mllama (Llama-3.2-11B-Vision's architecture, from a config)."""
+    import re
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import MllamaConfig, MllamaForConditionalGeneration
+
+    config = MllamaConfig(
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_global_layers": 1,
+                       "attention_heads": 2, "intermediate_layers_indices": [0], "image_size": 28, "patch_size": 14,
+                       "vision_output_dim": 64},
+        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                     "num_key_value_heads": 1, "cross_attention_layers": [1], "vocab_size": 300, "pad_token_id": 0,
+                     "bos_token_id": 1, "eos_token_id": 2})
+    lora = {**load_recipe(REPO / "config/recipes/tissue-paper/orpo.yaml", kind="vision")["lora"], "r": 2}
+    model = get_peft_model(MllamaForConditionalGeneration(config), LoraConfig(task_type="CAUSAL_LM", **lora))
+    adapted = {re.sub(r"^base_model\.model\.model\.|\.lora_A\..*$", "", n) for n, _ in model.named_parameters()
+               if "lora_A" in n}
+    linear = {n.removeprefix("model.") for n, m in MllamaForConditionalGeneration(config).named_modules()
+              if type(m).__name__ == "Linear" and n != "lm_head"}
+    vision_mlp = {n for n in linear if n.startswith("vision_model.") and re.search(r"\.mlp\.fc[12]$", n)}
+    assert adapted == {n for n in linear if n.startswith("language_model.")} | vision_mlp | {"multi_modal_projector"}
+    assert len(vision_mlp) == 6  # 2 local + 1 global layer, fc1 and fc2 each
+    assert not {n for n in adapted if "vision_model" in n and "self_attn" in n}
+
+
 def test_unknown_recipe_arg_is_named(tmp_path):
     bad = tmp_path / "orpo.yaml"
     bad.write_text("method: orpo\nargs:\n  learning_rat: 0.1\n")

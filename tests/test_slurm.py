@@ -20,6 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = "tests/data/tiny/config.yaml"
+TISSUE = "tests/data/tissue/config.yaml"
 PROFILE = REPO / "profiles" / "slurm-local"
 
 pytestmark = [pytest.mark.slurm, pytest.mark.integration]
@@ -55,12 +56,12 @@ def workdir(tmp: Path) -> Path:
     return tmp
 
 
-def command(wd: Path, *args: str) -> list[str]:
-    return [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile", TINY, *args]
+def command(wd: Path, *args: str, config: str = TINY) -> list[str]:
+    return [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--configfile", config, *args]
 
 
-def on_slurm(wd: Path, *args: str) -> list[str]:
-    return command(wd, "--profile", str(PROFILE), *args)
+def on_slurm(wd: Path, *args: str, config: str = TINY) -> list[str]:
+    return command(wd, "--profile", str(PROFILE), *args, config=config)
 
 
 def run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -99,24 +100,35 @@ def mtimes(wd: Path, pattern: str) -> dict[str, int]:
     return {str(p.relative_to(wd)): p.stat().st_mtime_ns for p in sorted(wd.glob(pattern))}
 
 
-@pytest.fixture(scope="module")
-def runs(cluster, tmp_path_factory):
-    """The tiny config twice: on SLURM (profiles/slurm-local) and locally (--cores 2), side by side
+def side_by_side(tmp_path_factory, config: str) -> dict:
+    """`config` twice: on SLURM (profiles/slurm-local) and locally (--cores 2), side by side
     (the SLURM run mostly waits for status checks, so the local run uses the idle cores)."""
     local_wd = workdir(tmp_path_factory.mktemp("local"))
     slurm_wd = workdir(tmp_path_factory.mktemp("slurm"))
-    local = subprocess.Popen(command(local_wd, "--cores", "2"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, cwd=REPO)
+    local = subprocess.Popen(command(local_wd, "--cores", "2", config=config), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, cwd=REPO)
     start = time.monotonic()
-    slurm = run(on_slurm(slurm_wd))
+    slurm = run(on_slurm(slurm_wd, config=config))
     slurm_s = time.monotonic() - start
     local_out, _ = local.communicate()
     assert local.returncode == 0, f"local run failed:\n{local_out[-6000:]}"
-    print(f"wall time side by side: SLURM {slurm_s:.0f} s")  # measured, never asserted (bench/)
+    print(f"{config}: wall time side by side: SLURM {slurm_s:.0f} s")  # measured, never asserted (bench/)
     return {"local": local_wd, "slurm": slurm_wd, "slurm_out": check(slurm), "local_out": local_out}
 
 
-def test_every_step_ran_as_a_slurm_job(runs):
+@pytest.fixture(scope="module")
+def runs(cluster, tmp_path_factory):
+    """The rare-disease tiny config on SLURM and locally."""
+    return side_by_side(tmp_path_factory, TINY)
+
+
+@pytest.fixture(scope="module")
+def tissue_runs(cluster, tmp_path_factory):
+    """The tissue application's tiny config on SLURM and locally."""
+    return side_by_side(tmp_path_factory, TISSUE)
+
+
+def every_step_ran_as_a_slurm_job(runs: dict) -> None:
     out, wd = runs["slurm_out"], runs["slurm"]
     jobs = submitted(out)
     plan = planned(out)
@@ -136,6 +148,14 @@ def test_every_step_ran_as_a_slurm_job(runs):
     assert sorted(res.stdout.split(), key=int) == sorted(ids, key=int)
 
 
+def test_every_step_ran_as_a_slurm_job(runs):
+    every_step_ran_as_a_slurm_job(runs)
+
+
+def test_every_tissue_step_ran_as_a_slurm_job(tissue_runs):
+    every_step_ran_as_a_slurm_job(tissue_runs)
+
+
 # What a run reproduces bit for bit, whatever runs it: everything but timings. (LoRA adapters too,
 # since mint/core/train.py seeds peft's draw of lora_A, and the teacher's model.pt since it is saved
 # through a file handle; before, each differed from one process to the next.) Globs: the DAG
@@ -146,16 +166,34 @@ IDENTICAL = ["results/cohort/*.parquet", "results/teacher/model.pt", "results/ra
              "results/predict/**/*.parquet", "results/scores/**/*.parquet", "results/report/metrics.csv"]
 
 
-@pytest.mark.parametrize("pattern", IDENTICAL)
-def test_slurm_outputs_are_byte_identical_to_a_local_run(runs, pattern):
+def byte_identical(runs: dict, pattern: str) -> None:
     files = sorted(str(p.relative_to(runs["local"])) for p in runs["local"].glob(pattern))
     assert files and files == sorted(str(p.relative_to(runs["slurm"])) for p in runs["slurm"].glob(pattern))
     assert [f for f in files if (runs["slurm"] / f).read_bytes() != (runs["local"] / f).read_bytes()] == []
 
 
+@pytest.mark.parametrize("pattern", IDENTICAL)
+def test_slurm_outputs_are_byte_identical_to_a_local_run(runs, pattern):
+    byte_identical(runs, pattern)
+
+
+# The tissue DAG writes its patches as PNGs and its text embeddings besides.
+TISSUE_IDENTICAL = [*IDENTICAL, "results/cohort/images/*.png", "results/teacher/text_embeddings.parquet"]
+
+
+@pytest.mark.parametrize("pattern", TISSUE_IDENTICAL)
+def test_tissue_slurm_outputs_are_byte_identical_to_a_local_run(tissue_runs, pattern):
+    byte_identical(tissue_runs, pattern)
+
+
 def test_slurm_report_lists_every_method(runs):
     table = pl.read_csv(runs["slurm"] / "results/report/metrics.csv")
     assert {"teacher_note_photo", "base", "sft", "dpo", "orpo"} <= set(table["method"])
+
+
+def test_tissue_slurm_report_lists_every_method(tissue_runs):
+    table = pl.read_csv(tissue_runs["slurm"] / "results/report/metrics.csv")
+    assert table["method"].to_list() == ["teacher_image_nuclei", "teacher_image", "base", "sft", "dpo", "orpo"]
 
 
 def test_a_job_slurm_refuses_fails_clearly_and_the_rerun_reuses_what_was_made(cluster, tmp_path):

@@ -13,6 +13,7 @@ from mint.apps.tissue.tissues import TISSUE_IDS, TISSUES
 from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
 from mint.core.io import MintError, load_checkpoint, load_json, read_parquet, write_parquet
+from tests.factories import write_tiny_clip
 
 # 15 patches per tissue at 32 px (285 cases, 152 to train on) and 30 epochs: about 4 s on one core, to about
 # 0.6 test top-1 with image and nuclei against 0.25 with the image alone (seeds 0 and 1).
@@ -256,30 +257,8 @@ def test_minilm_embeds_captions_and_prompts(trained, tmp_path):
 # ---------------------------------------------------------------- CLIP checkpoints (PLIP)
 
 
-def _tiny_clip(folder):
-    """A freshly initialised CLIPModel with a character-level CLIP tokenizer, saved as a hub folder would be."""
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in (chr(i) for i in range(33, 127)):
-        if not c.isupper():  # the tokenizer lower-cases first
-            vocab.setdefault(c, len(vocab))
-            vocab.setdefault(c + "</w>", len(vocab))  # a character that ends a word
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
-    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
-    config = CLIPConfig(
-        text_config={**small, "vocab_size": len(vocab), "max_position_embeddings": 64, "bos_token_id": 0,
-                     "eos_token_id": 1, "pad_token_id": 1},
-        vision_config={**small, "image_size": 32, "patch_size": 8}, projection_dim=16)
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(folder)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
-
-
 def test_clip_checkpoint_ranks_every_tissue_deterministically(trained, tmp_path):
-    model = _tiny_clip(tmp_path / "clip")
+    model = write_tiny_clip(tmp_path / "clip")
     cases = load_cases(trained["paths"]["cases_path"]).head(5)
     names = [t.name for t in TISSUES]
     scores = tt.rank_with_clip(model, cases["image_path"].to_list(), names, tt.DEFAULT_PROMPT, batch_size=2)
@@ -294,14 +273,14 @@ def test_clip_checkpoint_ranks_every_tissue_deterministically(trained, tmp_path)
 
 
 def test_clip_rankings_file(trained, tmp_path):
-    model = _tiny_clip(tmp_path / "clip")
+    model = write_tiny_clip(tmp_path / "clip")
     p = trained["paths"]
     cases = load_cases(p["cases_path"]).head(4)
     write_parquet(cases, tmp_path / "cases.parquet", schemas.cases_schema(CASE_FIELDS))
     tt.rank_tissues_with_clip(tmp_path / "cases.parquet", p["candidates_path"], tmp_path / "r.parquet",
                               model=str(model), prompt_template=tt.DEFAULT_PROMPT, batch_size=3, threads=1)
     r = read_parquet(tmp_path / "r.parquet", schemas.RANKINGS)
-    assert r.height == 4 * 19 and set(r["modality"]) == {"clip"}
+    assert r.height == 4 * 19 and set(r["modality"]) == {"image"}
     assert r.group_by("case_id").agg(pl.col("rank").sort())["rank"].to_list() == [list(range(1, 20))] * 4
 
 
@@ -313,3 +292,57 @@ def test_unknown_clip_model_is_named(tmp_path):
     with pytest.raises(MintError, match="CLIP model .*empty.*folder"):
         (tmp_path / "empty").mkdir()
         tt.rank_with_clip(tmp_path / "empty", [image], ["Liver"])
+
+
+# ---------------------------------------------------------------- the teacher choice (config teacher.model)
+
+
+def _tissue_config(**teacher):
+    from mint.core.config import validate_config
+
+    return validate_config({"application": "tissue", "teacher": teacher}, source="test.yaml")
+
+
+@pytest.mark.parametrize("model, modalities, pair, metrics", [
+    ("trained", ("image_nuclei", "image"), "image_nuclei", "results/teacher/metrics.json"),
+    ("clip", ("image",), "image", None),
+])
+def test_the_teacher_model_selects_modalities_and_metrics(model, modalities, pair, metrics):
+    from mint.core.app import load_application, selected_teacher
+
+    teacher = selected_teacher(load_application("tissue"), _tissue_config(model=model))
+    assert (teacher.modalities, teacher.pair_modality, teacher.metrics) == (modalities, pair, metrics)
+    assert (model == "clip") == ("CLIP model vinid/plip" in teacher.description)
+
+
+def test_external_rankings_are_the_core_teacher(tmp_path):
+    from mint.core.app import load_application, selected_teacher
+
+    teacher = selected_teacher(load_application("tissue"), _tissue_config(model="external", rankings="r.parquet"))
+    assert (teacher.modalities, teacher.pair_modality, teacher.metrics) == (("external",), "external", None)
+
+
+def test_external_model_and_rankings_go_together():
+    with pytest.raises(MintError, match=r"test.yaml: config key 'teacher.model' is 'external' but 'teacher.rankings'"):
+        _tissue_config(model="external")
+    with pytest.raises(MintError, match=r"config key 'teacher.rankings' names 'r.parquet' but 'teacher.model' is "
+                                        r"'trained'; set teacher.model: external"):
+        _tissue_config(rankings="r.parquet")
+    with pytest.raises(MintError, match=r"config key 'teacher.model'.*'plip' is not one of"):
+        _tissue_config(model="plip")
+
+
+def test_a_clip_source_that_cannot_load_is_refused_at_start_up(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from mint.apps.tissue.teachers import check_clip_source
+
+    check_clip_source(str(tmp_path))  # a folder: its contents are checked when it loads
+    with pytest.raises(MintError, match=r"'teacher.clip.model': '\./no/such/clip/' is no folder and not a hub id"):
+        check_clip_source("./no/such/clip/")
+    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: True)
+    with pytest.raises(MintError, match=r"'teacher.clip.model': 'nobody/no-such-clip' is no folder here, and the "
+                                        r"Hugging Face hub is offline"):
+        check_clip_source("nobody/no-such-clip")
+    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False)
+    check_clip_source("nobody/no-such-clip")  # online: transformers downloads it when the rule runs

@@ -5,6 +5,7 @@ the image+nuclei teacher, the builtin vision student trained with SFT, DPO and O
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -66,3 +67,107 @@ def test_the_students_are_vision_models_trained_on_every_weight(tissue_run):
     answers = pl.read_parquet(tissue_run / "results/predict/seed7/orpo.parquet")
     assert answers.height == pl.read_parquet(tissue_run / "results/cohort/cases.parquet").filter(
         pl.col("split") == "test").height
+
+
+def snakemake(wd: Path, *args: str) -> str:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd),
+           "--cores", "2", "--configfile", CONFIG, *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
+    return res.stdout + res.stderr
+
+
+def planned(out: str) -> dict[str, int]:
+    """Rule -> job count from a dry run's 'Job stats' table, without the target `all`."""
+    table = out.split("Job stats:")[1].split("total")[0]
+    rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
+    return {rule: int(count) for rule, count in rows if rule != "all"}
+
+
+def teacher_change(wd: Path, model: str) -> Path:
+    """A config file that selects another teacher: a tiny CLIP checkpoint (made offline, in the working
+    folder) or external rankings (the trained teacher's own image+nuclei scores, as another model's)."""
+    import yaml
+
+    from tests.factories import write_tiny_clip
+
+    change: dict = {"model": model}
+    if model == "clip":
+        if not (wd / "clip").exists():
+            write_tiny_clip(wd / "clip")
+        change["clip"] = {"model": "clip", "batch_size": 8}
+    else:
+        ranks = pl.read_parquet(wd / "results/rankings/teacher.parquet").filter(pl.col("modality") == "image_nuclei")
+        ranks.select("case_id", "label_id", "score").write_parquet(wd / "external.parquet")
+        change["rankings"] = "external.parquet"
+    path = wd / f"teacher-{model}.yaml"
+    path.write_text(yaml.safe_dump({"teacher": change}))
+    return path
+
+
+# After the cohort and the student base, what reads the teacher's rankings (the base model's answers do not).
+DOWNSTREAM = {"build_preferences": 1, "train_student": 3, "predict_student": 3, "score_student": 3, "make_report": 1}
+
+
+@pytest.mark.parametrize("model, ranks, teacher_rows", [("clip", "rank_tissues_with_clip", 1),
+                                                        ("external", "import_rankings", 1)])
+def test_another_teacher_reruns_exactly_the_teacher_and_what_follows(tissue_run, model, ranks, teacher_rows):
+    plan = planned(snakemake(tissue_run, teacher_change(tissue_run, model), "--dry-run", "--nolock"))
+    assert plan == {ranks: 1, "score_teacher": teacher_rows, **DOWNSTREAM}
+
+
+@pytest.fixture(scope="module")
+def clip_run(tissue_run, tmp_path_factory):
+    """The tiny DAG again with a tiny CLIPModel as the teacher, in a copy of the trained run's folder."""
+    wd = tmp_path_factory.mktemp("clip") / "run"
+    shutil.copytree(tissue_run, wd, symlinks=True)
+    snakemake(wd, teacher_change(wd, "clip"))
+    return wd
+
+
+def test_a_clip_teacher_ranks_from_the_image_alone(clip_run):
+    ranks = pl.read_parquet(clip_run / "results/rankings/teacher.parquet")
+    cases = pl.read_parquet(clip_run / "results/cohort/cases.parquet")
+    assert set(ranks["modality"]) == {"image"} and ranks.height == cases.height * 19
+    table = pl.read_csv(clip_run / "results/report/metrics.csv")
+    assert table["method"].to_list() == ["teacher_image", "base", "sft", "dpo", "orpo"]
+    assert table["label"][0] == "teacher (image only)"
+    summary = (clip_run / "results/report/summary.md").read_text()
+    assert "Teacher: CLIP model clip, zero-shot from the image alone" in summary
+    prefs = pl.read_parquet(clip_run / "results/preferences/preferences.parquet")
+    row = prefs.row(0, named=True)
+    ranked = ranks.filter(pl.col("case_id") == row["case_id"]).sort("rank")["label_id"].to_list()
+    assert row["chosen_ids"] == ranked[:3] and row["rejected_ids"] == ranked[-3:][::-1]
+    assert "Nothing to be done" in snakemake(clip_run, teacher_change(clip_run, "clip"), "--dry-run")
+
+
+def test_a_missing_clip_folder_stops_the_workflow_at_start_up(tissue_run):
+    change = tissue_run / "teacher-missing.yaml"
+    change.write_text("teacher: {model: clip, clip: {model: models/no-such-clip}}\n")
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tissue_run),
+           "--cores", "2", "--configfile", CONFIG, str(change), "--dry-run", "--nolock"]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert res.returncode != 0
+    assert ("config key 'teacher.clip.model': 'models/no-such-clip' is no folder here, and the Hugging Face hub is "
+            "offline") in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("key, value", [("model", "clip2"), ("batch_size", 3), ("prompt_template", "{name}")])
+def test_a_clip_setting_reruns_the_clip_teacher_and_what_follows(clip_run, key, value):
+    """Each key the CLIP ranking reads is one of its params (mint's rule: a step's params are its contract)."""
+    import yaml
+
+    if not (clip_run / "clip2").exists():
+        shutil.copytree(clip_run / "clip", clip_run / "clip2")
+    change = yaml.safe_load(teacher_change(clip_run, "clip").read_text())
+    if key == "prompt_template":
+        change["teacher"][key] = value
+    else:
+        change["teacher"]["clip"][key] = value
+    path = clip_run / f"change-{key}.yaml"
+    path.write_text(yaml.safe_dump(change))
+    out = snakemake(clip_run, path, "--dry-run", "--nolock")
+    assert planned(out) == {"rank_tissues_with_clip": 1, "score_teacher": 1, **DOWNSTREAM}
+    reason = out.split("rule rank_tissues_with_clip:")[1].split("reason:")[1].splitlines()[0]
+    assert "Params have changed" in reason or (key == "model" and "Set of input files has changed" in reason), reason

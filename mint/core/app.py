@@ -52,6 +52,26 @@ def _identity_normalise(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class Teacher:
+    """The teacher a config selects: what its rankings hold and how the report names it.
+
+    `modalities`: the modalities of its rankings (each a teacher row of the report); `pair_modality`:
+    the one whose ranking makes the preference pairs; `metrics`: its JSON metrics file, or None;
+    `description`: one line the report gives (which model ranked, from what), or None.
+    """
+
+    modalities: tuple[str, ...]
+    pair_modality: str
+    metrics: str | None = None
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.pair_modality not in self.modalities:
+            raise MintError(f"teacher: pair_modality {self.pair_modality!r} is not one of its modalities "
+                            f"{list(self.modalities)}")
+
+
+@dataclass(frozen=True)
 class Application:
     """What an application declares; every field is read by the core or its rules.
 
@@ -63,6 +83,9 @@ class Application:
     - `case_fields`: its own columns of `cases.parquet`.
     - `teacher_modalities`: the modalities its teacher ranks (each scored in the report), with
       `modality_labels`; `pair_modality`: the one whose ranking makes the preference pairs.
+    - `select_teacher(config)`: when the application offers more than one teacher, the `Teacher` a
+      validated config selects; None: its one teacher (`teacher_modalities`, `pair_modality`,
+      `teacher_metrics`). Either way, a config that names external rankings selects those (`selected_teacher`).
     - `student_kind` ('text' | 'vision'), `student_text` / `student_image`: the cases columns the student
       reads, `student_input`: how the report names that input.
     - `prompt`: system message, user template and answer header; `normalise`: how names are made
@@ -103,6 +126,7 @@ class Application:
     summary_sections: Callable[[Mapping[str, Any]], list[str]] | None = None
     check_config: Callable[[Mapping[str, Any], str], None] | None = None
     check_inputs: Callable[[Mapping[str, Any], str], None] | None = None
+    select_teacher: Callable[[Mapping[str, Any]], Teacher] | None = None
 
     def __post_init__(self) -> None:
         if self.student_kind not in STUDENT_KINDS:
@@ -137,10 +161,12 @@ def package_file(package: str, name: str) -> Path:
     return Path(str(resources.files(package).joinpath(name)))
 
 
-def teacher_modalities(app: Application, external: bool) -> list[str]:
-    """Modalities the teacher's rankings hold: the application's, or `external` for imported rankings."""
-    return ["external"] if external else list(app.teacher_modalities)
-
-
-def pair_modality(app: Application, external: bool) -> str:
-    return "external" if external else app.pair_modality
+def selected_teacher(app: Application, config: Mapping[str, Any]) -> Teacher:
+    """The teacher a validated config selects: external rankings (config `teacher.rankings`), the
+    application's choice (`select_teacher`), or its one teacher."""
+    rankings = config["teacher"]["rankings"]
+    if rankings is not None:
+        return Teacher(("external",), "external", None, f"rankings imported from {rankings}")
+    if app.select_teacher is not None:
+        return app.select_teacher(config)
+    return Teacher(tuple(app.teacher_modalities), app.pair_modality, app.teacher_metrics)

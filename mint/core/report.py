@@ -92,14 +92,15 @@ def make_report(
     k: int, ks: Sequence[int], n_boot: int, seed: int, teacher_metrics: str | Path | None = None,
     cases_path: str | Path | None = None, candidates_path: str | Path | None = None,
     excluded_path: str | Path | None = None, rankings_path: str | Path | None = None, modality: str | None = None,
-    q: int | None = None,
+    q: int | None = None, teacher_description: str | None = None,
 ) -> pl.DataFrame:
     """Write the comparison under `out_dir`; with the cohort files, also the cohort and per-label sections.
 
     `k`: labels a student names; `ks`: the top-k accuracies reported; `n_boot` bootstrap resamples.
     With the teacher's rankings (`modality`: the one that made the pairs, `q`: the rejected list's
     length), also `agreement.csv` (coverage of the teacher's top k, avoidance of its bottom q) and
-    `confusion.png` (true label against the label MINT names first).
+    `confusion.png` (true label against the label MINT names first). `teacher_description`: which
+    teacher ranked, from what (a line of the summary).
     """
     rows = row_labels(app)
     scores = pl.concat([read_parquet(p, schemas.CASE_SCORES) for p in score_paths])
@@ -142,7 +143,7 @@ def make_report(
     _plot_accuracy(table, k, app, out / "accuracy.png")
     _plot_training(train_dirs, rows, out / "training.png")
     context = {"table": table, "k": k, "ks": list(ks), "teacher_metrics": teacher, "cohort": cohort, "cases": cases,
-               "agreement": agreement, "q": q}
+               "agreement": agreement, "q": q, "teacher_description": teacher_description}
     _write_summary(app, rows, context, training, comparisons, out / "summary.md")
     return table
 
@@ -246,6 +247,7 @@ def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[s
         + (f"; students trained with {seeds} seeds give the mean over seeds, resampled by case." if seeds > 1
            else "."),
         "",
+        *([f"Teacher: {context['teacher_description']}.", ""] if context.get("teacher_description") else []),
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]

@@ -1,5 +1,6 @@
 # The tissue application: H&E patches with nucleus masks (simulated, PanNuke or a manifest), the
-# image+nuclei teacher (or a CLIP checkpoint such as PLIP), and the builtin vision student.
+# teacher config teacher.model selects (the image+nuclei teacher trained here, a CLIP checkpoint
+# such as PLIP, or external rankings: rules/core/teacher.smk), and the builtin vision student.
 # Writes what the core rules read: results/cohort/*, results/rankings/teacher.parquet.
 
 
@@ -77,7 +78,7 @@ rule train_teacher:
         "../../workflow_scripts/tissue/train_teacher.py"
 
 
-if not external_rankings():
+if teacher_model() == "trained":
 
     rule rank_tissues:
         input:
@@ -101,6 +102,34 @@ if not external_rankings():
             runtime=30,
         script:
             "../../workflow_scripts/tissue/rank_tissues.py"
+
+
+if teacher_model() == "clip":
+
+    rule rank_tissues_with_clip:
+        input:
+            **cohort_files(),
+            images=f"{COHORT}/images",
+            model=clip_files(),
+        output:
+            rankings=TEACHER_RANKINGS,
+        log:
+            "logs/rank_tissues_with_clip/rank_tissues_with_clip.log",
+        benchmark:
+            "benchmarks/rank_tissues_with_clip.tsv"
+        params:
+            model=config["teacher"]["clip"]["model"],
+            prompt_template=lambda wildcards: config["teacher"]["prompt_template"],  # its {name} is no wildcard
+            batch_size=config["teacher"]["clip"]["batch_size"],
+            threads=config["teacher"]["threads"],
+        conda:
+            "../../envs/mint.yaml"
+        threads: 2
+        resources:
+            mem_mb=8000,
+            runtime=60,
+        script:
+            "../../workflow_scripts/tissue/rank_tissues_with_clip.py"
 
 
 rule build_student:

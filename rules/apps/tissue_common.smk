@@ -1,4 +1,6 @@
 # The tissue application's paths and settings (rules/apps/tissue.smk uses them).
+from mint.apps.tissue.teachers import check_clip_source
+
 TEACHER = "results/teacher"
 NUCLEI = f"{COHORT}/nuclei.parquet"
 TEXT_EMBEDDINGS = f"{TEACHER}/text_embeddings.parquet"
@@ -17,3 +19,19 @@ TEACHER_TRAINING = (
     "threads",
     "cross_fit",
 )
+
+
+def teacher_model():
+    """config teacher.model: trained (here), clip (a CLIP checkpoint) or external (teacher.rankings)."""
+    return config["teacher"]["model"]
+
+
+def clip_files():
+    """The CLIP checkpoint's folder when it is one (editing it reruns the ranking); a hub id: nothing."""
+    model = config["teacher"]["clip"]["model"]
+    return [model] if Path(model).is_dir() else []
+
+
+# A CLIP source that cannot load fails as the workflow starts, not hours into a run.
+if teacher_model() == "clip":
+    check_clip_source(config["teacher"]["clip"]["model"])

@@ -8,7 +8,7 @@ rule build_preferences:
     log:
         "logs/build_preferences/build_preferences.log",
     params:
-        modality=pair_modality(APP, external_rankings()),
+        modality=pair_modality(),
         prompt=lambda wildcards: prompt(),  # a function: the template's {braces} are not wildcards
         text_field=APP.student_text,
         image_field=APP.student_image,

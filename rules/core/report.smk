@@ -20,7 +20,8 @@ rule make_report:
         application=config["application"],
         k=config["preferences"]["k"],
         q=config["preferences"]["q"],
-        modality=pair_modality(APP, external_rankings()),
+        modality=pair_modality(),
+        teacher_description=lambda wildcards: TEACHER_CHOICE.description,  # its {name} is no wildcard
         ks=config["evaluation"]["ks"],
         bootstrap=config["evaluation"]["bootstrap"],
         seed=config["seed"],

@@ -3,8 +3,9 @@
 A teacher that sees an H&E patch and its nucleus information (types, sizes and density from the
 nucleus masks) ranks the 19 tissues; the student, a vision LLM, sees the image only. This package
 holds what knows about tissues: the tissues and nucleus types, simulated patches with masks and
-captions, PanNuke and manifest readers, the image+nuclei teacher (or a CLIP checkpoint such as
-PLIP), the builtin vision student and the prompt. Its rules are `rules/apps/tissue.smk`.
+captions, PanNuke and manifest readers, the image+nuclei teacher (or, by config `teacher.model`, a
+CLIP checkpoint such as PLIP, or external rankings), the builtin vision student and the prompt. Its
+rules are `rules/apps/tissue.smk`.
 
     snakemake --cores 2 --configfile config/tissue.yaml
 """
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from mint.apps.tissue.cohort import CASE_FIELDS
 from mint.apps.tissue.prompts import PROMPT, normalise
-from mint.apps.tissue.tissues import check_config, check_inputs
+from mint.apps.tissue.teachers import TEACHER_METRICS, check_config, select_teacher
+from mint.apps.tissue.tissues import check_inputs
 from mint.core.app import Application, package_file
 from mint.core.config import load_yaml
 
@@ -31,8 +33,9 @@ APPLICATION = Application(
     student_kind="vision",
     student_image="image_path",
     student_input="the image",
-    teacher_metrics="results/teacher/metrics.json",
+    teacher_metrics=TEACHER_METRICS,
     normalise=normalise,
     check_config=check_config,
     check_inputs=check_inputs,
+    select_teacher=select_teacher,  # config teacher.model: trained (the fields above), clip or external
 )

@@ -107,7 +107,8 @@ def build_builtin_student(cases_path: str | Path, settings: Mapping[str, Any], o
     t0 = time.perf_counter()
     rows = caption_rows(load_cases(cases_path), bool(train_cfg["ask_tissue"]))
     names = [t.name for t in TISSUES]
-    texts = [DEFAULT_SYSTEM, DEFAULT_USER, DESCRIBE, ASK_TISSUE, HEADER, *names, *(r["completion"][0]["content"] for r in rows)]
+    texts = [DEFAULT_SYSTEM, DEFAULT_USER, DESCRIBE, ASK_TISSUE, HEADER, *names,
+             *(r["completion"][0]["content"] for r in rows)]
     model, processor = build_tiny_llava(texts, int(cfg["image_size"]), int(cfg["patch"]),
                                         vocab_size=int(cfg["vocab_size"]), text=cfg["text"], vision=cfg["vision"],
                                         seed=int(train_cfg["seed"]))

@@ -484,8 +484,9 @@ def rank_with_clip(model_id_or_path: str | Path, image_paths: Sequence[str | Pat
 
 def rank_tissues_with_clip(cases_path: str | Path, candidates_path: str | Path, out_path: str | Path, *,
                            model: str, prompt_template: str, batch_size: int, threads: int,
-                           modality: str = "clip") -> None:
-    """RANKINGS rows of every case from a CLIP checkpoint (`rank_with_clip`), under `modality`."""
+                           modality: str = "image") -> None:
+    """RANKINGS rows of every case from a CLIP checkpoint (`rank_with_clip`), under `modality` (a CLIP
+    model sees the image alone)."""
     torch.set_num_threads(threads)
     cases, labels = load_cases(cases_path), load_labels(candidates_path)
     require_columns(cases, ["image_path"], str(cases_path))
