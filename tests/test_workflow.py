@@ -125,7 +125,9 @@ def test_provenance_sidecars(tiny_run):
 
 def test_bad_manifest_fails_with_a_clear_message_and_no_cohort(tmp_path):
     wd = workdir(tmp_path)
-    (wd / "manifest.csv").write_text("case_id,note,disease_id\np1,seizures,OMIM:100100\n")
+    # Four diseases: k + q = 4 of the tiny config fit (checked at start-up), so the cohort step reads it.
+    (wd / "manifest.csv").write_text("case_id,note,disease_id\n" + "".join(
+        f"p{i},seizures,OMIM:10010{i}\n" for i in range(4)))
     # A manifest has notes only: no HPO terms for the Phenomizer baseline of the tiny config.
     (wd / "manifest.yaml").write_text("cohort: {source: manifest, manifest: {path: manifest.csv}}\n"
                                       "baselines: {phenomizer: false}\n")
