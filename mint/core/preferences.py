@@ -23,16 +23,23 @@ import polars as pl
 
 from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
-from mint.core.io import MintError, provenance, read_parquet, write_parquet
+from mint.core.io import MintError, provenance, write_parquet
 from mint.core.prompts import assistant, build_prompt, format_answer
+from mint.core.rankings import ranked_lists
 
 log = logging.getLogger(__name__)
 
 
-def pick_lists(ranked: Sequence[str], truth: str, k: int, q: int, rejected: str, truth_in_chosen: bool):
-    """(chosen ids, rejected ids) from one case's ranked candidates (best first). Pure, per example."""
-    if len(ranked) < k + q:
-        raise MintError(f"{len(ranked)} candidates are too few for k={k} + q={q} "
+def pick_lists(ranked: Sequence[str], truth: str, k: int, q: int, rejected: str, truth_in_chosen: bool,
+               n_ranked: int | None = None):
+    """(chosen ids, rejected ids) from one case's ranked candidates (best first). Pure, per example.
+
+    `ranked` may be the whole ranking, or (`n_ranked`: the whole ranking's length) the part of it that
+    `_training_lists` keeps: the best k + q + 1, the worst q + 1 and the truth, which decide both lists.
+    """
+    n_ranked = len(ranked) if n_ranked is None else n_ranked
+    if n_ranked < k + q:
+        raise MintError(f"{n_ranked} candidates are too few for k={k} + q={q} "
                         "(config keys 'preferences.k', 'preferences.q')")
     ranked = list(ranked)
     if truth_in_chosen and truth in ranked:
@@ -51,6 +58,20 @@ def sft_target(ranked: Sequence[str], truth: str, k: int, target: str) -> list[s
     return [truth, *[d for d in ranked if d != truth][: k - 1]]
 
 
+def _training_lists(rankings_path: str | Path, modality: str, train: pl.DataFrame, k: int,
+                    q: int) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Per training case: the labels `pick_lists` and `sft_target` can reach, best first, and how many it ranks.
+
+    Those are the best k + q + 1 (chosen, or the truth plus the best k - 1 others, then the hard
+    negatives, one further when the truth moved up), the worst q + 1 (the bottom negatives, one further
+    when the truth is among them) and the truth; read streamed, never the whole (cases x labels) table.
+    """
+    lists = ranked_lists(rankings_path, modality, top=k + q + 1, bottom=q + 1,
+                         truth=train.select("case_id", "label_id"))
+    return (dict(zip(lists["case_id"].to_list(), lists["label_ids"].to_list())),
+            dict(zip(lists["case_id"].to_list(), lists["n"].to_list())))
+
+
 def build_preferences(
     cases_path: str | Path, candidates_path: str | Path, rankings_path: str | Path,
     preferences_path: str | Path, sft_path: str | Path, *, modality: str, prompt: Mapping[str, str],
@@ -64,13 +85,9 @@ def build_preferences(
     """
     cases, candidates = load_cases(cases_path), load_labels(candidates_path)
     names = dict(zip(candidates["label_id"].to_list(), candidates["name"].to_list()))
-    rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
-    ranked_of = {
-        case_id: group.sort("rank")["label_id"].to_list()
-        for (case_id,), group in rankings.group_by("case_id")
-    }
     header = prompt["header"]
     train = cases.filter(pl.col("split") == "train").sort("case_id")
+    ranked_of, n_of = _training_lists(rankings_path, modality, train, k, q)
     untrained = sorted(set(candidates["label_id"].to_list()) - set(train["label_id"].to_list()))
     if untrained:  # allowed (a label may be a distractor only), but the student never sees it as the truth
         log.warning("%d of %d candidate labels have no training case (e.g. %s): the student sees them only in "
@@ -81,7 +98,8 @@ def build_preferences(
         if ranked is None:
             raise MintError(f"{rankings_path}: no '{modality}' ranking for training case {case['case_id']!r}")
         messages = build_prompt(prompt, k, case[text_field] if text_field else None, text_field)
-        chosen, rejected_ids = pick_lists(ranked, case["label_id"], k, q, rejected, truth_in_chosen)
+        chosen, rejected_ids = pick_lists(ranked, case["label_id"], k, q, rejected, truth_in_chosen,
+                                          n_ranked=n_of[case["case_id"]])
         pref_rows.append({
             "case_id": case["case_id"],
             "prompt": messages,

@@ -1,26 +1,35 @@
 """The teacher's rankings as a table (RANKINGS), from score matrices or from an external model's file.
 
+Rankings grow as cases x labels (100,000 cases x 800 labels = 80 million rows a modality), so they
+are written a row group at a time (`RankingsWriter`) and read back only in the part a step needs
+(`ranked_lists`: each case's best and worst few labels), never whole.
+
     python -c "import numpy; from mint.core.rankings import *; print(rankings_frame('a', 'x', numpy.ones((1, 1)), 'm'))"
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
-from mint.core.io import MintError, provenance, write_parquet
+from mint.core.io import MintError, atomic_path, provenance, write_parquet, write_provenance
+
+# pyarrow's default row group (rows): `RankingsWriter` cuts its groups there too, so its file has
+# the bytes `write_parquet` gives the whole table.
+ROW_GROUP = 1024 * 1024
 
 
 def rankings_frame(case_ids: Sequence[str], classes: Sequence[str], scores: np.ndarray, modality: str) -> pl.DataFrame:
     """RANKINGS rows of a (cases x labels) score matrix; rank 1 = highest score, ties by label order."""
-    order = np.argsort(-scores, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :].repeat(len(scores), 0), axis=1)
+    ranks = _ranks(scores)
     n, m = scores.shape
     return pl.DataFrame(
         {
@@ -31,6 +40,124 @@ def rankings_frame(case_ids: Sequence[str], classes: Sequence[str], scores: np.n
             "rank": ranks.reshape(-1).astype(np.int32),
         }
     )
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :].repeat(len(scores), 0), axis=1)
+    return ranks
+
+
+class RankingsWriter:
+    """RANKINGS written batch by batch, in row groups of `ROW_GROUP` rows: memory holds one group.
+
+    Same rows in the same order give the same bytes as `write_parquet(pl.concat(rankings_frame(...)))`;
+    the file appears (atomically, with its provenance) when the `with` block ends without error.
+
+        with RankingsWriter(path, classes, prov) as out:
+            out.add(case_ids, scores, modality)  # any number of (cases x labels) batches
+    """
+
+    def __init__(self, path: str | Path, classes: Sequence[str], prov: Mapping[str, Any] | None = None) -> None:
+        self.path, self.prov = Path(path), prov
+        self.classes = pa.array(list(classes), pa.string())
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+
+    def __enter__(self) -> RankingsWriter:
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        self._writer = pq.ParquetWriter(tmp, schemas.RANKINGS, compression="zstd")
+        return self
+
+    def add(self, case_ids: Sequence[str], scores: np.ndarray, modality: str) -> None:
+        """Rows of a (cases x labels) score matrix; rank 1 = highest score, ties by label order."""
+        n, m = scores.shape
+        if m != len(self.classes) or n != len(case_ids):
+            raise MintError(f"{self.path}: scores of shape {scores.shape} for {len(case_ids)} cases and "
+                            f"{len(self.classes)} labels")
+        table = pa.table({
+            "case_id": pa.array(list(case_ids), pa.string()).take(np.repeat(np.arange(n), m)),
+            "modality": pa.array([modality], pa.string()).take(np.zeros(n * m, dtype=np.int64)),
+            "label_id": self.classes.take(np.tile(np.arange(m), n)),
+            "score": scores.reshape(-1).astype(np.float64),
+            "rank": _ranks(scores).reshape(-1).astype(np.int32),
+        }, schema=schemas.RANKINGS)
+        self._pending.append(table)
+        self._rows += table.num_rows
+        if self._rows >= ROW_GROUP:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        table = pa.concat_tables(self._pending).combine_chunks()
+        while table.num_rows >= ROW_GROUP or (final and table.num_rows):
+            self._writer.write_table(table.slice(0, ROW_GROUP), row_group_size=ROW_GROUP)
+            table = table.slice(ROW_GROUP)
+        self._pending, self._rows = ([table] if table.num_rows else []), table.num_rows
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if exc[0] is None and self._pending:
+                self._flush(final=True)
+            self._writer.close()
+        finally:
+            self._atomic.__exit__(*exc)
+        if exc[0] is None and self.prov is not None:
+            write_provenance(self.path, self.prov)
+
+
+def write_rankings(path: str | Path, case_ids: Sequence[str], classes: Sequence[str],
+                   scores: Mapping[str, np.ndarray], prov: Mapping[str, Any] | None = None,
+                   batch: int = 4096) -> None:
+    """RANKINGS of each modality's (cases x labels) matrix in `scores`, `batch` cases at a time.
+
+    The bytes of `write_parquet(pl.concat([rankings_frame(case_ids, classes, s, m) for m, s in ...]))`,
+    without the 5-column frame of cases x labels x modalities rows in memory.
+    """
+    case_ids = list(case_ids)
+    with RankingsWriter(path, classes, prov) as out:
+        for modality, matrix in scores.items():
+            for start in range(0, len(case_ids), batch):
+                out.add(case_ids[start:start + batch], matrix[start:start + batch], modality)
+
+
+def ranked_lists(path: str | Path, modality: str, *, top: int, bottom: int = 0,
+                 truth: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Each case's labels best first, of one modality, keeping only what a step reads: the `top` best,
+    the `bottom` worst and (with `truth`: case_id, label_id) the case's own label.
+
+    Columns: case_id, n (labels the case ranks), first (the row where the case first appears in the
+    file), label_ids (the kept labels, in rank order). With `truth`, only its cases. Two streamed
+    passes over the file (polars' streaming engine), so memory grows with cases x (top + bottom),
+    not with cases x labels. A case whose ranks are not exactly 1..n (never written by
+    `rankings_frame` / `import_rankings`, but a hand-made file may tie) keeps all its labels,
+    ordered by rank then label id.
+    """
+    if not Path(path).exists():
+        raise MintError(f"file not found: {path}")
+    have = pq.read_schema(path).names
+    missing = [c for c in schemas.RANKINGS.names if c not in have]
+    if missing:
+        raise MintError(f"{path}: missing columns {missing}; have {have}")
+    lazy = (pl.scan_parquet(path).with_row_index("_row").filter(pl.col("modality") == modality)
+            .select("_row", "case_id", "label_id", pl.col("rank").cast(pl.Int64)))
+    if truth is not None:
+        lazy = lazy.join(truth.lazy().select("case_id", pl.col("label_id").alias("_truth")), on="case_id")
+    # Ranks 1..n: least 1, most n, and the sums of the ranks and of their squares those of 1..n.
+    n = pl.len().cast(pl.Int64)
+    per_case = lazy.group_by("case_id").agg(
+        n=n, first=pl.col("_row").min(),
+        ordinal=(pl.col("rank").min() == 1) & (pl.col("rank").max() == n) & (pl.col("rank").sum() == n * (n + 1) // 2)
+        & ((pl.col("rank") * pl.col("rank")).sum() == n * (n + 1) * (2 * n + 1) // 6),
+    ).collect(engine="streaming")
+    keep = (~pl.col("ordinal")) | (pl.col("rank") <= top) | (pl.col("rank") > pl.col("n") - bottom)
+    if truth is not None:
+        keep = keep | (pl.col("label_id") == pl.col("_truth"))
+    kept = (lazy.join(per_case.lazy(), on="case_id").filter(keep).select("case_id", "label_id", "rank")
+            .collect(engine="streaming"))
+    lists = kept.sort("case_id", "rank", "label_id").group_by("case_id", maintain_order=True).agg(label_ids="label_id")
+    return per_case.select("case_id", "n", "first").join(lists, on="case_id").sort("first")
 
 
 def import_rankings(external: str | Path, cases_path: str | Path, candidates_path: str | Path,

@@ -33,6 +33,7 @@ from mint.core.evaluate import (
     teacher_agreement,
 )
 from mint.core.io import atomic_path, load_json, provenance, read_parquet, write_json, write_parquet
+from mint.core.rankings import ranked_lists
 
 STUDENT_ROWS = {"base": "base model", "sft": "SFT", "dpo": "DPO (from SFT)", "orpo": "MINT (ORPO)"}
 
@@ -63,12 +64,22 @@ def score_ranker(cases_path: str | Path, rankings_path: str | Path, out_path: st
     A ranker ranks every candidate, so it is scored on as many labels as the largest k the report asks.
     """
     truth = split_truth(load_cases(cases_path))
-    rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(
-        (pl.col("modality") == modality) & pl.col("case_id").is_in(truth["case_id"].to_list())
-    )
+    rankings = _top_rows(rankings_path, modality, top=k, truth=truth)
     truth = truth.filter(pl.col("case_id").is_in(rankings["case_id"].unique().to_list()))
     scores = score_rankings(rankings, truth, k, method)
     write_parquet(scores, out_path, schemas.CASE_SCORES, provenance({"modality": modality, "k": k}))
+
+
+def _top_rows(rankings_path: str | Path, modality: str, *, top: int, bottom: int = 0,
+              truth: pl.DataFrame | None = None) -> pl.DataFrame:
+    """RANKINGS rows (case_id, modality, label_id, rank) of each case's best `top` and worst `bottom`
+    labels (`mint.core.rankings.ranked_lists`), cases in their order in the file: what the teacher's
+    scores and agreement read, streamed rather than the whole cases x labels table."""
+    lists = ranked_lists(rankings_path, modality, top=top, bottom=bottom,
+                         truth=None if truth is None else truth.select("case_id", "label_id"))
+    return (lists.select("case_id", "label_ids").explode("label_ids")
+            .select("case_id", modality=pl.lit(modality), label_id="label_ids",
+                    rank=pl.int_range(1, pl.len() + 1).over("case_id").cast(pl.Int32)))
 
 
 def row_labels(app: Application) -> dict[str, str]:
@@ -128,7 +139,7 @@ def make_report(
         _plot_per_label(per_label, rows, app, out / "per_label.png")
     agreement = None
     if rankings_path and modality and q:
-        teacher_lists = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
+        teacher_lists = _top_rows(rankings_path, modality, top=k, bottom=q)
         agreement = teacher_agreement(scores.filter(~pl.col("method").str.starts_with("teacher_")), teacher_lists,
                                       k, q)
         with atomic_path(out / "agreement.csv") as tmp:
