@@ -119,7 +119,8 @@ def _whole_lists(rankings_path, modality, train, k, q):
     """Before streaming: the whole table in memory, each case's labels sorted by rank."""
     rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
     ranked = {case_id: group.sort("rank")["label_id"].to_list() for (case_id,), group in rankings.group_by("case_id")}
-    return ranked, {c: len(v) for c, v in ranked.items()}
+    return pl.DataFrame({"case_id": list(ranked), "n": [len(v) for v in ranked.values()],
+                         "label_ids": list(ranked.values())})
 
 
 def measure(step: str, folder: Path) -> tuple[float, float]:

@@ -15,7 +15,7 @@ from mint.apps.rare_disease.prompts import PROMPT
 from mint.core import preferences, schemas
 from mint.core.evaluate import score_rankings, teacher_agreement
 from mint.core.io import read_parquet, write_parquet
-from mint.core.rankings import ROW_GROUP, ranked_lists, rankings_frame, write_rankings
+from mint.core.rankings import ranked_lists, rankings_frame, write_rankings
 from mint.core.report import _top_rows, score_ranker
 from tests.factories import make_cases, make_labels, write_cohort
 
@@ -46,9 +46,9 @@ def test_streamed_writer_gives_the_bytes_of_the_whole_table(cohort):
 
 
 def test_streamed_writer_cuts_row_groups_where_pyarrow_does(tmp_path, monkeypatch):
-    import mint.core.rankings as rankings
+    import mint.core.io as io
 
-    monkeypatch.setattr(rankings, "ROW_GROUP", 100)  # several groups, cut mid-batch and mid-case
+    monkeypatch.setattr(io, "ROW_GROUP", 100)  # several groups, cut mid-batch and mid-case
     scores = {"a": np.random.default_rng(1).normal(size=(23, 17))}
     ids, labels = [f"c{i}" for i in range(23)], [f"l{j}" for j in range(17)]
     write_rankings(tmp_path / "s.parquet", ids, labels, scores, batch=5)
@@ -58,14 +58,34 @@ def test_streamed_writer_cuts_row_groups_where_pyarrow_does(tmp_path, monkeypatc
     pq.write_table(table, tmp_path / "w.parquet", compression="zstd", row_group_size=100)
     assert pq.ParquetFile(tmp_path / "s.parquet").metadata.num_row_groups == 4
     assert (tmp_path / "s.parquet").read_bytes() == (tmp_path / "w.parquet").read_bytes()
-    assert ROW_GROUP == 1024 * 1024  # pyarrow's default, which write_parquet uses
+
+
+def test_row_group_is_pyarrows_default(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mint.core.io import ROW_GROUP
+
+    pq.write_table(pa.table({"x": np.arange(ROW_GROUP + 1)}), tmp_path / "x.parquet")
+    groups = pq.ParquetFile(tmp_path / "x.parquet").metadata
+    assert groups.num_row_groups == 2 and groups.row_group(0).num_rows == ROW_GROUP
+
+
+def test_empty_stream_gives_the_bytes_of_an_empty_table(tmp_path):
+    from mint.core.io import ParquetStream
+
+    with ParquetStream(tmp_path / "s.parquet", schemas.RANKINGS):
+        pass
+    write_parquet(pl.from_arrow(schemas.RANKINGS.empty_table()), tmp_path / "w.parquet", schemas.RANKINGS)
+    assert (tmp_path / "s.parquet").read_bytes() == (tmp_path / "w.parquet").read_bytes()
 
 
 def _whole_lists(rankings_path, modality, train, k, q):
     """The straightforward way: the whole table, each case's labels sorted by rank."""
     rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
     ranked = {case_id: group.sort("rank")["label_id"].to_list() for (case_id,), group in rankings.group_by("case_id")}
-    return ranked, {c: len(v) for c, v in ranked.items()}
+    return pl.DataFrame({"case_id": list(ranked), "n": [len(v) for v in ranked.values()],
+                         "label_ids": list(ranked.values())})
 
 
 SETTINGS = [
@@ -79,12 +99,12 @@ SETTINGS = [
 
 @pytest.mark.parametrize("settings", SETTINGS)
 def test_preferences_equal_those_from_the_whole_table(cohort, tmp_path, monkeypatch, settings):
-    def build(out):
+    def build(out, **chunk):
         preferences.build_preferences(cohort["cases"], cohort["candidates"], cohort["rankings"],
                                       tmp_path / out / "p.parquet", tmp_path / out / "s.parquet", modality="a",
-                                      prompt=PROMPT.resolved(None), text_field="note", **settings)
+                                      prompt=PROMPT.resolved(None), text_field="note", **settings, **chunk)
 
-    build("streamed")
+    build("streamed", chunk=7)  # rows made 7 cases at a time, written as one table
     with monkeypatch.context() as m:
         m.setattr(preferences, "_training_lists", _whole_lists)
         build("whole")

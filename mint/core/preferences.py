@@ -23,7 +23,7 @@ import polars as pl
 
 from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
-from mint.core.io import MintError, provenance, write_parquet
+from mint.core.io import MintError, ParquetStream, provenance
 from mint.core.prompts import assistant, build_prompt, format_answer
 from mint.core.rankings import ranked_lists
 
@@ -58,81 +58,84 @@ def sft_target(ranked: Sequence[str], truth: str, k: int, target: str) -> list[s
     return [truth, *[d for d in ranked if d != truth][: k - 1]]
 
 
-def _training_lists(rankings_path: str | Path, modality: str, train: pl.DataFrame, k: int,
-                    q: int) -> tuple[dict[str, list[str]], dict[str, int]]:
-    """Per training case: the labels `pick_lists` and `sft_target` can reach, best first, and how many it ranks.
+def _training_lists(rankings_path: str | Path, modality: str, train: pl.DataFrame, k: int, q: int) -> pl.DataFrame:
+    """Per training case (case_id, n, label_ids): the labels `pick_lists` and `sft_target` can reach, best
+    first, and how many the case ranks.
 
     Those are the best k + q + 1 (chosen, or the truth plus the best k - 1 others, then the hard
     negatives, one further when the truth moved up), the worst q + 1 (the bottom negatives, one further
     when the truth is among them) and the truth; read streamed, never the whole (cases x labels) table.
     """
-    lists = ranked_lists(rankings_path, modality, top=k + q + 1, bottom=q + 1,
-                         truth=train.select("case_id", "label_id"))
-    return (dict(zip(lists["case_id"].to_list(), lists["label_ids"].to_list())),
-            dict(zip(lists["case_id"].to_list(), lists["n"].to_list())))
+    return ranked_lists(rankings_path, modality, top=k + q + 1, bottom=q + 1,
+                        truth=train.select("case_id", "label_id")).select("case_id", "n", "label_ids")
 
 
 def build_preferences(
     cases_path: str | Path, candidates_path: str | Path, rankings_path: str | Path,
     preferences_path: str | Path, sft_path: str | Path, *, modality: str, prompt: Mapping[str, str],
     text_field: str | None, k: int, q: int, rejected: str = "bottom", truth_in_chosen: bool = False,
-    sft_target_kind: str = "teacher", seed: int = 0, image_field: str | None = None,
+    sft_target_kind: str = "teacher", seed: int = 0, image_field: str | None = None, chunk: int = 8192,
 ) -> None:
     """Write PREFERENCES and SFT rows for the training split from the `modality` rankings.
 
     `text_field` / `image_field`: the cases columns the student reads (its text, its image path);
     with an image, each row also holds `images` (TRL's vision format, the image before the text).
+    Rows are made and written `chunk` cases at a time (`ParquetStream`: the bytes of one write).
     """
     cases, candidates = load_cases(cases_path), load_labels(candidates_path)
     names = dict(zip(candidates["label_id"].to_list(), candidates["name"].to_list()))
     header = prompt["header"]
     train = cases.filter(pl.col("split") == "train").sort("case_id")
-    ranked_of, n_of = _training_lists(rankings_path, modality, train, k, q)
+    lists = _training_lists(rankings_path, modality, train, k, q)
+    unranked = train.join(lists, on="case_id", how="anti")["case_id"]
+    if unranked.len():
+        raise MintError(f"{rankings_path}: no '{modality}' ranking for training case {unranked[0]!r}")
+    train = train.join(lists, on="case_id", how="left", maintain_order="left")
     untrained = sorted(set(candidates["label_id"].to_list()) - set(train["label_id"].to_list()))
     if untrained:  # allowed (a label may be a distractor only), but the student never sees it as the truth
         log.warning("%d of %d candidate labels have no training case (e.g. %s): the student sees them only in "
                     "the teacher's lists", len(untrained), candidates.height, untrained[:5])
-    pref_rows, sft_rows = [], []
-    for case in train.iter_rows(named=True):
-        ranked = ranked_of.get(case["case_id"])
-        if ranked is None:
-            raise MintError(f"{rankings_path}: no '{modality}' ranking for training case {case['case_id']!r}")
-        messages = build_prompt(prompt, k, case[text_field] if text_field else None, text_field)
-        chosen, rejected_ids = pick_lists(ranked, case["label_id"], k, q, rejected, truth_in_chosen,
-                                          n_ranked=n_of[case["case_id"]])
-        pref_rows.append({
-            "case_id": case["case_id"],
-            "prompt": messages,
-            "chosen": assistant(format_answer([names[d] for d in chosen], header)),
-            "rejected": assistant(format_answer([names[d] for d in rejected_ids], header)),
-            "chosen_ids": chosen,
-            "rejected_ids": rejected_ids,
-            "truth_in_chosen": case["label_id"] in chosen,
-            "teacher": modality,
-            "k": k,
-            "q": q,
-            "seed": seed,
-        })
-        if image_field:
-            pref_rows[-1]["images"] = [case[image_field]]
-        target = sft_target(ranked, case["label_id"], k, sft_target_kind)
-        sft_rows.append({
-            "case_id": case["case_id"],
-            "prompt": messages,
-            "completion": assistant(format_answer([names[d] for d in target], header)),
-            "target_ids": target,
-            "target": sft_target_kind,
-            "k": k,
-            "seed": seed,
-            **({"images": [case[image_field]]} if image_field else {}),
-        })
     settings = {"modality": modality, "prompt": dict(prompt), "k": k, "q": q, "rejected": rejected,
                 "truth_in_chosen": truth_in_chosen, "sft_target": sft_target_kind}
     prov = provenance(settings, seed=seed)
     vision = image_field is not None
-    write_parquet(pl.DataFrame(pref_rows), preferences_path,
-                  schemas.PREFERENCES_VISION if vision else schemas.PREFERENCES, prov)
-    write_parquet(pl.DataFrame(sft_rows), sft_path, schemas.SFT_VISION if vision else schemas.SFT, prov)
+    with (ParquetStream(preferences_path, schemas.PREFERENCES_VISION if vision else schemas.PREFERENCES, prov)
+          as pref_out, ParquetStream(sft_path, schemas.SFT_VISION if vision else schemas.SFT, prov) as sft_out):
+        for start in range(0, max(train.height, 1), chunk):  # an empty split still meets the schema check
+            pref_rows, sft_rows = [], []
+            for case in train.slice(start, chunk).iter_rows(named=True):
+                ranked = case["label_ids"]
+                messages = build_prompt(prompt, k, case[text_field] if text_field else None, text_field)
+                chosen, rejected_ids = pick_lists(ranked, case["label_id"], k, q, rejected, truth_in_chosen,
+                                                  n_ranked=case["n"])
+                pref_rows.append({
+                    "case_id": case["case_id"],
+                    "prompt": messages,
+                    "chosen": assistant(format_answer([names[d] for d in chosen], header)),
+                    "rejected": assistant(format_answer([names[d] for d in rejected_ids], header)),
+                    "chosen_ids": chosen,
+                    "rejected_ids": rejected_ids,
+                    "truth_in_chosen": case["label_id"] in chosen,
+                    "teacher": modality,
+                    "k": k,
+                    "q": q,
+                    "seed": seed,
+                })
+                if image_field:
+                    pref_rows[-1]["images"] = [case[image_field]]
+                target = sft_target(ranked, case["label_id"], k, sft_target_kind)
+                sft_rows.append({
+                    "case_id": case["case_id"],
+                    "prompt": messages,
+                    "completion": assistant(format_answer([names[d] for d in target], header)),
+                    "target_ids": target,
+                    "target": sft_target_kind,
+                    "k": k,
+                    "seed": seed,
+                    **({"images": [case[image_field]]} if image_field else {}),
+                })
+            pref_out.write(pl.DataFrame(pref_rows))
+            sft_out.write(pl.DataFrame(sft_rows))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

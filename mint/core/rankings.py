@@ -20,11 +20,7 @@ import pyarrow.parquet as pq
 
 from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
-from mint.core.io import MintError, atomic_path, provenance, write_parquet, write_provenance
-
-# pyarrow's default row group (rows): `RankingsWriter` cuts its groups there too, so its file has
-# the bytes `write_parquet` gives the whole table.
-ROW_GROUP = 1024 * 1024
+from mint.core.io import MintError, ParquetStream, provenance, write_parquet
 
 
 def rankings_frame(case_ids: Sequence[str], classes: Sequence[str], scores: np.ndarray, modality: str) -> pl.DataFrame:
@@ -49,27 +45,18 @@ def _ranks(scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
-class RankingsWriter:
-    """RANKINGS written batch by batch, in row groups of `ROW_GROUP` rows: memory holds one group.
+class RankingsWriter(ParquetStream):
+    """RANKINGS written batch by batch (`ParquetStream`): memory holds one row group.
 
-    Same rows in the same order give the same bytes as `write_parquet(pl.concat(rankings_frame(...)))`;
-    the file appears (atomically, with its provenance) when the `with` block ends without error.
+    Same rows in the same order give the same bytes as `write_parquet(pl.concat(rankings_frame(...)))`.
 
         with RankingsWriter(path, classes, prov) as out:
             out.add(case_ids, scores, modality)  # any number of (cases x labels) batches
     """
 
     def __init__(self, path: str | Path, classes: Sequence[str], prov: Mapping[str, Any] | None = None) -> None:
-        self.path, self.prov = Path(path), prov
+        super().__init__(path, schemas.RANKINGS, prov)
         self.classes = pa.array(list(classes), pa.string())
-        self._pending: list[pa.Table] = []
-        self._rows = 0
-
-    def __enter__(self) -> RankingsWriter:
-        self._atomic = atomic_path(self.path)
-        tmp = self._atomic.__enter__()
-        self._writer = pq.ParquetWriter(tmp, schemas.RANKINGS, compression="zstd")
-        return self
 
     def add(self, case_ids: Sequence[str], scores: np.ndarray, modality: str) -> None:
         """Rows of a (cases x labels) score matrix; rank 1 = highest score, ties by label order."""
@@ -77,34 +64,13 @@ class RankingsWriter:
         if m != len(self.classes) or n != len(case_ids):
             raise MintError(f"{self.path}: scores of shape {scores.shape} for {len(case_ids)} cases and "
                             f"{len(self.classes)} labels")
-        table = pa.table({
+        self.write(pa.table({
             "case_id": pa.array(list(case_ids), pa.string()).take(np.repeat(np.arange(n), m)),
             "modality": pa.array([modality], pa.string()).take(np.zeros(n * m, dtype=np.int64)),
             "label_id": self.classes.take(np.tile(np.arange(m), n)),
             "score": scores.reshape(-1).astype(np.float64),
             "rank": _ranks(scores).reshape(-1).astype(np.int32),
-        }, schema=schemas.RANKINGS)
-        self._pending.append(table)
-        self._rows += table.num_rows
-        if self._rows >= ROW_GROUP:
-            self._flush(final=False)
-
-    def _flush(self, final: bool) -> None:
-        table = pa.concat_tables(self._pending).combine_chunks()
-        while table.num_rows >= ROW_GROUP or (final and table.num_rows):
-            self._writer.write_table(table.slice(0, ROW_GROUP), row_group_size=ROW_GROUP)
-            table = table.slice(ROW_GROUP)
-        self._pending, self._rows = ([table] if table.num_rows else []), table.num_rows
-
-    def __exit__(self, *exc: Any) -> None:
-        try:
-            if exc[0] is None and self._pending:
-                self._flush(final=True)
-            self._writer.close()
-        finally:
-            self._atomic.__exit__(*exc)
-        if exc[0] is None and self.prov is not None:
-            write_provenance(self.path, self.prov)
+        }, schema=schemas.RANKINGS))
 
 
 def write_rankings(path: str | Path, case_ids: Sequence[str], classes: Sequence[str],
