@@ -78,7 +78,7 @@ def run_step(step: str, folder: Path) -> None:
     from mint.core.cohort import load_cases
     from mint.core.evaluate import score_rankings, teacher_agreement
     from mint.core.rankings import RankingsWriter, rankings_frame
-    from mint.core.report import _top_rows, score_ranker
+    from mint.core.report import agreement_with_teacher, score_ranker
 
     ids = load_cases(folder / "cases.parquet")["case_id"].to_list()
     rankings = folder / "rankings.parquet"
@@ -92,7 +92,7 @@ def run_step(step: str, folder: Path) -> None:
                       schemas.RANKINGS)
     elif step in ("preferences", "preferences_whole"):
         if step.endswith("whole"):
-            preferences._training_lists = _whole_lists
+            preferences._training_lists = WholeLists
         preferences.build_preferences(folder / "cases.parquet", folder / "candidates.parquet", rankings,
                                       folder / f"{step}.parquet", folder / f"{step}_sft.parquet", modality="note",
                                       prompt=PROMPT.resolved(None), text_field="note", k=K, q=Q)
@@ -108,19 +108,36 @@ def run_step(step: str, folder: Path) -> None:
                       schemas.CASE_SCORES)
     elif step in ("agreement", "agreement_whole"):
         scores = read_parquet(folder / "score.parquet")
-        lists = (_top_rows(rankings, "note", top=K, bottom=Q) if step == "agreement"
-                 else read_parquet(rankings, schemas.RANKINGS).filter(pl.col("modality") == "note"))
-        teacher_agreement(scores, lists, K, Q)
+        if step == "agreement":
+            agreement_with_teacher(scores, rankings, modality="note", k=K, q=Q)
+        else:
+            teacher_agreement(scores, read_parquet(rankings, schemas.RANKINGS).filter(pl.col("modality") == "note"),
+                              K, Q)
     else:
         raise SystemExit(f"unknown step {step!r}")
 
 
-def _whole_lists(rankings_path, modality, train, k, q):
-    """Before streaming: the whole table in memory, each case's labels sorted by rank."""
-    rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
-    ranked = {case_id: group.sort("rank")["label_id"].to_list() for (case_id,), group in rankings.group_by("case_id")}
-    return pl.DataFrame({"case_id": list(ranked), "n": [len(v) for v in ranked.values()],
-                         "label_ids": list(ranked.values())})
+class WholeLists:
+    """The straightforward way, as before streaming: the whole table in memory, each case's labels sorted
+    by rank (the interface of `mint.core.rankings.RankedLists`)."""
+
+    def __init__(self, rankings_path, modality, train, k, q):
+        rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
+        ranked = {case_id: group.sort("rank")["label_id"].to_list()
+                  for (case_id,), group in rankings.group_by("case_id")}
+        self.lists = pl.DataFrame({"case_id": list(ranked), "n": [len(v) for v in ranked.values()],
+                                   "label_ids": list(ranked.values())})
+        self.cases = self.lists.select("case_id", "n")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def chunks(self, case_ids, size):
+        ids = pl.Series("case_id", case_ids, dtype=pl.String).to_frame()
+        yield from ids.join(self.lists, on="case_id", how="left", maintain_order="left").iter_slices(size)
 
 
 def measure(step: str, folder: Path) -> tuple[float, float]:

@@ -16,7 +16,7 @@ from mint.core import preferences, schemas
 from mint.core.evaluate import score_rankings, teacher_agreement
 from mint.core.io import read_parquet, write_parquet
 from mint.core.rankings import ranked_lists, rankings_frame, write_rankings
-from mint.core.report import _top_rows, score_ranker
+from mint.core.report import agreement_with_teacher, score_ranker
 from tests.factories import make_cases, make_labels, write_cohort
 
 N_LABELS = 30
@@ -80,12 +80,27 @@ def test_empty_stream_gives_the_bytes_of_an_empty_table(tmp_path):
     assert (tmp_path / "s.parquet").read_bytes() == (tmp_path / "w.parquet").read_bytes()
 
 
-def _whole_lists(rankings_path, modality, train, k, q):
-    """The straightforward way: the whole table, each case's labels sorted by rank."""
-    rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
-    ranked = {case_id: group.sort("rank")["label_id"].to_list() for (case_id,), group in rankings.group_by("case_id")}
-    return pl.DataFrame({"case_id": list(ranked), "n": [len(v) for v in ranked.values()],
-                         "label_ids": list(ranked.values())})
+class WholeLists:
+    """The straightforward way, as before streaming: the whole table in memory, each case's labels sorted
+    by rank (the interface of `mint.core.rankings.RankedLists`)."""
+
+    def __init__(self, rankings_path, modality, train, k, q):
+        rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
+        ranked = {case_id: group.sort("rank")["label_id"].to_list()
+                  for (case_id,), group in rankings.group_by("case_id")}
+        self.lists = pl.DataFrame({"case_id": list(ranked), "n": [len(v) for v in ranked.values()],
+                                   "label_ids": list(ranked.values())})
+        self.cases = self.lists.select("case_id", "n")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def chunks(self, case_ids, size):
+        ids = pl.Series("case_id", case_ids, dtype=pl.String).to_frame()
+        yield from ids.join(self.lists, on="case_id", how="left", maintain_order="left").iter_slices(size)
 
 
 SETTINGS = [
@@ -106,7 +121,7 @@ def test_preferences_equal_those_from_the_whole_table(cohort, tmp_path, monkeypa
 
     build("streamed", chunk=7)  # rows made 7 cases at a time, written as one table
     with monkeypatch.context() as m:
-        m.setattr(preferences, "_training_lists", _whole_lists)
+        m.setattr(preferences, "_training_lists", WholeLists)
         build("whole")
     for name in ("p.parquet", "s.parquet"):
         assert (tmp_path / "streamed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
@@ -115,7 +130,8 @@ def test_preferences_equal_those_from_the_whole_table(cohort, tmp_path, monkeypa
 
 
 def test_teacher_scores_equal_those_from_the_whole_table(cohort, tmp_path):
-    score_ranker(cohort["cases"], cohort["rankings"], tmp_path / "streamed.parquet", modality="b", method="t", k=5)
+    score_ranker(cohort["cases"], cohort["rankings"], tmp_path / "streamed.parquet", modality="b", method="t", k=5,
+                 chunk=3)
     truth = cohort["truth"].filter(pl.col("split") == "test").select("case_id", "label_id")
     whole = cohort["frame"].filter(pl.col("modality") == "b", pl.col("case_id").is_in(truth["case_id"].implode()))
     write_parquet(score_rankings(whole, truth, 5, "t"), tmp_path / "whole.parquet", schemas.CASE_SCORES)
@@ -124,14 +140,16 @@ def test_teacher_scores_equal_those_from_the_whole_table(cohort, tmp_path):
 
 def test_agreement_equals_that_from_the_whole_table(cohort):
     frame = cohort["frame"].filter(pl.col("modality") == "a")
-    scores = score_rankings(frame, cohort["truth"].select("case_id", "label_id"), 3, "x")
-    assert teacher_agreement(scores, _top_rows(cohort["rankings"], "a", top=3, bottom=2), 3, 2).equals(
-        teacher_agreement(scores, frame, 3, 2))
+    truth = cohort["truth"].select("case_id", "label_id")
+    scores = pl.concat([score_rankings(cohort["frame"].filter(pl.col("modality") == m), truth, 3, method)
+                        for m, method in (("a", "x"), ("b", "y"))]).sample(fraction=1.0, shuffle=True, seed=0)
+    streamed = agreement_with_teacher(scores, cohort["rankings"], modality="a", k=3, q=2, chunk=4)
+    assert streamed.equals(teacher_agreement(scores, frame, 3, 2)) and streamed["n_cases"].to_list() == [40, 40]
 
 
 def test_ranked_lists_keep_only_the_ends_and_the_truth(cohort):
     truth = cohort["truth"].select("case_id", "label_id")
-    lists = ranked_lists(cohort["rankings"], "a", top=2, bottom=1, truth=truth)
+    lists = ranked_lists(cohort["rankings"], "a", top=2, bottom=1, cases=truth, keep_own=True)
     whole = cohort["frame"].filter(pl.col("modality") == "a").sort("case_id", "rank")
     for case_id, n, ids in lists.select("case_id", "n", "label_ids").iter_rows():
         full = whole.filter(pl.col("case_id") == case_id)["label_id"].to_list()

@@ -25,7 +25,7 @@ from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
 from mint.core.io import MintError, ParquetStream, provenance
 from mint.core.prompts import assistant, build_prompt, format_answer
-from mint.core.rankings import ranked_lists
+from mint.core.rankings import RankedLists
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +58,15 @@ def sft_target(ranked: Sequence[str], truth: str, k: int, target: str) -> list[s
     return [truth, *[d for d in ranked if d != truth][: k - 1]]
 
 
-def _training_lists(rankings_path: str | Path, modality: str, train: pl.DataFrame, k: int, q: int) -> pl.DataFrame:
-    """Per training case (case_id, n, label_ids): the labels `pick_lists` and `sft_target` can reach, best
-    first, and how many the case ranks.
+def _training_lists(rankings_path: str | Path, modality: str, train: pl.DataFrame, k: int, q: int) -> RankedLists:
+    """The training cases' labels that `pick_lists` and `sft_target` can reach, best first (`RankedLists`).
 
     Those are the best k + q + 1 (chosen, or the truth plus the best k - 1 others, then the hard
     negatives, one further when the truth moved up), the worst q + 1 (the bottom negatives, one further
     when the truth is among them) and the truth; read streamed, never the whole (cases x labels) table.
     """
-    return ranked_lists(rankings_path, modality, top=k + q + 1, bottom=q + 1,
-                        truth=train.select("case_id", "label_id")).select("case_id", "n", "label_ids")
+    return RankedLists(rankings_path, modality, top=k + q + 1, bottom=q + 1,
+                       cases=train.select("case_id", "label_id"), keep_own=True)
 
 
 def build_preferences(
@@ -86,11 +85,6 @@ def build_preferences(
     names = dict(zip(candidates["label_id"].to_list(), candidates["name"].to_list()))
     header = prompt["header"]
     train = cases.filter(pl.col("split") == "train").sort("case_id")
-    lists = _training_lists(rankings_path, modality, train, k, q)
-    unranked = train.join(lists, on="case_id", how="anti")["case_id"]
-    if unranked.len():
-        raise MintError(f"{rankings_path}: no '{modality}' ranking for training case {unranked[0]!r}")
-    train = train.join(lists, on="case_id", how="left", maintain_order="left")
     untrained = sorted(set(candidates["label_id"].to_list()) - set(train["label_id"].to_list()))
     if untrained:  # allowed (a label may be a distractor only), but the student never sees it as the truth
         log.warning("%d of %d candidate labels have no training case (e.g. %s): the student sees them only in "
@@ -99,43 +93,52 @@ def build_preferences(
                 "truth_in_chosen": truth_in_chosen, "sft_target": sft_target_kind}
     prov = provenance(settings, seed=seed)
     vision = image_field is not None
-    with (ParquetStream(preferences_path, schemas.PREFERENCES_VISION if vision else schemas.PREFERENCES, prov)
-          as pref_out, ParquetStream(sft_path, schemas.SFT_VISION if vision else schemas.SFT, prov) as sft_out):
-        for start in range(0, max(train.height, 1), chunk):  # an empty split still meets the schema check
-            pref_rows, sft_rows = [], []
-            for case in train.slice(start, chunk).iter_rows(named=True):
-                ranked = case["label_ids"]
-                messages = build_prompt(prompt, k, case[text_field] if text_field else None, text_field)
-                chosen, rejected_ids = pick_lists(ranked, case["label_id"], k, q, rejected, truth_in_chosen,
-                                                  n_ranked=case["n"])
-                pref_rows.append({
-                    "case_id": case["case_id"],
-                    "prompt": messages,
-                    "chosen": assistant(format_answer([names[d] for d in chosen], header)),
-                    "rejected": assistant(format_answer([names[d] for d in rejected_ids], header)),
-                    "chosen_ids": chosen,
-                    "rejected_ids": rejected_ids,
-                    "truth_in_chosen": case["label_id"] in chosen,
-                    "teacher": modality,
-                    "k": k,
-                    "q": q,
-                    "seed": seed,
-                })
-                if image_field:
-                    pref_rows[-1]["images"] = [case[image_field]]
-                target = sft_target(ranked, case["label_id"], k, sft_target_kind)
-                sft_rows.append({
-                    "case_id": case["case_id"],
-                    "prompt": messages,
-                    "completion": assistant(format_answer([names[d] for d in target], header)),
-                    "target_ids": target,
-                    "target": sft_target_kind,
-                    "k": k,
-                    "seed": seed,
-                    **({"images": [case[image_field]]} if image_field else {}),
-                })
-            pref_out.write(pl.DataFrame(pref_rows))
-            sft_out.write(pl.DataFrame(sft_rows))
+    with _training_lists(rankings_path, modality, train, k, q) as ranked:
+        unranked = train.join(ranked.cases, on="case_id", how="anti")["case_id"]
+        if unranked.len():
+            raise MintError(f"{rankings_path}: no '{modality}' ranking for training case {unranked[0]!r}")
+        lists = ranked.chunks(train["case_id"], chunk)
+        with (ParquetStream(preferences_path, schemas.PREFERENCES_VISION if vision else schemas.PREFERENCES,
+                            prov) as pref_out,
+              ParquetStream(sft_path, schemas.SFT_VISION if vision else schemas.SFT, prov) as sft_out):
+            for start in range(0, max(train.height, 1), chunk):  # an empty split still meets the schema check
+                part = train.slice(start, chunk)
+                if part.height:
+                    part = part.with_columns(next(lists).select("n", "label_ids"))
+                pref_rows, sft_rows = [], []
+                for case in part.iter_rows(named=True):
+                    ranked_ids = case["label_ids"]
+                    messages = build_prompt(prompt, k, case[text_field] if text_field else None, text_field)
+                    chosen, rejected_ids = pick_lists(ranked_ids, case["label_id"], k, q, rejected, truth_in_chosen,
+                                                      n_ranked=case["n"])
+                    pref_rows.append({
+                        "case_id": case["case_id"],
+                        "prompt": messages,
+                        "chosen": assistant(format_answer([names[d] for d in chosen], header)),
+                        "rejected": assistant(format_answer([names[d] for d in rejected_ids], header)),
+                        "chosen_ids": chosen,
+                        "rejected_ids": rejected_ids,
+                        "truth_in_chosen": case["label_id"] in chosen,
+                        "teacher": modality,
+                        "k": k,
+                        "q": q,
+                        "seed": seed,
+                    })
+                    if image_field:
+                        pref_rows[-1]["images"] = [case[image_field]]
+                    target = sft_target(ranked_ids, case["label_id"], k, sft_target_kind)
+                    sft_rows.append({
+                        "case_id": case["case_id"],
+                        "prompt": messages,
+                        "completion": assistant(format_answer([names[d] for d in target], header)),
+                        "target_ids": target,
+                        "target": sft_target_kind,
+                        "k": k,
+                        "seed": seed,
+                        **({"images": [case[image_field]]} if image_field else {}),
+                    })
+                pref_out.write(pl.DataFrame(pref_rows))
+                sft_out.write(pl.DataFrame(sft_rows))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -2,14 +2,15 @@
 
 Rankings grow as cases x labels (100,000 cases x 800 labels = 80 million rows a modality), so they
 are written a row group at a time (`RankingsWriter`) and read back only in the part a step needs
-(`ranked_lists`: each case's best and worst few labels), never whole.
+(`RankedLists`: each case's best and worst few labels, a chunk of cases at a time), never whole.
 
     python -c "import numpy; from mint.core.rankings import *; print(rankings_frame('a', 'x', numpy.ones((1, 1)), 'm'))"
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,42 +89,78 @@ def write_rankings(path: str | Path, case_ids: Sequence[str], classes: Sequence[
                 out.add(case_ids[start:start + batch], matrix[start:start + batch], modality)
 
 
-def ranked_lists(path: str | Path, modality: str, *, top: int, bottom: int = 0,
-                 truth: pl.DataFrame | None = None) -> pl.DataFrame:
+class RankedLists:
     """Each case's labels best first, of one modality, keeping only what a step reads: the `top` best,
-    the `bottom` worst and (with `truth`: case_id, label_id) the case's own label.
+    the `bottom` worst and (`keep_own`) the case's own label (the `label_id` of `cases`).
 
-    Columns: case_id, n (labels the case ranks), first (the row where the case first appears in the
-    file), label_ids (the kept labels, in rank order). With `truth`, only its cases. Two streamed
-    passes over the file (polars' streaming engine), so memory grows with cases x (top + bottom),
-    not with cases x labels. A case whose ranks are not exactly 1..n (never written by
-    `rankings_frame` / `import_rankings`, but a hand-made file may tie) keeps all its labels,
-    ordered by rank then label id.
+    Two streamed passes over the rankings (polars' streaming engine): the first counts each case's
+    labels (`cases`: case_id, n, first = the row where the case first appears in the file), the
+    second writes the kept rows to a temporary file; `chunks` then reads them a chunk of cases at a
+    time. Memory holds a few numbers per case and one chunk's lists, never the cases x labels table.
+    With `cases` (a frame with case_id, and label_id for `keep_own`), only those cases. A case whose
+    ranks are not exactly 1..n (never written by `rankings_frame` / `import_rankings`, but a hand-made
+    file may tie) keeps all its labels, ordered by rank then label id.
+
+        with RankedLists(path, "note", top=3) as ranked:
+            for part in ranked.chunks(ranked.cases["case_id"], 10_000): ...
     """
-    if not Path(path).exists():
-        raise MintError(f"file not found: {path}")
-    have = pq.read_schema(path).names
-    missing = [c for c in schemas.RANKINGS.names if c not in have]
-    if missing:
-        raise MintError(f"{path}: missing columns {missing}; have {have}")
-    lazy = (pl.scan_parquet(path).with_row_index("_row").filter(pl.col("modality") == modality)
-            .select("_row", "case_id", "label_id", pl.col("rank").cast(pl.Int64)))
-    if truth is not None:
-        lazy = lazy.join(truth.lazy().select("case_id", pl.col("label_id").alias("_truth")), on="case_id")
-    # Ranks 1..n: least 1, most n, and the sums of the ranks and of their squares those of 1..n.
-    n = pl.len().cast(pl.Int64)
-    per_case = lazy.group_by("case_id").agg(
-        n=n, first=pl.col("_row").min(),
-        ordinal=(pl.col("rank").min() == 1) & (pl.col("rank").max() == n) & (pl.col("rank").sum() == n * (n + 1) // 2)
-        & ((pl.col("rank") * pl.col("rank")).sum() == n * (n + 1) * (2 * n + 1) // 6),
-    ).collect(engine="streaming")
-    keep = (~pl.col("ordinal")) | (pl.col("rank") <= top) | (pl.col("rank") > pl.col("n") - bottom)
-    if truth is not None:
-        keep = keep | (pl.col("label_id") == pl.col("_truth"))
-    kept = (lazy.join(per_case.lazy(), on="case_id").filter(keep).select("case_id", "label_id", "rank")
-            .collect(engine="streaming"))
-    lists = kept.sort("case_id", "rank", "label_id").group_by("case_id", maintain_order=True).agg(label_ids="label_id")
-    return per_case.select("case_id", "n", "first").join(lists, on="case_id").sort("first")
+
+    def __init__(self, path: str | Path, modality: str, *, top: int, bottom: int = 0,
+                 cases: pl.DataFrame | None = None, keep_own: bool = False) -> None:
+        if not Path(path).exists():
+            raise MintError(f"file not found: {path}")
+        have = pq.read_schema(path).names
+        missing = [c for c in schemas.RANKINGS.names if c not in have]
+        if missing:
+            raise MintError(f"{path}: missing columns {missing}; have {have}")
+        lazy = (pl.scan_parquet(path).with_row_index("_row").filter(pl.col("modality") == modality)
+                .select("_row", "case_id", "label_id", pl.col("rank").cast(pl.Int64)))
+        if cases is not None:
+            own = [pl.col("label_id").alias("_own")] if keep_own else []
+            lazy = lazy.join(cases.lazy().select("case_id", *own), on="case_id")
+        # Ranks 1..n: least 1, most n, and the sums of the ranks and of their squares those of 1..n.
+        n = pl.len().cast(pl.Int64)
+        rank = pl.col("rank")
+        self.cases = lazy.group_by("case_id").agg(
+            n=n, first=pl.col("_row").min(),
+            ordinal=(rank.min() == 1) & (rank.max() == n) & (rank.sum() == n * (n + 1) // 2)
+            & ((rank * rank).sum() == n * (n + 1) * (2 * n + 1) // 6),
+        ).collect(engine="streaming").sort("first")
+        keep = (~pl.col("ordinal")) | (rank <= top) | (rank > pl.col("n") - bottom)
+        if keep_own:
+            keep = keep | (pl.col("label_id") == pl.col("_own"))
+        self._tmp = tempfile.TemporaryDirectory(prefix="mint-ranked-")
+        self._kept = Path(self._tmp.name) / "kept.parquet"
+        (lazy.join(self.cases.lazy(), on="case_id").filter(keep).select("case_id", "label_id", "rank")
+         .sink_parquet(self._kept, engine="streaming"))
+
+    def __enter__(self) -> RankedLists:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._tmp.cleanup()
+
+    def chunks(self, case_ids: Sequence[str] | pl.Series, size: int) -> Iterator[pl.DataFrame]:
+        """(case_id, n, first, label_ids) of `case_ids`, `size` at a time, in the order given (null for a
+        case the file does not rank)."""
+        case_ids = pl.Series("case_id", case_ids, dtype=pl.String)
+        for start in range(0, len(case_ids), size):
+            ids = case_ids.slice(start, size)
+            rows = pl.scan_parquet(self._kept).filter(pl.col("case_id").is_in(ids.implode())).collect()
+            lists = (rows.sort("case_id", "rank", "label_id").group_by("case_id", maintain_order=True)
+                     .agg(label_ids="label_id"))
+            yield (ids.to_frame().join(self.cases.select("case_id", "n", "first"), on="case_id", how="left",
+                                       maintain_order="left")
+                   .join(lists, on="case_id", how="left", maintain_order="left"))
+
+
+def ranked_lists(path: str | Path, modality: str, *, top: int, bottom: int = 0, cases: pl.DataFrame | None = None,
+                 keep_own: bool = False) -> pl.DataFrame:
+    """All of `RankedLists` at once (case_id, n, first, label_ids), cases in their order in the file."""
+    with RankedLists(path, modality, top=top, bottom=bottom, cases=cases, keep_own=keep_own) as ranked:
+        parts = [*ranked.chunks(ranked.cases["case_id"], max(ranked.cases.height, 1))]
+    return pl.concat(parts) if parts else pl.DataFrame(schema={"case_id": pl.String, "n": pl.Int64, "first": pl.UInt32,
+                                                               "label_ids": pl.List(pl.String)})
 
 
 def import_rankings(external: str | Path, cases_path: str | Path, candidates_path: str | Path,
