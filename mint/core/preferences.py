@@ -97,14 +97,16 @@ def build_preferences(
         unranked = train.join(ranked.cases, on="case_id", how="anti")["case_id"]
         if unranked.len():
             raise MintError(f"{rankings_path}: no '{modality}' ranking for training case {unranked[0]!r}")
-        lists = ranked.chunks(train["case_id"], chunk)
         with (ParquetStream(preferences_path, schemas.PREFERENCES_VISION if vision else schemas.PREFERENCES,
                             prov) as pref_out,
               ParquetStream(sft_path, schemas.SFT_VISION if vision else schemas.SFT, prov) as sft_out):
-            for start in range(0, max(train.height, 1), chunk):  # an empty split still meets the schema check
-                part = train.slice(start, chunk)
-                if part.height:
-                    part = part.with_columns(next(lists).select("n", "label_ids"))
+            if not train.height:  # no rows: the schema check names the missing columns, as before
+                pref_out.write(pl.DataFrame())
+            # Each read of the kept lists scans them all: few large reads, rows made in small chunks.
+            parts = (part for lists in ranked.chunks(train["case_id"], 8 * chunk)
+                     for part in lists.iter_slices(chunk))
+            for start, part in zip(range(0, train.height, chunk), parts):
+                part = train.slice(start, chunk).with_columns(part.select("n", "label_ids"))
                 pref_rows, sft_rows = [], []
                 for case in part.iter_rows(named=True):
                     ranked_ids = case["label_ids"]

@@ -146,7 +146,8 @@ class RankedLists:
         case_ids = pl.Series("case_id", case_ids, dtype=pl.String)
         for start in range(0, len(case_ids), size):
             ids = case_ids.slice(start, size)
-            rows = pl.scan_parquet(self._kept).filter(pl.col("case_id").is_in(ids.implode())).collect()
+            rows = (pl.scan_parquet(self._kept).filter(pl.col("case_id").is_in(ids.implode()))
+                    .collect(engine="streaming"))
             lists = (rows.sort("case_id", "rank", "label_id").group_by("case_id", maintain_order=True)
                      .agg(label_ids="label_id"))
             yield (ids.to_frame().join(self.cases.select("case_id", "n", "first"), on="case_id", how="left",
