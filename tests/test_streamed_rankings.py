@@ -129,6 +129,24 @@ def test_preferences_equal_those_from_the_whole_table(cohort, tmp_path, monkeypa
     assert prefs.height == 30 and len(set(map(tuple, prefs["rejected_ids"].to_list()))) > 1
 
 
+def test_preferences_beyond_one_row_group_hold_the_same_rows(cohort, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(preferences, "ROW_GROUP", 8)  # 30 training cases: 4 row groups
+    preferences.build_preferences(cohort["cases"], cohort["candidates"], cohort["rankings"], tmp_path / "p.parquet",
+                                  tmp_path / "s.parquet", modality="a", prompt=PROMPT.resolved(None),
+                                  text_field="note", k=3, q=3, chunk=5)
+    with monkeypatch.context() as m:
+        m.setattr(preferences, "_training_lists", WholeLists)
+        m.setattr(preferences, "ROW_GROUP", None)
+        preferences.build_preferences(cohort["cases"], cohort["candidates"], cohort["rankings"],
+                                      tmp_path / "wp.parquet", tmp_path / "ws.parquet", modality="a",
+                                      prompt=PROMPT.resolved(None), text_field="note", k=3, q=3)
+    for name in ("p", "s"):
+        assert pq.ParquetFile(tmp_path / f"{name}.parquet").metadata.num_row_groups == 4
+        assert pq.read_table(tmp_path / f"{name}.parquet").equals(pq.read_table(tmp_path / f"w{name}.parquet"))
+
+
 def test_teacher_scores_equal_those_from_the_whole_table(cohort, tmp_path):
     score_ranker(cohort["cases"], cohort["rankings"], tmp_path / "streamed.parquet", modality="b", method="t", k=5,
                  chunk=3)

@@ -29,6 +29,10 @@ from mint.core.rankings import RankedLists
 
 log = logging.getLogger(__name__)
 
+# Rows a row group of the pairs holds (~1.5 KB each with the prompt): memory holds one group. Up to
+# this many training cases the files have the bytes of one `write_parquet` (pyarrow cuts at 1Mi rows).
+ROW_GROUP = 65_536
+
 
 def pick_lists(ranked: Sequence[str], truth: str, k: int, q: int, rejected: str, truth_in_chosen: bool,
                n_ranked: int | None = None):
@@ -79,7 +83,7 @@ def build_preferences(
 
     `text_field` / `image_field`: the cases columns the student reads (its text, its image path);
     with an image, each row also holds `images` (TRL's vision format, the image before the text).
-    Rows are made and written `chunk` cases at a time (`ParquetStream`: the bytes of one write).
+    Rows are made `chunk` cases at a time and written in row groups of `ROW_GROUP` rows (`ParquetStream`).
     """
     cases, candidates = load_cases(cases_path), load_labels(candidates_path)
     names = dict(zip(candidates["label_id"].to_list(), candidates["name"].to_list()))
@@ -98,8 +102,8 @@ def build_preferences(
         if unranked.len():
             raise MintError(f"{rankings_path}: no '{modality}' ranking for training case {unranked[0]!r}")
         with (ParquetStream(preferences_path, schemas.PREFERENCES_VISION if vision else schemas.PREFERENCES,
-                            prov) as pref_out,
-              ParquetStream(sft_path, schemas.SFT_VISION if vision else schemas.SFT, prov) as sft_out):
+                            prov, ROW_GROUP) as pref_out,
+              ParquetStream(sft_path, schemas.SFT_VISION if vision else schemas.SFT, prov, ROW_GROUP) as sft_out):
             if not train.height:  # no rows: the schema check names the missing columns, as before
                 pref_out.write(pl.DataFrame())
             # Each read of the kept lists scans them all: few large reads, rows made in small chunks.
