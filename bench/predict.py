@@ -12,7 +12,7 @@ findings, greedily, with the workflow's `evaluation.max_new_tokens` (64):
 Prints the median cases/s of each over `--repeats` (alternating), their ratio, and how many answers
 are the same.
 
-    python bench/predict.py --cases 128 --repeats 3 --threads 1
+    python -m bench.predict --cases 128 --repeats 3 --threads 1
 """
 
 from __future__ import annotations

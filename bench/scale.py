@@ -14,7 +14,7 @@ Up to `--whole-up-to` cases, the same steps the straightforward way too (`*_whol
 cases x labels table in memory, as before the steps were streamed), for the ratio. Scratch files
 go to `--scratch` (removed at the end unless `--keep`).
 
-    python bench/scale.py --sizes 1000 1250 10000 100000 --repeats 3 --whole-up-to 10000
+    python -m bench.scale --sizes 1000 1250 10000 100000 --repeats 3 --whole-up-to 10000
 """
 
 from __future__ import annotations
