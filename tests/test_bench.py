@@ -36,3 +36,21 @@ def test_gpu_orpo_check_llama_1b_shape(tmp_path):
     _, result = gpu_orpo_check("--steps", "3", "--warmup", "1", tmp_path=tmp_path)
     assert result["parameters"] == 1_235_814_400  # Llama-3.2-1B
     assert result["dtype"] == "bfloat16" and result["peak_gpu_memory_gib"] > 0
+
+
+def test_scale_bench_runs_and_finds_the_same_bytes(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "bench.scale", "--sizes", "40", "--repeats", "1", "--scratch",
+                          str(tmp_path)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    for step in ("rank", "preferences", "score", "agreement", "preferences_whole", "preferences ratio"):
+        assert f" {step} " in res.stdout
+    assert "same bytes streamed and whole (rankings, pairs, SFT, scores): True" in res.stdout
+    assert not any(tmp_path.iterdir())  # scratch removed
+
+
+def test_predict_bench_runs_and_compares_answers():
+    res = subprocess.run([sys.executable, "-m", "bench.predict", "--cases", "4", "--batch-size", "2", "--repeats", "1",
+                          "--max-new-tokens", "4", "--pretrain-steps", "2"], capture_output=True, text=True, cwd=REPO,
+                         timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    assert "same answers: 4 of 4" in res.stdout and "ratio:" in res.stdout

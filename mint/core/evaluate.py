@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -371,22 +371,35 @@ def teacher_agreement(case_scores: pl.DataFrame, rankings: pl.DataFrame, k: int,
     `coverage`: the share of the teacher's top `k` labels of the case that the answer names;
     `avoidance`: the share of its bottom `q` labels that the answer does not name (the paper's
     agreement with the `chosen` and `rejected` lists). `rankings` holds one modality, the one that
-    made the pairs; cases it does not rank are left out.
+    made the pairs; cases it does not rank are left out. For rankings too large to hold, add up
+    `agreement_terms` of one chunk of cases at a time and pass them to `agreement_table`.
     """
+    return agreement_table(case_scores, agreement_terms(case_scores, rankings, k, q))
+
+
+def agreement_terms(case_scores: pl.DataFrame, rankings: pl.DataFrame, k: int,
+                    q: int) -> dict[int, tuple[float, float]]:
+    """(coverage, avoidance) of each row of `case_scores` (by position) whose case `rankings` ranks."""
     require_columns(rankings, ("case_id", "label_id", "rank"), "rankings")
     ordered = rankings.sort("case_id", "rank").group_by("case_id", maintain_order=True).agg("label_id")
     lists = {c: (set(ids[:k]), set(ids[-q:])) for c, ids in ordered.iter_rows()}
+    terms = {}
+    rows = case_scores.select("case_id", "predicted_ids").with_row_index("_row").filter(
+        pl.col("case_id").is_in(pl.Series(list(lists), dtype=pl.String).implode()))
+    for row, case_id, predicted in rows.iter_rows():
+        top, bottom = lists[case_id]
+        named = {p for p in predicted or [] if p is not None}
+        terms[row] = (len(named & top) / len(top), 1 - len(named & bottom) / len(bottom))
+    return terms
+
+
+def agreement_table(case_scores: pl.DataFrame, terms: Mapping[int, tuple[float, float]]) -> pl.DataFrame:
+    """One row per method (method, n_cases, coverage, avoidance) from `agreement_terms`."""
     rows = []
+    methods = case_scores["method"].to_list()
     for method in case_scores["method"].unique(maintain_order=True).to_list():
-        covered, avoided = [], []
-        for case_id, predicted in case_scores.filter(pl.col("method") == method).select(
-                "case_id", "predicted_ids").iter_rows():
-            if case_id not in lists:
-                continue
-            top, bottom = lists[case_id]
-            named = {p for p in predicted or [] if p is not None}
-            covered.append(len(named & top) / len(top))
-            avoided.append(1 - len(named & bottom) / len(bottom))
+        mine = [terms[i] for i, m in enumerate(methods) if m == method and i in terms]
+        covered, avoided = [c for c, _ in mine], [a for _, a in mine]
         rows.append({"method": method, "n_cases": len(covered),
                      "coverage": float(np.mean(covered)) if covered else None,
                      "avoidance": float(np.mean(avoided)) if avoided else None})

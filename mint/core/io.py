@@ -186,6 +186,69 @@ def write_parquet(
         write_provenance(path, prov)
 
 
+# pyarrow's default row group (rows). `ParquetStream` cuts its groups there too, so a file written
+# batch by batch has the bytes `write_parquet` gives the whole table.
+ROW_GROUP = 1024 * 1024
+
+
+class ParquetStream:
+    """A Parquet file of `schema` written batch by batch: memory holds one row group, not the table.
+
+    Row groups of `ROW_GROUP` rows, as `pq.write_table` cuts them, so the same rows in the same order
+    give the same bytes as one `write_parquet` of them all; a smaller `row_group` holds less in memory
+    and gives those bytes up to that many rows (above, the same rows in more row groups). The file
+    appears (atomically, with its provenance) when the `with` block ends without error.
+
+        with ParquetStream(path, schemas.RANKINGS, prov) as out:
+            out.write(frame)  # any number of polars frames or pyarrow tables
+    """
+
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema, prov: Mapping[str, Any] | None = None,
+                 row_group: int | None = None) -> None:
+        self.path, self.schema, self.prov = Path(path), schema, prov
+        self.row_group = row_group or ROW_GROUP
+        self._pending: list[pa.Table] = []
+        self._rows = 0
+        self._written = False
+
+    def __enter__(self) -> ParquetStream:
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        self._writer = pq.ParquetWriter(tmp, self.schema, compression="zstd")
+        return self
+
+    def write(self, batch: pl.DataFrame | pa.Table) -> None:
+        """Append rows (a polars frame is cast to the schema as `write_parquet` casts it)."""
+        if isinstance(batch, pl.DataFrame):
+            require_columns(batch, self.schema.names, str(self.path))
+            batch = batch.select(self.schema.names).to_arrow().cast(self.schema)
+        self._pending.append(batch)
+        self._rows += batch.num_rows
+        if self._rows >= self.row_group:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        table = pa.concat_tables(self._pending).combine_chunks()
+        while table.num_rows >= self.row_group or (final and table.num_rows):
+            self._writer.write_table(table.slice(0, self.row_group), row_group_size=self.row_group)
+            self._written = True
+            table = table.slice(self.row_group)
+        self._pending, self._rows = ([table] if table.num_rows else []), table.num_rows
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            if exc[0] is None:
+                if not self._written and not self._rows:  # as write_table writes an empty table
+                    self._writer.write_table(self.schema.empty_table(), row_group_size=self.row_group)
+                elif self._pending:
+                    self._flush(final=True)
+            self._writer.close()
+        finally:
+            self._atomic.__exit__(*exc)
+        if exc[0] is None and self.prov is not None:
+            write_provenance(self.path, self.prov)
+
+
 def read_parquet(path: str | os.PathLike, schema: pa.Schema | None = None) -> pl.DataFrame:
     """Read a Parquet file; with `schema`, check that its columns are there (naming the file)."""
     path = Path(path)

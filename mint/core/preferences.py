@@ -23,16 +23,27 @@ import polars as pl
 
 from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
-from mint.core.io import MintError, provenance, read_parquet, write_parquet
+from mint.core.io import MintError, ParquetStream, provenance
 from mint.core.prompts import assistant, build_prompt, format_answer
+from mint.core.rankings import RankedLists
 
 log = logging.getLogger(__name__)
 
+# Rows a row group of the pairs holds (~1.5 KB each with the prompt): memory holds one group. Up to
+# this many training cases the files have the bytes of one `write_parquet` (pyarrow cuts at 1Mi rows).
+ROW_GROUP = 65_536
 
-def pick_lists(ranked: Sequence[str], truth: str, k: int, q: int, rejected: str, truth_in_chosen: bool):
-    """(chosen ids, rejected ids) from one case's ranked candidates (best first). Pure, per example."""
-    if len(ranked) < k + q:
-        raise MintError(f"{len(ranked)} candidates are too few for k={k} + q={q} "
+
+def pick_lists(ranked: Sequence[str], truth: str, k: int, q: int, rejected: str, truth_in_chosen: bool,
+               n_ranked: int | None = None):
+    """(chosen ids, rejected ids) from one case's ranked candidates (best first). Pure, per example.
+
+    `ranked` may be the whole ranking, or (`n_ranked`: the whole ranking's length) the part of it that
+    `_training_lists` keeps: the best k + q + 1, the worst q + 1 and the truth, which decide both lists.
+    """
+    n_ranked = len(ranked) if n_ranked is None else n_ranked
+    if n_ranked < k + q:
+        raise MintError(f"{n_ranked} candidates are too few for k={k} + q={q} "
                         "(config keys 'preferences.k', 'preferences.q')")
     ranked = list(ranked)
     if truth_in_chosen and truth in ranked:
@@ -51,70 +62,89 @@ def sft_target(ranked: Sequence[str], truth: str, k: int, target: str) -> list[s
     return [truth, *[d for d in ranked if d != truth][: k - 1]]
 
 
+def _training_lists(rankings_path: str | Path, modality: str, train: pl.DataFrame, k: int, q: int) -> RankedLists:
+    """The training cases' labels that `pick_lists` and `sft_target` can reach, best first (`RankedLists`).
+
+    Those are the best k + q + 1 (chosen, or the truth plus the best k - 1 others, then the hard
+    negatives, one further when the truth moved up), the worst q + 1 (the bottom negatives, one further
+    when the truth is among them) and the truth; read streamed, never the whole (cases x labels) table.
+    """
+    return RankedLists(rankings_path, modality, top=k + q + 1, bottom=q + 1,
+                       cases=train.select("case_id", "label_id"), keep_own=True)
+
+
 def build_preferences(
     cases_path: str | Path, candidates_path: str | Path, rankings_path: str | Path,
     preferences_path: str | Path, sft_path: str | Path, *, modality: str, prompt: Mapping[str, str],
     text_field: str | None, k: int, q: int, rejected: str = "bottom", truth_in_chosen: bool = False,
-    sft_target_kind: str = "teacher", seed: int = 0, image_field: str | None = None,
+    sft_target_kind: str = "teacher", seed: int = 0, image_field: str | None = None, chunk: int = 8192,
 ) -> None:
     """Write PREFERENCES and SFT rows for the training split from the `modality` rankings.
 
     `text_field` / `image_field`: the cases columns the student reads (its text, its image path);
     with an image, each row also holds `images` (TRL's vision format, the image before the text).
+    Rows are made `chunk` cases at a time and written in row groups of `ROW_GROUP` rows (`ParquetStream`).
     """
     cases, candidates = load_cases(cases_path), load_labels(candidates_path)
     names = dict(zip(candidates["label_id"].to_list(), candidates["name"].to_list()))
-    rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
-    ranked_of = {
-        case_id: group.sort("rank")["label_id"].to_list()
-        for (case_id,), group in rankings.group_by("case_id")
-    }
     header = prompt["header"]
     train = cases.filter(pl.col("split") == "train").sort("case_id")
     untrained = sorted(set(candidates["label_id"].to_list()) - set(train["label_id"].to_list()))
     if untrained:  # allowed (a label may be a distractor only), but the student never sees it as the truth
         log.warning("%d of %d candidate labels have no training case (e.g. %s): the student sees them only in "
                     "the teacher's lists", len(untrained), candidates.height, untrained[:5])
-    pref_rows, sft_rows = [], []
-    for case in train.iter_rows(named=True):
-        ranked = ranked_of.get(case["case_id"])
-        if ranked is None:
-            raise MintError(f"{rankings_path}: no '{modality}' ranking for training case {case['case_id']!r}")
-        messages = build_prompt(prompt, k, case[text_field] if text_field else None, text_field)
-        chosen, rejected_ids = pick_lists(ranked, case["label_id"], k, q, rejected, truth_in_chosen)
-        pref_rows.append({
-            "case_id": case["case_id"],
-            "prompt": messages,
-            "chosen": assistant(format_answer([names[d] for d in chosen], header)),
-            "rejected": assistant(format_answer([names[d] for d in rejected_ids], header)),
-            "chosen_ids": chosen,
-            "rejected_ids": rejected_ids,
-            "truth_in_chosen": case["label_id"] in chosen,
-            "teacher": modality,
-            "k": k,
-            "q": q,
-            "seed": seed,
-        })
-        if image_field:
-            pref_rows[-1]["images"] = [case[image_field]]
-        target = sft_target(ranked, case["label_id"], k, sft_target_kind)
-        sft_rows.append({
-            "case_id": case["case_id"],
-            "prompt": messages,
-            "completion": assistant(format_answer([names[d] for d in target], header)),
-            "target_ids": target,
-            "target": sft_target_kind,
-            "k": k,
-            "seed": seed,
-            **({"images": [case[image_field]]} if image_field else {}),
-        })
     settings = {"modality": modality, "prompt": dict(prompt), "k": k, "q": q, "rejected": rejected,
                 "truth_in_chosen": truth_in_chosen, "sft_target": sft_target_kind}
     prov = provenance(settings, seed=seed)
     vision = image_field is not None
-    write_parquet(pl.DataFrame(pref_rows), preferences_path,
-                  schemas.PREFERENCES_VISION if vision else schemas.PREFERENCES, prov)
-    write_parquet(pl.DataFrame(sft_rows), sft_path, schemas.SFT_VISION if vision else schemas.SFT, prov)
+    with _training_lists(rankings_path, modality, train, k, q) as ranked:
+        unranked = train.join(ranked.cases, on="case_id", how="anti")["case_id"]
+        if unranked.len():
+            raise MintError(f"{rankings_path}: no '{modality}' ranking for training case {unranked[0]!r}")
+        with (ParquetStream(preferences_path, schemas.PREFERENCES_VISION if vision else schemas.PREFERENCES,
+                            prov, ROW_GROUP) as pref_out,
+              ParquetStream(sft_path, schemas.SFT_VISION if vision else schemas.SFT, prov, ROW_GROUP) as sft_out):
+            if not train.height:  # no rows: the schema check names the missing columns, as before
+                pref_out.write(pl.DataFrame())
+            # Each read of the kept lists scans them all: few large reads, rows made in small chunks.
+            parts = (part for lists in ranked.chunks(train["case_id"], 8 * chunk)
+                     for part in lists.iter_slices(chunk))
+            for start, part in zip(range(0, train.height, chunk), parts):
+                part = train.slice(start, chunk).with_columns(part.select("n", "label_ids"))
+                pref_rows, sft_rows = [], []
+                for case in part.iter_rows(named=True):
+                    ranked_ids = case["label_ids"]
+                    messages = build_prompt(prompt, k, case[text_field] if text_field else None, text_field)
+                    chosen, rejected_ids = pick_lists(ranked_ids, case["label_id"], k, q, rejected, truth_in_chosen,
+                                                      n_ranked=case["n"])
+                    pref_rows.append({
+                        "case_id": case["case_id"],
+                        "prompt": messages,
+                        "chosen": assistant(format_answer([names[d] for d in chosen], header)),
+                        "rejected": assistant(format_answer([names[d] for d in rejected_ids], header)),
+                        "chosen_ids": chosen,
+                        "rejected_ids": rejected_ids,
+                        "truth_in_chosen": case["label_id"] in chosen,
+                        "teacher": modality,
+                        "k": k,
+                        "q": q,
+                        "seed": seed,
+                    })
+                    if image_field:
+                        pref_rows[-1]["images"] = [case[image_field]]
+                    target = sft_target(ranked_ids, case["label_id"], k, sft_target_kind)
+                    sft_rows.append({
+                        "case_id": case["case_id"],
+                        "prompt": messages,
+                        "completion": assistant(format_answer([names[d] for d in target], header)),
+                        "target_ids": target,
+                        "target": sft_target_kind,
+                        "k": k,
+                        "seed": seed,
+                        **({"images": [case[image_field]]} if image_field else {}),
+                    })
+                pref_out.write(pl.DataFrame(pref_rows))
+                sft_out.write(pl.DataFrame(sft_rows))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,26 +1,32 @@
 """The teacher's rankings as a table (RANKINGS), from score matrices or from an external model's file.
 
+Rankings grow as cases x labels (100,000 cases x 800 labels = 80 million rows a modality), so they
+are written a row group at a time (`RankingsWriter`) and read back only in the part a step needs
+(`RankedLists`: each case's best and worst few labels, a chunk of cases at a time), never whole.
+
     python -c "import numpy; from mint.core.rankings import *; print(rankings_frame('a', 'x', numpy.ones((1, 1)), 'm'))"
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
-from mint.core.io import MintError, provenance, write_parquet
+from mint.core.io import MintError, ParquetStream, provenance, write_parquet
 
 
 def rankings_frame(case_ids: Sequence[str], classes: Sequence[str], scores: np.ndarray, modality: str) -> pl.DataFrame:
     """RANKINGS rows of a (cases x labels) score matrix; rank 1 = highest score, ties by label order."""
-    order = np.argsort(-scores, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :].repeat(len(scores), 0), axis=1)
+    ranks = _ranks(scores)
     n, m = scores.shape
     return pl.DataFrame(
         {
@@ -31,6 +37,131 @@ def rankings_frame(case_ids: Sequence[str], classes: Sequence[str], scores: np.n
             "rank": ranks.reshape(-1).astype(np.int32),
         }
     )
+
+
+def _ranks(scores: np.ndarray) -> np.ndarray:
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :].repeat(len(scores), 0), axis=1)
+    return ranks
+
+
+class RankingsWriter(ParquetStream):
+    """RANKINGS written batch by batch (`ParquetStream`): memory holds one row group.
+
+    Same rows in the same order give the same bytes as `write_parquet(pl.concat(rankings_frame(...)))`.
+
+        with RankingsWriter(path, classes, prov) as out:
+            out.add(case_ids, scores, modality)  # any number of (cases x labels) batches
+    """
+
+    def __init__(self, path: str | Path, classes: Sequence[str], prov: Mapping[str, Any] | None = None) -> None:
+        super().__init__(path, schemas.RANKINGS, prov)
+        self.classes = pa.array(list(classes), pa.string())
+
+    def add(self, case_ids: Sequence[str], scores: np.ndarray, modality: str) -> None:
+        """Rows of a (cases x labels) score matrix; rank 1 = highest score, ties by label order."""
+        n, m = scores.shape
+        if m != len(self.classes) or n != len(case_ids):
+            raise MintError(f"{self.path}: scores of shape {scores.shape} for {len(case_ids)} cases and "
+                            f"{len(self.classes)} labels")
+        self.write(pa.table({
+            "case_id": pa.array(list(case_ids), pa.string()).take(np.repeat(np.arange(n), m)),
+            "modality": pa.array([modality], pa.string()).take(np.zeros(n * m, dtype=np.int64)),
+            "label_id": self.classes.take(np.tile(np.arange(m), n)),
+            "score": scores.reshape(-1).astype(np.float64),
+            "rank": _ranks(scores).reshape(-1).astype(np.int32),
+        }, schema=schemas.RANKINGS))
+
+
+def write_rankings(path: str | Path, case_ids: Sequence[str], classes: Sequence[str],
+                   scores: Mapping[str, np.ndarray], prov: Mapping[str, Any] | None = None,
+                   batch: int = 4096) -> None:
+    """RANKINGS of each modality's (cases x labels) matrix in `scores`, `batch` cases at a time.
+
+    The bytes of `write_parquet(pl.concat([rankings_frame(case_ids, classes, s, m) for m, s in ...]))`,
+    without the 5-column frame of cases x labels x modalities rows in memory.
+    """
+    case_ids = list(case_ids)
+    with RankingsWriter(path, classes, prov) as out:
+        for modality, matrix in scores.items():
+            for start in range(0, len(case_ids), batch):
+                out.add(case_ids[start:start + batch], matrix[start:start + batch], modality)
+
+
+class RankedLists:
+    """Each case's labels best first, of one modality, keeping only what a step reads: the `top` best,
+    the `bottom` worst and (`keep_own`) the case's own label (the `label_id` of `cases`).
+
+    Two streamed passes over the rankings (polars' streaming engine): the first counts each case's
+    labels (`cases`: case_id, n, first = the row where the case first appears in the file), the
+    second writes the kept rows to a temporary file; `chunks` then reads them a chunk of cases at a
+    time. Memory holds a few numbers per case and one chunk's lists, never the cases x labels table.
+    With `cases` (a frame with case_id, and label_id for `keep_own`), only those cases. A case whose
+    ranks are not exactly 1..n (never written by `rankings_frame` / `import_rankings`, but a hand-made
+    file may tie) keeps all its labels, ordered by rank then label id.
+
+        with RankedLists(path, "note", top=3) as ranked:
+            for part in ranked.chunks(ranked.cases["case_id"], 10_000): ...
+    """
+
+    def __init__(self, path: str | Path, modality: str, *, top: int, bottom: int = 0,
+                 cases: pl.DataFrame | None = None, keep_own: bool = False) -> None:
+        if not Path(path).exists():
+            raise MintError(f"file not found: {path}")
+        have = pq.read_schema(path).names
+        missing = [c for c in schemas.RANKINGS.names if c not in have]
+        if missing:
+            raise MintError(f"{path}: missing columns {missing}; have {have}")
+        lazy = (pl.scan_parquet(path).with_row_index("_row").filter(pl.col("modality") == modality)
+                .select("_row", "case_id", "label_id", pl.col("rank").cast(pl.Int64)))
+        if cases is not None:
+            own = [pl.col("label_id").alias("_own")] if keep_own else []
+            lazy = lazy.join(cases.lazy().select("case_id", *own), on="case_id")
+        # Ranks 1..n: least 1, most n, and the sums of the ranks and of their squares those of 1..n.
+        n = pl.len().cast(pl.Int64)
+        rank = pl.col("rank")
+        self.cases = lazy.group_by("case_id").agg(
+            n=n, first=pl.col("_row").min(),
+            ordinal=(rank.min() == 1) & (rank.max() == n) & (rank.sum() == n * (n + 1) // 2)
+            & ((rank * rank).sum() == n * (n + 1) * (2 * n + 1) // 6),
+        ).collect(engine="streaming").sort("first")
+        keep = (~pl.col("ordinal")) | (rank <= top) | (rank > pl.col("n") - bottom)
+        if keep_own:
+            keep = keep | (pl.col("label_id") == pl.col("_own"))
+        self._tmp = tempfile.TemporaryDirectory(prefix="mint-ranked-")
+        self._kept = Path(self._tmp.name) / "kept.parquet"
+        (lazy.join(self.cases.lazy(), on="case_id").filter(keep).select("case_id", "label_id", "rank")
+         .sink_parquet(self._kept, engine="streaming"))
+
+    def __enter__(self) -> RankedLists:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._tmp.cleanup()
+
+    def chunks(self, case_ids: Sequence[str] | pl.Series, size: int) -> Iterator[pl.DataFrame]:
+        """(case_id, n, first, label_ids) of `case_ids`, `size` at a time, in the order given (null for a
+        case the file does not rank)."""
+        case_ids = pl.Series("case_id", case_ids, dtype=pl.String)
+        for start in range(0, len(case_ids), size):
+            ids = case_ids.slice(start, size)
+            rows = (pl.scan_parquet(self._kept).filter(pl.col("case_id").is_in(ids.implode()))
+                    .collect(engine="streaming"))
+            lists = (rows.sort("case_id", "rank", "label_id").group_by("case_id", maintain_order=True)
+                     .agg(label_ids="label_id"))
+            yield (ids.to_frame().join(self.cases.select("case_id", "n", "first"), on="case_id", how="left",
+                                       maintain_order="left")
+                   .join(lists, on="case_id", how="left", maintain_order="left"))
+
+
+def ranked_lists(path: str | Path, modality: str, *, top: int, bottom: int = 0, cases: pl.DataFrame | None = None,
+                 keep_own: bool = False) -> pl.DataFrame:
+    """All of `RankedLists` at once (case_id, n, first, label_ids), cases in their order in the file."""
+    with RankedLists(path, modality, top=top, bottom=bottom, cases=cases, keep_own=keep_own) as ranked:
+        parts = [*ranked.chunks(ranked.cases["case_id"], max(ranked.cases.height, 1))]
+    return pl.concat(parts) if parts else pl.DataFrame(schema={"case_id": pl.String, "n": pl.Int64, "first": pl.UInt32,
+                                                               "label_ids": pl.List(pl.String)})
 
 
 def import_rankings(external: str | Path, cases_path: str | Path, candidates_path: str | Path,

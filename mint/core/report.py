@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +23,19 @@ from mint.core import schemas
 from mint.core.app import Application, load_application
 from mint.core.cohort import load_cases, load_labels, split_truth
 from mint.core.evaluate import (
+    CASE_SCORE_SCHEMA,
     NameMatcher,
+    agreement_table,
+    agreement_terms,
     confusion,
     normalize_name,
     paired_bootstrap,
     score_predictions,
     score_rankings,
     summarize,
-    teacher_agreement,
 )
 from mint.core.io import atomic_path, load_json, provenance, read_parquet, write_json, write_parquet
+from mint.core.rankings import RankedLists
 
 STUDENT_ROWS = {"base": "base model", "sft": "SFT", "dpo": "DPO (from SFT)", "orpo": "MINT (ORPO)"}
 
@@ -57,18 +60,38 @@ def score_student(
 
 
 def score_ranker(cases_path: str | Path, rankings_path: str | Path, out_path: str | Path, *, modality: str,
-                 method: str, k: int) -> None:
+                 method: str, k: int, chunk: int = 50_000) -> None:
     """CASE_SCORES of a ranker (the teacher in one modality, or a baseline), from its top `k` labels.
 
     A ranker ranks every candidate, so it is scored on as many labels as the largest k the report asks.
+    Its rankings are read streamed, `chunk` cases at a time (`mint.core.rankings.RankedLists`).
     """
     truth = split_truth(load_cases(cases_path))
-    rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(
-        (pl.col("modality") == modality) & pl.col("case_id").is_in(truth["case_id"].to_list())
-    )
-    truth = truth.filter(pl.col("case_id").is_in(rankings["case_id"].unique().to_list()))
-    scores = score_rankings(rankings, truth, k, method)
+    with RankedLists(rankings_path, modality, top=k, cases=truth) as ranked:
+        parts = [score_rankings(rows, truth.join(rows.select("case_id").unique(), on="case_id"), k, method)
+                 for rows in _ranked_rows(ranked, modality, chunk)]
+    scores = pl.concat(parts) if parts else pl.DataFrame(schema=CASE_SCORE_SCHEMA)
     write_parquet(scores, out_path, schemas.CASE_SCORES, provenance({"modality": modality, "k": k}))
+
+
+def _ranked_rows(ranked: RankedLists, modality: str, chunk: int) -> Iterator[pl.DataFrame]:
+    """RANKINGS rows (case_id, modality, label_id, rank) of the labels `ranked` keeps, `chunk` cases at a
+    time in their order in the file; rank is the position among the kept labels (the same order)."""
+    for part in ranked.chunks(ranked.cases["case_id"], chunk):
+        yield (part.select("case_id", "label_ids").explode("label_ids")
+               .select("case_id", modality=pl.lit(modality), label_id="label_ids",
+                       rank=pl.int_range(1, pl.len() + 1).over("case_id").cast(pl.Int32)))
+
+
+def agreement_with_teacher(case_scores: pl.DataFrame, rankings_path: str | Path, *, modality: str, k: int, q: int,
+                           chunk: int = 50_000) -> pl.DataFrame:
+    """`mint.core.evaluate.teacher_agreement` of `case_scores` with the `modality` rankings, read streamed
+    `chunk` cases at a time: only each case's top `k` and bottom `q` labels, only the scored cases."""
+    terms: dict[int, tuple[float, float]] = {}
+    with RankedLists(rankings_path, modality, top=k, bottom=q, cases=case_scores.select("case_id").unique()) as ranked:
+        for rows in _ranked_rows(ranked, modality, chunk):
+            terms.update(agreement_terms(case_scores, rows, k, q))
+    return agreement_table(case_scores, terms)
 
 
 def row_labels(app: Application) -> dict[str, str]:
@@ -129,9 +152,8 @@ def make_report(
         _plot_per_label(per_label, rows, app, out / "per_label.png")
     agreement = None
     if rankings_path and modality and q:
-        teacher_lists = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
-        agreement = teacher_agreement(scores.filter(~pl.col("method").str.starts_with("teacher_")), teacher_lists,
-                                      k, q)
+        agreement = agreement_with_teacher(scores.filter(~pl.col("method").str.starts_with("teacher_")),
+                                           rankings_path, modality=modality, k=k, q=q)
         with atomic_path(out / "agreement.csv") as tmp:
             agreement.write_csv(tmp)
         if candidates_path:

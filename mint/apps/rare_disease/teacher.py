@@ -24,11 +24,10 @@ from torch import nn
 from tqdm import tqdm
 
 from mint.apps.rare_disease.face import load_face
-from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
 from mint.core.config import load_config
-from mint.core.io import MintError, atomic_path, load_checkpoint, provenance, read_parquet, write_json, write_parquet
-from mint.core.rankings import rankings_frame
+from mint.core.io import MintError, atomic_path, load_checkpoint, provenance, read_parquet, write_json
+from mint.core.rankings import write_rankings
 from mint.core.text_encoder import sentence_encoder
 
 MODALITIES = ("note_photo", "note", "photo")
@@ -253,8 +252,9 @@ def rank_diseases(
         fold_scores = scores_of(fold["state_dict"], rows)  # score only the fold it did not train on
         for m in MODALITIES:
             scores[m][rows] = fold_scores[m]
-    frames = [rankings_frame(cases["case_id"].to_list(), classes, scores[m], m) for m in MODALITIES]
-    write_parquet(pl.concat(frames), out_path, schemas.RANKINGS, provenance({"image_size": image_size}))
+    # Streamed, a row group at a time: the rows are cases x labels x modalities.
+    write_rankings(out_path, cases["case_id"].to_list(), classes, {m: scores[m] for m in MODALITIES},
+                   provenance({"image_size": image_size}))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,0 +1,133 @@
+"""Cases/s of the workflow's answering (batched by length) against one generate call per case.
+
+Both ask the same builtin tiny text student (`mint.apps.rare_disease.student`, the default
+`student_tiny.yaml` shape, pre-trained here for `--pretrain-steps` on a made-up knowledge corpus so
+that it answers in the list format and stops) the same questions about made-up notes of 2 to 14
+findings, greedily, with the workflow's `evaluation.max_new_tokens` (64):
+
+- batched: `mint.core.predict.generate_answers` (prompts sorted by length, left-padded batches of
+  `--batch-size`, the workflow's `evaluation.batch_size` default 64);
+- per case: tokenise one prompt, one `model.generate`, decode, as the paper's scripts do.
+
+Prints the median cases/s of each over `--repeats` (alternating), their ratio, and how many answers
+are the same.
+
+    python -m bench.predict --cases 128 --repeats 3 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from mint.apps.rare_disease import schemas as knowledge_schemas
+from mint.apps.rare_disease.knowledge import knowledge_files
+from mint.apps.rare_disease.prompts import PROMPT
+from mint.apps.rare_disease.student import build_builtin_student
+from mint.core.io import write_parquet
+from mint.core.models import load_student
+from mint.core.predict import generate_answers
+from mint.core.prompts import build_prompt
+
+N_DISEASES, N_TERMS, K = 40, 60, 3
+
+
+def fake_knowledge(folder: Path, rng: np.random.Generator) -> tuple[pl.DataFrame, list[str]]:
+    """Knowledge tables of made-up diseases and findings (each disease annotated with 8); (panel, finding names)."""
+    ids = [f"OMIM:{200000 + i}" for i in range(N_DISEASES)]
+    names = [f"Syndrome {chr(65 + i % 26)}{i // 26 or ''} type {i % 4 + 1}" for i in range(N_DISEASES)]
+    hpo = [f"HP:{i:07d}" for i in range(1, N_TERMS + 1)]
+    terms = [f"finding {i} of the {['face', 'hand', 'heart', 'brain', 'skin'][i % 5]}" for i in range(N_TERMS)]
+    rows = [(d, h, float(rng.choice([0.17, 0.545, 0.895, 1.0])))
+            for d in ids for h in rng.choice(hpo, 8, replace=False)]
+    files = knowledge_files(folder)
+    write_parquet(pl.DataFrame({"disease_id": ids, "name": names, "synonyms": [[] for _ in ids]},
+                               schema_overrides={"synonyms": pl.List(pl.String)}),
+                  files["diseases"], knowledge_schemas.DISEASES)
+    write_parquet(pl.DataFrame(rows, schema=["disease_id", "hpo_id", "frequency"], orient="row"),
+                  files["annotations"], knowledge_schemas.ANNOTATIONS)
+    write_parquet(pl.DataFrame({"hpo_id": hpo, "name": terms, "parents": [[] for _ in hpo],
+                                "is_facial": [i % 5 == 0 for i in range(N_TERMS)]},
+                               schema_overrides={"parents": pl.List(pl.String)}),
+                  files["terms"], knowledge_schemas.TERMS)
+    panel = pl.DataFrame({"label_id": ids[:30], "name": names[:30], "synonyms": [[] for _ in range(30)]},
+                         schema_overrides={"synonyms": pl.List(pl.String)})
+    return panel, terms
+
+
+def build_student(folder: Path, steps: int, threads: int, seed: int = 0) -> Path:
+    """The builtin student (default shape), pre-trained `steps` steps on a made-up corpus; its folder."""
+    panel, _ = fake_knowledge(folder / "knowledge", np.random.default_rng(seed))
+    cfg = {"corpus": {"n_docs": 1500},
+           "train": {"steps": steps, "threads": threads, "log_every": max(1, steps // 5), "seed": seed}}
+    build_builtin_student(knowledge_files(folder / "knowledge"), panel, cfg, folder / "student")
+    return folder / "student"
+
+
+def questions(n: int, seed: int = 1) -> list[list[dict]]:
+    """`n` rare-disease questions about made-up notes of 2 to 14 findings (lengths vary, as real notes do)."""
+    rng = np.random.default_rng(seed)
+    terms = [f"finding {i} of the {['face', 'hand', 'heart', 'brain', 'skin'][i % 5]}" for i in range(N_TERMS)]
+    notes = [f"A {rng.integers(1, 40)}-year-old {rng.choice(['boy', 'girl', 'man', 'woman'])}. Findings: "
+             + ", ".join(rng.choice(terms, rng.integers(2, 15), replace=False)) + "." for _ in range(n)]
+    return [build_prompt(PROMPT.resolved(None), K, note, "note") for note in notes]
+
+
+@torch.no_grad()
+def answer_one_by_one(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int) -> list[str]:
+    """The plain way: one tokenised prompt, one `generate` call, one decode per case."""
+    model.eval()
+    answers = []
+    for prompt in prompts:
+        text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        enc = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        answers.append(tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip())
+    return answers
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cases", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=64, help="the workflow's evaluation.batch_size default")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="the workflow's evaluation.max_new_tokens default")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--pretrain-steps", type=int, default=150)
+    p.add_argument("--student", type=Path, help="a student folder to use instead of building one")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    with tempfile.TemporaryDirectory(prefix="mint-predict-") as tmp:
+        t0 = time.perf_counter()
+        folder = a.student or build_student(Path(tmp), a.pretrain_steps, a.threads)
+        print(f"student: {folder} ({time.perf_counter() - t0:.0f} s to build)", flush=True)
+        model, tokenizer = load_student(str(folder))
+        prompts = questions(a.cases)
+        batched_s, single_s = [], []
+        for _ in range(a.repeats):
+            t = time.perf_counter()
+            batched = generate_answers(model, tokenizer, prompts, a.batch_size, a.max_new_tokens)
+            batched_s.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            single = answer_one_by_one(model, tokenizer, prompts, a.max_new_tokens)
+            single_s.append(time.perf_counter() - t)
+    same = sum(x == y for x, y in zip(batched, single))
+    words = statistics.mean(len(x.split()) for x in batched)
+    b, s = a.cases / statistics.median(batched_s), a.cases / statistics.median(single_s)
+    print(f"cases: {a.cases}, batch size {a.batch_size}, max_new_tokens {a.max_new_tokens}, threads {a.threads}, "
+          f"repeats {a.repeats}; answers {words:.1f} words on average")
+    print(f"batched (generate_answers): {b:8.2f} cases/s  (runs: {', '.join(f'{x:.1f}' for x in batched_s)} s)")
+    print(f"one generate call per case: {s:8.2f} cases/s  (runs: {', '.join(f'{x:.1f}' for x in single_s)} s)")
+    print(f"ratio: {b / s:.1f}x; same answers: {same} of {a.cases}")
+
+
+if __name__ == "__main__":
+    main()
