@@ -121,7 +121,7 @@ class WholeLists:
     """The straightforward way, as before streaming: the whole table in memory, each case's labels sorted
     by rank (the interface of `mint.core.rankings.RankedLists`)."""
 
-    def __init__(self, rankings_path, modality, train, k, q):
+    def __init__(self, rankings_path, modality, train, k, q, scratch=None):
         rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
         ranked = {case_id: group.sort("rank")["label_id"].to_list()
                   for (case_id,), group in rankings.group_by("case_id")}

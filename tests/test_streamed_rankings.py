@@ -84,7 +84,7 @@ class WholeLists:
     """The straightforward way, as before streaming: the whole table in memory, each case's labels sorted
     by rank (the interface of `mint.core.rankings.RankedLists`)."""
 
-    def __init__(self, rankings_path, modality, train, k, q):
+    def __init__(self, rankings_path, modality, train, k, q, scratch=None):
         rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
         ranked = {case_id: group.sort("rank")["label_id"].to_list()
                   for (case_id,), group in rankings.group_by("case_id")}
@@ -182,3 +182,24 @@ def test_tied_ranks_keep_the_whole_case(tmp_path):
     write_parquet(frame, tmp_path / "r.parquet", schemas.RANKINGS)
     lists = dict(ranked_lists(tmp_path / "r.parquet", "m", top=1).select("case_id", "label_ids").iter_rows())
     assert lists == {"c1": ["a"], "c2": list("abcde")}  # c2 all tied: all kept, by label id
+
+
+def test_kept_rows_stay_in_the_run_and_go_when_closed(cohort, tmp_path, monkeypatch):
+    """The temporary file names cases: it lies in `scratch` (default: the working directory), never in the
+    system's temporary folder, and nothing is left once the lists are closed."""
+    import tempfile
+
+    from mint.core.rankings import RankedLists
+
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.chdir(run)
+    (run / "results").mkdir()
+    for scratch in (None, run / "results", run / "results" / "scores"):  # the last one does not exist
+        with RankedLists(cohort["rankings"], "a", top=2, scratch=scratch) as ranked:
+            assert ranked._kept.parent.parent == (run / "results" if scratch else run) and ranked._kept.exists()
+        assert not ranked._kept.parent.exists()
+    assert list(system_tmp.iterdir()) == []

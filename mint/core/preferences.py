@@ -62,7 +62,8 @@ def sft_target(ranked: Sequence[str], truth: str, k: int, target: str) -> list[s
     return [truth, *[d for d in ranked if d != truth][: k - 1]]
 
 
-def _training_lists(rankings_path: str | Path, modality: str, train: pl.DataFrame, k: int, q: int) -> RankedLists:
+def _training_lists(rankings_path: str | Path, modality: str, train: pl.DataFrame, k: int, q: int,
+                    scratch: str | Path | None = None) -> RankedLists:
     """The training cases' labels that `pick_lists` and `sft_target` can reach, best first (`RankedLists`).
 
     Those are the best k + q + 1 (chosen, or the truth plus the best k - 1 others, then the hard
@@ -70,7 +71,7 @@ def _training_lists(rankings_path: str | Path, modality: str, train: pl.DataFram
     when the truth is among them) and the truth; read streamed, never the whole (cases x labels) table.
     """
     return RankedLists(rankings_path, modality, top=k + q + 1, bottom=q + 1,
-                       cases=train.select("case_id", "label_id"), keep_own=True)
+                       cases=train.select("case_id", "label_id"), keep_own=True, scratch=scratch)
 
 
 def build_preferences(
@@ -97,7 +98,7 @@ def build_preferences(
                 "truth_in_chosen": truth_in_chosen, "sft_target": sft_target_kind}
     prov = provenance(settings, seed=seed)
     vision = image_field is not None
-    with _training_lists(rankings_path, modality, train, k, q) as ranked:
+    with _training_lists(rankings_path, modality, train, k, q, Path(preferences_path).parent) as ranked:
         unranked = train.join(ranked.cases, on="case_id", how="anti")["case_id"]
         if unranked.len():
             raise MintError(f"{rankings_path}: no '{modality}' ranking for training case {unranked[0]!r}")

@@ -97,6 +97,7 @@ class RankedLists:
     labels (`cases`: case_id, n, first = the row where the case first appears in the file), the
     second writes the kept rows to a temporary file; `chunks` then reads them a chunk of cases at a
     time. Memory holds a few numbers per case and one chunk's lists, never the cases x labels table.
+    The temporary file lies in `scratch` (default: the current, i.e. the run's working, directory).
     With `cases` (a frame with case_id, and label_id for `keep_own`), only those cases. A case whose
     ranks are not exactly 1..n (never written by `rankings_frame` / `import_rankings`, but a hand-made
     file may tie) keeps all its labels, ordered by rank then label id.
@@ -106,7 +107,8 @@ class RankedLists:
     """
 
     def __init__(self, path: str | Path, modality: str, *, top: int, bottom: int = 0,
-                 cases: pl.DataFrame | None = None, keep_own: bool = False) -> None:
+                 cases: pl.DataFrame | None = None, keep_own: bool = False,
+                 scratch: str | Path | None = None) -> None:
         if not Path(path).exists():
             raise MintError(f"file not found: {path}")
         have = pq.read_schema(path).names
@@ -129,7 +131,12 @@ class RankedLists:
         keep = (~pl.col("ordinal")) | (rank <= top) | (rank > pl.col("n") - bottom)
         if keep_own:
             keep = keep | (pl.col("label_id") == pl.col("_own"))
-        self._tmp = tempfile.TemporaryDirectory(prefix="mint-ranked-")
+        # The kept rows name cases: they stay in the run (`scratch`, default the working directory), never
+        # in the system's temporary folder, and go when the lists are closed.
+        scratch = Path(scratch or Path.cwd()).absolute()
+        while not scratch.is_dir():  # the nearest folder that exists: a failed step creates none
+            scratch = scratch.parent
+        self._tmp = tempfile.TemporaryDirectory(prefix=".mint-ranked-", dir=scratch)
         self._kept = Path(self._tmp.name) / "kept.parquet"
         (lazy.join(self.cases.lazy(), on="case_id").filter(keep).select("case_id", "label_id", "rank")
          .sink_parquet(self._kept, engine="streaming"))

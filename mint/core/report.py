@@ -67,7 +67,7 @@ def score_ranker(cases_path: str | Path, rankings_path: str | Path, out_path: st
     Its rankings are read streamed, `chunk` cases at a time (`mint.core.rankings.RankedLists`).
     """
     truth = split_truth(load_cases(cases_path))
-    with RankedLists(rankings_path, modality, top=k, cases=truth) as ranked:
+    with RankedLists(rankings_path, modality, top=k, cases=truth, scratch=Path(out_path).parent) as ranked:
         parts = [score_rankings(rows, truth.join(rows.select("case_id").unique(), on="case_id"), k, method)
                  for rows in _ranked_rows(ranked, modality, chunk)]
     scores = pl.concat(parts) if parts else pl.DataFrame(schema=CASE_SCORE_SCHEMA)
