@@ -18,6 +18,7 @@ import polars as pl
 import yaml
 
 from mint.apps.tissue.prompts import PROMPT, normalise
+from mint.core.predict import predict
 from mint.core.report import score_student
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,9 +37,10 @@ def main(argv: list[str] | None = None) -> None:
     # The validation patches, as the split the scorer reads; the test patches are left out.
     cases = pl.read_parquet(run / "results/cohort/cases.parquet")
     val = cases.filter(pl.col("split") != "test").with_columns(
-        split=pl.when(pl.col("split") == "validation").then(pl.lit("test")).otherwise(pl.col("split")))
+        split=pl.when(pl.col("split") == "validation").then(pl.lit("test")).otherwise(pl.col("split")),
+        image_path=pl.lit(f"{run}/") + pl.col("image_path"))  # the run's relative paths, read from here
     val.write_parquet(out / "cases.parquet")
-    prompt = {"system": PROMPT.system, "user": PROMPT.user, "header": PROMPT.header}
+    prompt = PROMPT.resolved(None)
     rows = []
     for epochs in a.epochs:
         for method in a.methods:
@@ -52,12 +54,8 @@ def main(argv: list[str] | None = None) -> None:
                 subprocess.run([sys.executable, "-m", "mint.core.train", str(out / f"{name}.yaml"),
                                 str(run / "results/student/base"), str(run / DATA[method]), str(model),
                                 "--kind", "vision", "--threads", str(a.threads)], check=True, cwd=run)
-            subprocess.run([sys.executable, "-c", "import json, sys; from mint.core.predict import predict; "
-                            "predict(sys.argv[1], sys.argv[2], sys.argv[3], method=sys.argv[4], "
-                            "prompt=json.loads(sys.argv[5]), text_field=None, image_field='image_path', k=5, "
-                            f"threads={a.threads}, max_new_tokens=48)",
-                            str(model), str(out / "cases.parquet"), str(out / f"{name}.parquet"), method,
-                            __import__("json").dumps(prompt)], check=True, cwd=run)
+            predict(str(model), out / "cases.parquet", out / f"{name}.parquet", method=method, prompt=prompt,
+                    text_field=None, image_field="image_path", k=5, threads=a.threads, max_new_tokens=48)
             score_student(out / "cases.parquet", run / "results/cohort/candidates.parquet",
                           run / "results/cohort/vocabulary.parquet"
                           if (run / "results/cohort/vocabulary.parquet").exists() else None,

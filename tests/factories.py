@@ -97,3 +97,11 @@ def write_tiny_clip(folder: Path) -> Path:
     image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
+
+
+def job_stats(out: str) -> dict[str, int]:
+    """Rule -> job count from Snakemake's 'Job stats' table (a run's or a dry run's output), without the
+    target `all`."""
+    table = out.split("Job stats:")[1].split("total")[0]
+    rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
+    return {rule: int(count) for rule, count in rows if rule != "all"}

@@ -17,6 +17,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.factories import job_stats
+
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = "tests/data/tiny/config.yaml"
@@ -83,13 +85,6 @@ def submitted(out: str) -> dict[str, list[str]]:
     return jobs
 
 
-def planned(out: str) -> dict[str, int]:
-    """Rule -> job count from snakemake's 'Job stats' table, without the local target `all`."""
-    table = out.split("Job stats:")[1].split("total")[0]
-    rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
-    return {rule: int(count) for rule, count in rows if rule != "all"}
-
-
 def squeue_states(jobids: list[str]) -> dict[str, str]:
     res = subprocess.run(["squeue", "-h", "-t", "all", "-j", ",".join(jobids), "-o", "%i|%T"],
                          capture_output=True, text=True, check=True)
@@ -131,8 +126,8 @@ def tissue_runs(cluster, tmp_path_factory):
 def every_step_ran_as_a_slurm_job(runs: dict) -> None:
     out, wd = runs["slurm_out"], runs["slurm"]
     jobs = submitted(out)
-    plan = planned(out)
-    assert plan == planned(runs["local_out"]) and len(plan) >= 10
+    plan = job_stats(out)
+    assert plan == job_stats(runs["local_out"]) and len(plan) >= 10
     assert {rule: len(ids) for rule, ids in jobs.items()} == plan  # every job of the plan went to SLURM
     ids = [i for rule_ids in jobs.values() for i in rule_ids]
     assert len(set(ids)) == len(ids)

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from bench.scale import WholeLists  # the whole-table way, as before streaming (also the bench's)
 from mint.apps.rare_disease.prompts import PROMPT
 from mint.core import preferences, schemas
 from mint.core.evaluate import score_rankings, teacher_agreement
@@ -78,29 +79,6 @@ def test_empty_stream_gives_the_bytes_of_an_empty_table(tmp_path):
         pass
     write_parquet(pl.from_arrow(schemas.RANKINGS.empty_table()), tmp_path / "w.parquet", schemas.RANKINGS)
     assert (tmp_path / "s.parquet").read_bytes() == (tmp_path / "w.parquet").read_bytes()
-
-
-class WholeLists:
-    """The straightforward way, as before streaming: the whole table in memory, each case's labels sorted
-    by rank (the interface of `mint.core.rankings.RankedLists`)."""
-
-    def __init__(self, rankings_path, modality, train, k, q, scratch=None):
-        rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
-        ranked = {case_id: group.sort("rank")["label_id"].to_list()
-                  for (case_id,), group in rankings.group_by("case_id")}
-        self.lists = pl.DataFrame({"case_id": list(ranked), "n": [len(v) for v in ranked.values()],
-                                   "label_ids": list(ranked.values())})
-        self.cases = self.lists.select("case_id", "n")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
-
-    def chunks(self, case_ids, size):
-        ids = pl.Series("case_id", case_ids, dtype=pl.String).to_frame()
-        yield from ids.join(self.lists, on="case_id", how="left", maintain_order="left").iter_slices(size)
 
 
 SETTINGS = [

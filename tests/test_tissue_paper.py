@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.factories import write_tiny_clip
+from tests.factories import job_stats, write_tiny_clip
 from tests.test_tissue_ingest import write_fold
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,13 +35,6 @@ def snakemake(wd: Path, *args: str) -> str:
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
     return res.stdout + res.stderr
-
-
-def planned(out: str) -> dict[str, int]:
-    """Rule -> job count from a dry run's 'Job stats' table, without the target `all`."""
-    table = out.split("Job stats:")[1].split("total")[0]
-    rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
-    return {rule: int(count) for rule, count in rows if rule != "all"}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +57,7 @@ def paper_dir(tmp_path_factory):
 
 
 def test_the_paper_dag_plans_every_step(paper_dir):
-    plan = planned(snakemake(paper_dir, "--dry-run"))
+    plan = job_stats(snakemake(paper_dir, "--dry-run"))
     # PLIP ranks (a CLIP checkpoint: no teacher is trained here); the student is a hub id (none is built).
     assert plan == {"build_cohort": 1, "rank_tissues_with_clip": 1, "score_teacher": 1, "build_preferences": 1,
                     "train_student": 3, "predict_student": 4, "score_student": 4, "make_report": 1}

@@ -14,6 +14,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.factories import job_stats
+
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = "tests/data/tissue/config.yaml"
 
@@ -77,13 +79,6 @@ def snakemake(wd: Path, *args: str) -> str:
     return res.stdout + res.stderr
 
 
-def planned(out: str) -> dict[str, int]:
-    """Rule -> job count from a dry run's 'Job stats' table, without the target `all`."""
-    table = out.split("Job stats:")[1].split("total")[0]
-    rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
-    return {rule: int(count) for rule, count in rows if rule != "all"}
-
-
 def teacher_change(wd: Path, model: str) -> Path:
     """A config file that selects another teacher: a tiny CLIP checkpoint (made offline, in the working
     folder) or external rankings (the trained teacher's own image+nuclei scores, as another model's)."""
@@ -112,7 +107,7 @@ DOWNSTREAM = {"build_preferences": 1, "train_student": 3, "predict_student": 3, 
 @pytest.mark.parametrize("model, ranks, teacher_rows", [("clip", "rank_tissues_with_clip", 1),
                                                         ("external", "import_rankings", 1)])
 def test_another_teacher_reruns_exactly_the_teacher_and_what_follows(tissue_run, model, ranks, teacher_rows):
-    plan = planned(snakemake(tissue_run, teacher_change(tissue_run, model), "--dry-run", "--nolock"))
+    plan = job_stats(snakemake(tissue_run, teacher_change(tissue_run, model), "--dry-run", "--nolock"))
     assert plan == {ranks: 1, "score_teacher": teacher_rows, **DOWNSTREAM}
 
 
@@ -168,6 +163,6 @@ def test_a_clip_setting_reruns_the_clip_teacher_and_what_follows(clip_run, key, 
     path = clip_run / f"change-{key}.yaml"
     path.write_text(yaml.safe_dump(change))
     out = snakemake(clip_run, path, "--dry-run", "--nolock")
-    assert planned(out) == {"rank_tissues_with_clip": 1, "score_teacher": 1, **DOWNSTREAM}
+    assert job_stats(out) == {"rank_tissues_with_clip": 1, "score_teacher": 1, **DOWNSTREAM}
     reason = out.split("rule rank_tissues_with_clip:")[1].split("reason:")[1].splitlines()[0]
     assert "Params have changed" in reason or (key == "model" and "Set of input files has changed" in reason), reason

@@ -11,6 +11,8 @@ import polars as pl
 import pytest
 import torch
 
+from tests.factories import job_stats
+
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = "tests/data/tiny/config.yaml"
@@ -204,9 +206,7 @@ def planned_jobs(wd: Path, change: dict) -> dict[str, int]:
     out = snakemake(wd, "--configfile", TINY, str(wd / "change.yaml"), "--dry-run").stdout
     if "Nothing to be done" in out:
         return {}
-    table = out.split("Job stats:")[1].split("total")[0]
-    rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
-    return {rule: int(count) for rule, count in rows if rule != "all"}
+    return job_stats(out)
 
 
 def dry_run(wd: Path, change: dict, *args: str) -> tuple[set[str], set[str]]:

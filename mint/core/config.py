@@ -120,16 +120,22 @@ def check_recipe(path: Path, method: str, where: str) -> dict[str, Any]:
     """The recipe `path` for `method`: it exists, is a mapping, and its `method` is `method` (its file's name)."""
     if not path.is_file():
         raise MintError(f"{where}: no recipe {path} for method {method!r} (config key 'training.methods')")
-    recipe = load_yaml(path)
+    return check_recipe_fields(load_yaml(path), path, method)
+
+
+def check_recipe_fields(recipe: Any, path: str | Path, method: str | None) -> dict[str, Any]:
+    """What a recipe must be, before anything reads its values: a mapping of known keys whose `method` is
+    `method` (the file's; None: not known) and whose `init` is base or sft. `mint.core.train.load_recipe`
+    checks the rest (the method, nll, freeze, args) when training starts."""
     if not isinstance(recipe, dict):
         raise MintError(f"{path}: a recipe must be a mapping of keys (method, init, args, ...), got "
                         f"{type(recipe).__name__}")
-    if recipe.get("method") != method:
-        raise MintError(f"{path}: recipe key 'method' is {recipe.get('method')!r}, but the file is the recipe of "
-                        f"{method!r}; expected 'method: {method}'")
     unknown = set(recipe) - RECIPE_KEYS
     if unknown:
         raise MintError(f"{path}: unknown recipe key(s) {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
+    if method is not None and recipe.get("method") != method:
+        raise MintError(f"{path}: recipe key 'method' is {recipe.get('method')!r}, but the file is the recipe of "
+                        f"{method!r}; expected 'method: {method}'")
     if recipe.get("init", "base") not in ("base", "sft"):
         raise MintError(f"{path}: recipe key 'init' must be 'base' or 'sft', got {recipe['init']!r}")
     return recipe

@@ -40,6 +40,29 @@ class MintError(ValueError):
     """A user-facing error: the message names the config key, file, row or case at fault."""
 
 
+def read_user_table(path: Path, what: str, *, text_suffixes: tuple[str, ...] = (".csv", ".tsv", ".txt"),
+                    expected: str = "a header and one row per line") -> pl.DataFrame:
+    """A user's table (Parquet, or UTF-8 CSV; any other text suffix is tab-separated), every column a
+    string; MintError naming the file and the `what` if it is not UTF-8, empty (`expected` says what
+    should be there) or broken."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            df = pl.read_parquet(path)
+            return df.with_columns(pl.col(c).cast(pl.String) for c in df.columns)
+        if suffix in text_suffixes:
+            path.read_bytes().decode("utf-8")  # polars' own message for other encodings names no file
+            return pl.read_csv(path, separator="," if suffix == ".csv" else "\t", infer_schema=False)
+    except UnicodeDecodeError as err:
+        raise MintError(f"{path}: the {what} is not UTF-8 text (byte {err.start}: {err.reason}); save it as "
+                        "UTF-8") from err
+    except pl.exceptions.NoDataError as err:
+        raise MintError(f"{path}: the {what} is empty; expected {expected}") from err
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise MintError(f"{path}: not a readable {what} ({err})") from err
+    raise MintError(f"{path}: a {what} must be .csv, .tsv or .parquet")
+
+
 def require_columns(df: pl.DataFrame, columns: Iterable[str], what: str) -> None:
     """MintError naming `what` and the missing columns, if `df` lacks any of `columns`."""
     missing = [c for c in columns if c not in df.columns]

@@ -34,7 +34,7 @@ import torch
 from datasets import Dataset
 
 from mint.core import schemas
-from mint.core.config import RECIPE_KEYS, load_yaml
+from mint.core.config import check_recipe_fields, load_yaml
 from mint.core.io import MintError, atomic_dir, config_hash, file_digest, provenance, read_parquet, write_json
 from mint.core.launch import use_cpu
 from mint.core.models import load_student
@@ -52,19 +52,11 @@ def load_recipe(path: str | Path, kind: str = "text") -> dict[str, Any]:
 
     `kind`: the student's (a vision student's ORPO trains on DPO's vision path, with DPO's config).
     """
-    recipe = load_yaml(path)
-    if not isinstance(recipe, dict):
-        raise MintError(f"{path}: a recipe must be a mapping of keys (method, init, args, ...), got "
-                        f"{type(recipe).__name__}")
-    unknown = set(recipe) - RECIPE_KEYS
-    if unknown:
-        raise MintError(f"{path}: unknown recipe key(s) {sorted(unknown)}; allowed: {sorted(RECIPE_KEYS)}")
+    stem = Path(path).stem
+    recipe = check_recipe_fields(load_yaml(path), path, stem if stem in METHODS else None)
     method = recipe.get("method")
     if method not in METHODS:
         raise MintError(f"{path}: recipe key 'method' must be one of {METHODS}, got {method!r}")
-    if Path(path).stem in METHODS and Path(path).stem != method:
-        raise MintError(f"{path}: recipe key 'method' is {method!r}, but the file is the recipe of "
-                        f"{Path(path).stem!r}; expected 'method: {Path(path).stem}'")
     recipe.setdefault("init", "base")
     recipe.setdefault("lora", None)
     recipe.setdefault("args", {})
@@ -83,8 +75,6 @@ def load_recipe(path: str | Path, kind: str = "text") -> dict[str, Any]:
     if recipe["nll"] not in ("completion", "full"):
         raise MintError(f"{path}: recipe key 'nll' must be 'completion' or 'full' (ORPO's NLL over the prompt too), "
                         f"got {recipe['nll']!r}")
-    if recipe["init"] not in ("base", "sft"):
-        raise MintError(f"{path}: recipe key 'init' must be 'base' or 'sft', got {recipe['init']!r}")
     if kind == "vision" and method not in VISION_METHODS:
         raise MintError(f"{path}: method {method!r} has no image path here; a vision student trains with "
                         f"{VISION_METHODS} (config key 'training.methods')")

@@ -34,7 +34,7 @@ from mint.apps.rare_disease.phenopackets import read_raw, split_by_publication, 
 from mint.core import schemas
 from mint.core.cohort import assign_split, check_split_column
 from mint.core.config import load_config
-from mint.core.io import MintError, atomic_dir, provenance, write_parquet
+from mint.core.io import MintError, atomic_dir, provenance, read_user_table, write_parquet
 from mint.core.paths import check_name, file_in, resolve_inside
 
 log = logging.getLogger(__name__)
@@ -157,22 +157,7 @@ def read_table(path: Path, what: str, key: str) -> pl.DataFrame:
     """A user's CSV/TSV/Parquet table as strings; MintError naming the file if it is missing, not UTF-8 or broken."""
     if not path.exists():
         raise MintError(f"config key '{key}': file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            df = pl.read_parquet(path)
-            return df.with_columns(pl.col(c).cast(pl.String) for c in df.columns)
-        if suffix in (".csv", ".tsv", ".txt"):
-            path.read_bytes().decode("utf-8")  # polars' own message for other encodings names no file
-            return pl.read_csv(path, separator="," if suffix == ".csv" else "\t", infer_schema=False)
-    except UnicodeDecodeError as err:
-        raise MintError(f"{path}: the {what} is not UTF-8 text (byte {err.start}: {err.reason}); save it as "
-                        "UTF-8") from err
-    except pl.exceptions.NoDataError as err:
-        raise MintError(f"{path}: the {what} is empty; expected a header and one row per line") from err
-    except (pl.exceptions.PolarsError, OSError) as err:
-        raise MintError(f"{path}: not a readable {what} ({err})") from err
-    raise MintError(f"{path}: a {what} must be .csv, .tsv or .parquet")
+    return read_user_table(path, what)
 
 
 def read_manifest(

@@ -33,7 +33,7 @@ from PIL import Image
 
 from mint.apps.tissue.tissues import BACKGROUND_CHANNEL, N_TYPES, TISSUES, resolve_tissue
 from mint.core.cohort import SPLITS
-from mint.core.io import MintError
+from mint.core.io import MintError, read_user_table
 from mint.core.paths import check_name, resolve_inside
 
 PANNUKE_FILES = ("images.npy", "masks.npy", "types.npy")
@@ -315,26 +315,6 @@ def _manifest_file(path: Path) -> Path:
     return path
 
 
-def _read_table(path: Path) -> pl.DataFrame:
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            df = pl.read_parquet(path)
-            return df.with_columns(pl.col(c).cast(pl.String) for c in df.columns)
-        if suffix in (".csv", ".tsv"):
-            path.read_bytes().decode("utf-8")  # polars' own message for other encodings names no file
-            return pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema=False)
-    except UnicodeDecodeError as err:
-        raise MintError(f"{path}: the manifest is not UTF-8 text (byte {err.start}: {err.reason}); save it as "
-                        "UTF-8") from err
-    except (pl.exceptions.PolarsError, OSError) as err:
-        if isinstance(err, pl.exceptions.NoDataError):
-            raise MintError(f"{path}: the manifest is empty; expected a header with {list(MANIFEST_COLUMNS)} "
-                            f"and one row per patch") from err
-        raise MintError(f"{path}: not a readable manifest ({err})") from err
-    raise MintError(f"{path}: a manifest must be .csv, .tsv or .parquet")
-
-
 def read_manifest(path: str | Path, root: str | Path | None = None, allow_absolute: bool = False) -> pl.DataFrame:
     """The patches a manifest lists, every row checked: tissue known, case id unique, image readable and of
     the one size all patches share, mask (if any) a readable `.npy` of the image's height and width.
@@ -347,7 +327,8 @@ def read_manifest(path: str | Path, root: str | Path | None = None, allow_absolu
     absolute where `allow_absolute` (config key `cohort.allow_absolute_paths`).
     """
     path = _manifest_file(Path(path))
-    df = _read_table(path)
+    df = read_user_table(path, "manifest", text_suffixes=(".csv", ".tsv"),
+                         expected=f"a header with {list(MANIFEST_COLUMNS)} and one row per patch")
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
         raise MintError(f"{path}: manifest is missing column(s) {missing}; it needs {list(MANIFEST_COLUMNS)} "

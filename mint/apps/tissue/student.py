@@ -105,7 +105,8 @@ def build_builtin_student(cases_path: str | Path, settings: Mapping[str, Any], o
     train_cfg = cfg["train"]
     torch.set_num_threads(int(train_cfg["threads"]))
     t0 = time.perf_counter()
-    rows = caption_rows(load_cases(cases_path), bool(train_cfg["ask_tissue"]))
+    cases = load_cases(cases_path)
+    rows = caption_rows(cases, bool(train_cfg["ask_tissue"]))
     names = [t.name for t in TISSUES]
     texts = [DEFAULT_SYSTEM, DEFAULT_USER, DESCRIBE, ASK_TISSUE, HEADER, *names,
              *(r["completion"][0]["content"] for r in rows)]
@@ -116,7 +117,7 @@ def build_builtin_student(cases_path: str | Path, settings: Mapping[str, Any], o
     if int(cfg["vision_pretrain"]["steps"]) > 0:
         from PIL import Image as PILImage
 
-        train = load_cases(cases_path).filter(pl.col("split") == "train").sort("case_id")
+        train = cases.filter(pl.col("split") == "train").sort("case_id")
         pictures = [PILImage.open(path).convert("RGB") for path in train["image_path"].to_list()]
         pixels = processor.image_processor(images=pictures, return_tensors="pt")["pixel_values"]
         vision_curve = pretrain_vision_tower(model.model.vision_tower, pixels, train["label_id"].to_list(),
