@@ -123,9 +123,9 @@ def rd_manifest(wd: Path, rows: list[dict] | None = None, change: dict | None = 
     return path
 
 
-def rd_build(wd: Path, source: str, **settings) -> Callable[[], object]:
+def rd_build(wd: Path, source: str, split: dict | None = None, **settings) -> Callable[[], object]:
     knowledge = rd_knowledge(wd)
-    cfg = load_config(config(wd, {"cohort": {"source": source, source: settings}}))
+    cfg = load_config(config(wd, {"cohort": {"source": source, source: settings, "split": split or {}}}))
     out = wd / "results/cohort"
 
     def run():
@@ -142,6 +142,24 @@ def rd_manifest_row(pattern: str, change: dict | Callable[[Path], dict] | None =
             setup(wd)
         path = rd_manifest(wd, rows() if rows else None, change(wd) if callable(change) else change, raw)
         return rd_build(wd, "manifest", path=str(path)), pattern
+    return make
+
+
+def split_row(pattern: str, split: dict, given: dict[str, str] | None = None):
+    """The manifest's cohort step with `cohort.split` settings, and a `split` column where `given` names cases."""
+    def make(wd: Path):
+        rows = [dict(r, split=(given or {}).get(r["case_id"], "")) for r in rd_rows()]
+        return rd_build(wd, "manifest", split=split, path=str(rd_manifest(wd, rows))), pattern
+    return make
+
+
+def pp_split_row(pattern: str, split: dict, given: list | None = None):
+    """A flat phenopacket file of cases a and b (PMID:1), with a `split` column where `given`."""
+    def make(wd: Path):
+        target = write_flat(wd, ["a", "b"])
+        if given is not None:
+            pl.read_parquet(target).with_columns(split=pl.Series(given, dtype=pl.String)).write_parquet(target)
+        return rd_build(wd, "phenopacket", split=split, path=str(target)), pattern
     return make
 
 
@@ -209,9 +227,11 @@ def tissue_manifest(wd: Path, change: dict | None = None, raw: bytes | None = No
     return path
 
 
-def tissue_build(wd: Path, path: Path, allow_absolute: bool = False) -> Callable[[], object]:
+def tissue_build(wd: Path, path: Path, allow_absolute: bool = False, split: dict | None = None
+                 ) -> Callable[[], object]:
     cfg = load_config(config(wd, {"application": "tissue", "cohort": {
-        "source": "manifest", "manifest": {"path": str(path)}, "allow_absolute_paths": allow_absolute}}))
+        "source": "manifest", "manifest": {"path": str(path)}, "allow_absolute_paths": allow_absolute,
+        "split": split or {}}}))
     out = wd / "results/cohort"
 
     def run():
@@ -222,10 +242,10 @@ def tissue_build(wd: Path, path: Path, allow_absolute: bool = False) -> Callable
 
 
 def tissue_row(pattern: str, change: dict | None = None, raw: bytes | None = None,
-               setup: Callable[[Path], dict] | None = None):
+               setup: Callable[[Path], dict] | None = None, split: dict | None = None):
     def make(wd: Path):
         extra = setup(wd) if setup is not None else {}
-        return tissue_build(wd, tissue_manifest(wd, {**(change or {}), **extra}, raw)), pattern
+        return tissue_build(wd, tissue_manifest(wd, {**(change or {}), **extra}, raw), split=split), pattern
     return make
 
 
@@ -387,8 +407,22 @@ BAD = [
     Bad("manifest: unknown disease", "manifest", "build_cohort",
         rd_manifest_row(r"row 4 \(case_id 'p2'\): unknown disease id 'OMIM:999999'", {"disease_id": "OMIM:999999"})),
     Bad("manifest: bad split value", "manifest", "build_cohort",
-        rd_manifest_row(r"manifest.csv: column 'split' must be one of .*'dev'",
+        rd_manifest_row(r"manifest.csv row 3 \(case_id 'p1'\): column 'split' must be one of .*'dev'",
                         rows=lambda: [dict(r, split="dev" if i == 1 else "train") for i, r in enumerate(rd_rows())])),
+    Bad("manifest: a case given train in its split column and named test in config", "manifest", "build_cohort",
+        split_row(r"case 'p1' has split 'train' in column 'split' but config key 'cohort.split.test_cases' .*names it "
+                  "test", {"test_cases": ["p1"]}, given={"p1": "train"})),
+    Bad("config: cohort.split.test_cases names a case the manifest lacks", "config", "build_cohort",
+        split_row(r"config key 'cohort.split.test_cases': case id\(s\) \['p9'\] not among the manifest cases",
+                  {"test_cases": ["p0", "p9"]})),
+    Bad("config: cohort.split.test_publications names a publication no case has", "config", "build_cohort",
+        pp_split_row(r"'cohort.split.test_publications': publication\(s\) \['PMID:2'\] not among the kept "
+                     "phenopacket cases", {"test_publications": ["PMID:2"]})),
+    Bad("config: cohort.split.test 0 and no case given test", "config", "build_cohort",
+        split_row(r"no test case: config key 'cohort.split.test' is 0", {"test": 0})),
+    Bad("config: tissue cohort.split.test_groups names a group no patch has", "config", "build_cohort",
+        tissue_row(r"config key 'cohort.split.test_groups': group\(s\) \['slide9'\] not among the manifest cases",
+                   split={"test_groups": ["slide9"]})),
     # Images (rare-disease photos and tissue patches): refused by the cohort step, naming row and file.
     Bad("image: photo not found", "image", "build_cohort",
         rd_manifest_row(r"row 4 \(case_id 'p2'\): face image not found: .*missing.png", {"image_path": "missing.png"})),
@@ -440,6 +474,9 @@ BAD = [
                {"a.json": packet("pa"), "b.json": packet("pa")})),
     Bad("phenopacket: flat file with an unsafe case_id", "phenopacket", "build_cohort",
         pp_row(r"cases.parquet row 2: case_id 'x/y' cannot name a file", flat=["ok", "x/y"])),
+    Bad("phenopacket: flat file with a bad split value", "phenopacket", "build_cohort",
+        pp_split_row(r"cases.parquet row 2 \(case_id 'b'\): column 'split' must be one of .*'later'", {},
+                     given=[None, "later"])),
     Bad("phenopacket: folder without phenopackets", "phenopacket", "build_cohort",
         pp_row(r"no \*.json phenopacket files", {"readme.txt": "nothing"})),
     # External teacher rankings: refused by import_rankings, naming the file, the row or the case.

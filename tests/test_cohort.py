@@ -1,12 +1,14 @@
 """The rare-disease cohort step: simulated, manifest and phenopacket sources, and the tables it writes."""
 
+import json
+
 import polars as pl
 import pytest
 from PIL import Image
 
 from mint.apps.rare_disease.cohort import build_cohort, read_panel
 from mint.apps.rare_disease.knowledge import knowledge_files
-from mint.core.cohort import assign_split, load_cases, load_labels
+from mint.core.cohort import assign_split, given_split, load_cases, load_labels, split_cases
 from mint.core.config import validate_config
 from mint.core.io import MintError, read_parquet
 from mint.core.report import _cohort_facts
@@ -96,6 +98,92 @@ def test_split_is_seeded_and_stratified():
     counts = one.group_by("label_id", "split").len().sort("label_id", "split")
     assert counts.filter(pl.col("split") == "test")["len"].to_list() == [6, 6]
     assert counts.filter(pl.col("split") == "validation")["len"].to_list() == [2, 2]
+
+
+# ---------------------------------------------------------------- a split the user gives
+
+
+def grouped_cases():
+    """40 cases of two labels in 10 groups of 4 (g0 ... g9), split column not given."""
+    return make_cases(["a", "b"] * 20, group=[f"g{i // 4}" for i in range(40)]).drop("split")
+
+
+def sides(cases, side="test"):
+    return set(cases.filter(pl.col("split") == side)["case_id"])
+
+
+def test_nothing_given_is_the_seeded_split():
+    """The default (no column, empty lists) is exactly the seeded split, each case's source 'seeded'."""
+    cases = grouped_cases()
+    split = split_cases(cases, 0.1, 0.3, seed=4)
+    assert split.drop("split_source").equals(assign_split(cases, 0.1, 0.3, seed=4))
+    assert set(split["split_source"]) == {"seeded"}
+
+
+def test_cases_named_test_are_test_on_every_seed():
+    """Named cases and groups are test whatever the seed; with `test: 0` the test set is exactly them, so
+    runs with other seeds are evaluated on identical cases (while their other cases split differently)."""
+    cases = grouped_cases()
+    named = {"c1", "c2", "c3", "c4"} | {f"c{i}" for i in range(29, 33)}  # group g0 by ids, g7 by name
+    runs = {seed: split_cases(cases, 0.2, 0, seed, test_cases=["c1", "c2", "c3", "c4"], test_groups=["g7"])
+            for seed in (1, 2)}
+    assert sides(runs[1]) == sides(runs[2]) == named
+    assert sides(runs[1], "validation") != sides(runs[2], "validation")  # the seed still splits the rest
+    assert set(runs[1].filter(pl.col("case_id").is_in(named))["split_source"]) == {"config"}
+    # With a test share the seeded split adds test cases among the others; the named ones stay test.
+    for seed in (1, 2):
+        split = split_cases(cases, 0.1, 0.3, seed, test_cases=["c1", "c2", "c3", "c4"], test_groups=["g7"])
+        assert named < sides(split)
+    assert sides(split_cases(cases, 0.1, 0.3, 1, test_cases=["c1"])) != sides(split_cases(cases, 0.1, 0.3, 2,
+                                                                                            test_cases=["c1"]))
+
+
+def test_a_named_case_takes_its_group_along():
+    """Naming one case of a group puts the group's other cases on its side: no group on two sides."""
+    split = split_cases(grouped_cases(), 0.1, 0, seed=1, test_cases=["c6"])  # c6 is in g1 (c5 ... c8)
+    assert sides(split) == {"c5", "c6", "c7", "c8"}
+    assert dict(split.select("case_id", "split_source").iter_rows())["c5"] == "group"
+
+
+def test_a_split_column_beats_the_seeded_split():
+    """Given cells are used as is on every seed; empty ones get the seeded split among the rest."""
+    cases = grouped_cases().with_columns(group=None)
+    given = {"c1": "train", "c2": "validation", "c3": "test", "c10": "test"}
+    cases = cases.with_columns(split=pl.col("case_id").replace_strict(given, default=None))
+    for seed in (1, 2, 3):
+        split = split_cases(cases, 0.1, 0.3, seed)
+        got = dict(split.select("case_id", "split").iter_rows())
+        assert {c: got[c] for c in given} == given
+        source = dict(split.select("case_id", "split_source").iter_rows())
+        assert {c for c, s in source.items() if s == "column"} == set(given)
+        assert split["split"].null_count() == 0 and split["case_id"].equals(cases["case_id"])  # order kept
+    assert (split_cases(cases, 0.1, 0.3, 1)["split"].to_list() != split_cases(cases, 0.1, 0.3, 2)["split"].to_list())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"test_cases": ["c1", "nobody"]}, r"config key 'cohort.split.test_cases': case id\(s\) \['nobody'\] not among"),
+    ({"test_groups": ["g99"]}, r"config key 'cohort.split.test_groups': group\(s\) \['g99'\] not among"),
+    ({"test_cases": ["c2"]}, r"case 'c2' has split 'train' in column 'split' but config key .* names it test"),
+    ({"test": 0}, r"no test case: config key 'cohort.split.test' is 0"),
+])
+def test_a_given_split_that_cannot_hold_is_an_error(kwargs, message):
+    cases = grouped_cases().with_columns(split=pl.when(pl.col("case_id") == "c2").then(pl.lit("train")))
+    shares = {"validation": 0.1, "test": kwargs.pop("test", 0.3)}
+    with pytest.raises(MintError, match=message):
+        split_cases(cases, shares["validation"], shares["test"], 1, **kwargs)
+
+
+def test_a_group_given_two_sides_needs_its_other_cases_given_too():
+    cases = grouped_cases().with_columns(
+        split=pl.col("case_id").replace_strict({"c1": "train", "c2": "test"}, default=None))
+    with pytest.raises(MintError, match=r"group 'g0' has cases given \['test', 'train'\] and cases with no split"):
+        split_cases(cases, 0.1, 0.3, 1)
+
+
+def test_a_bad_split_cell_names_the_row():
+    assert given_split("  test ", "m.csv row 2") == "test" and given_split("", "m.csv row 2") is None
+    with pytest.raises(MintError, match=r"m.csv row 5 \(case_id 'p3'\): column 'split' must be one of .*'dev'"):
+        given_split("dev", "m.csv row 5 (case_id 'p3')")
 
 
 # ---------------------------------------------------------------- manifest input and bad input
@@ -213,6 +301,48 @@ def test_phenopacket_cohort_with_exclusions(phenopacket_store, knowledge_dir, tm
     assert six == ["HP:0002616", "HP:0001519", "HP:0001166", "HP:0001083"]
     for path in real["image_path"]:
         assert Image.open(path).size == (64, 64)
+
+
+@pytest.mark.slow
+def test_a_named_test_set_is_the_same_on_two_seeds(phenopacket_store, knowledge_dir, tmp_path):
+    """The cohort step with `test_publications` and `test_cases` (`test: 0`): identical test cases on two
+    seeds, simulated training cases still train, each case's split source in cases.parquet, the counts in
+    its provenance and in the report's facts."""
+    tests = {}
+    for seed in (1, 2):
+        config = pp_config(phenopacket_store / "cases.parquet", phenopacket_store / "diseases.tsv",
+                           simulated_per_disease=1)
+        config["cohort"]["split"].update(test=0, test_cases=["PMID_99000001_Patient_2"],
+                                         test_publications=["PMID:99000003"])
+        out = build({**config, "seed": seed}, knowledge_dir, tmp_path / str(seed))
+        cases, candidates, _, _ = load(out)
+        tests[seed] = set(cases.filter(pl.col("split") == "test")["case_id"])
+        assert set(cases.filter(pl.col("source") == "simulated")["split_source"]) == {"always_train"}
+        assert set(cases.filter(pl.col("source") == "simulated")["split"]) == {"train"}
+        facts = _cohort_facts(cases, candidates, out / "excluded.parquet")
+        prov = json.loads((out / "cases.parquet.provenance.json").read_text())
+        assert prov["split_source"] == dict(cases.group_by("split_source").len().iter_rows())
+        assert facts["split_sources"]["config/test"] == 5
+    assert tests[1] == tests[2] == {"PMID_99000001_Patient_1", "PMID_99000001_Patient_2", "PMID_99000001_Patient_3",
+                                    "PMID_99000003_II_1", "PMID_99000003_II_2", "PMID_99000003_III_1",
+                                    "PMID_99000003_III_2"}
+
+
+@pytest.mark.slow
+def test_a_manifest_split_column_and_test_cases(knowledge_dir, tmp_path):
+    """A manifest's split cells and `test_cases` hold; the other cases are split by the seed."""
+    rows = _good(knowledge_dir)
+    rows[0]["split"], rows[1]["split"] = "test", "validation"
+    path = write_manifest(tmp_path, rows, columns=("case_id", "note", "image_path", "disease_id", "split"))
+    config = manifest_config(path)
+    config["cohort"]["split"]["test_cases"] = ["p5"]
+    cases, _, _, _ = load(build(config, knowledge_dir, tmp_path / "out"))
+    of = {c: (s, src) for c, s, src in cases.select("case_id", "split", "split_source").iter_rows()}
+    assert of["p0"] == ("test", "column") and of["p1"] == ("validation", "column") and of["p5"] == ("test", "config")
+    assert {src for c, (s, src) in of.items() if c not in ("p0", "p1", "p5")} == {"seeded"}
+    config["cohort"]["split"]["test_cases"] = ["p5", "p99"]
+    with pytest.raises(MintError, match=r"'cohort.split.test_cases': case id\(s\) \['p99'\] not among the manifest"):
+        build(config, knowledge_dir, tmp_path / "again")
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mint.apps.rare_disease.cohort import read_panel
+from mint.apps.rare_disease.cohort import read_panel, split_phenopackets
 from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
 from mint.apps.rare_disease.notes import demographic_phrase, write_case_note
 from mint.apps.rare_disease.phenopackets import (
@@ -273,6 +273,67 @@ def test_split_is_seeded(many_cases):
     assert not one.equals(split_by_publication(many_cases, 0.15, 0.15, seed=8))
     with pytest.raises(MintError, match="validation=0.6, test=0.5"):
         split_by_publication(many_cases, 0.6, 0.5, seed=7)
+
+
+# ---------------------------------------------------------------- a split the user gives
+
+MARFAN_PAPER = {"PMID_99000003_II_1", "PMID_99000003_II_2", "PMID_99000003_III_1", "PMID_99000003_III_2"}
+
+
+def test_a_flat_files_split_column_is_kept_and_checked(store, tmp_path):
+    raw = pl.read_parquet(store / "cases.parquet")
+    given = raw.with_columns(split=pl.when(pl.col("case_id").is_in(list(MARFAN_PAPER))).then(pl.lit("test")))
+    path = tmp_path / "given.parquet"
+    given.write_parquet(path)
+    flat = read_flat(path)
+    assert flat.columns == [*RAW_COLUMNS, "split"]
+    assert set(flat.filter(pl.col("split") == "test")["case_id"]) == MARFAN_PAPER
+    row = raw["case_id"].to_list().index("PMID_99000002_Proband") + 1
+    given.with_columns(split=pl.when(pl.col("case_id") == "PMID_99000002_Proband").then(pl.lit("holdout"))
+                       .otherwise("split")).write_parquet(path)
+    with pytest.raises(MintError, match=rf"given.parquet row {row} \(case_id 'PMID_99000002_Proband'\): column "
+                                        r"'split' must be one of .*'holdout'"):
+        read_flat(path)
+
+
+def test_named_publications_and_cases_are_test_on_every_seed(flat, knowledge):
+    """`test_publications` and `test_cases` (with `test: 0`) give the same test cases on every seed."""
+    cases, excluded = to_cases(flat, *knowledge)
+    split = {"validation": 0.3, "test": 0, "test_cases": ["Unpublished_Apert_1"],
+             "test_publications": ["PMID:99000003"]}
+    runs = [split_phenopackets(cases, flat, excluded, split, seed) for seed in range(4)]
+    for run in runs:
+        assert set(run.filter(pl.col("split") == "test")["case_id"]) == MARFAN_PAPER | {"Unpublished_Apert_1"}
+        assert run.group_by("publication").agg(pl.col("split").n_unique())["split"].max() == 1
+    assert len({tuple(run["split"]) for run in runs}) > 1  # the seed splits the other publications
+
+
+def test_a_flat_split_column_beats_the_publication_split(flat, knowledge):
+    """A case given train takes its publication to train; given cells hold on every seed."""
+    given = flat.with_columns(split=pl.col("case_id").replace_strict(
+        {"PMID_99000001_Patient_1": "train", "PMID_99000002_Proband": "test"}, default=None))
+    cases, excluded = to_cases(given, *knowledge)
+    split = {"validation": 0.2, "test": 0.3}
+    for seed in range(4):
+        run = split_phenopackets(cases, given, excluded, split, seed)
+        of = {c: (s, src) for c, s, src in run.select("case_id", "split", "split_source").iter_rows()}
+        assert of["PMID_99000001_Patient_1"] == ("train", "column")
+        assert of["PMID_99000001_Patient_3"] == ("train", "group")
+        assert of["PMID_99000002_Sibling"] == ("test", "group")
+        assert {src for s, src in of.values()} <= {"column", "group", "seeded"}
+
+
+@pytest.mark.parametrize("named, message", [
+    ({"test_cases": ["PMID_99000004_Case_2"]},
+     r"'cohort.split.test_cases': case 'PMID_99000004_Case_2' is excluded from the cohort \(unknown_hpo_id"),
+    ({"test_cases": ["Nobody_1"]}, r"'cohort.split.test_cases': case id\(s\) \['Nobody_1'\] not among the kept"),
+    ({"test_publications": ["PMID:12345"]},
+     r"'cohort.split.test_publications': publication\(s\) \['PMID:12345'\] not among the kept phenopacket cases"),
+])
+def test_an_unknown_or_excluded_test_case_is_an_error(flat, knowledge, named, message):
+    cases, excluded = to_cases(flat, *knowledge)
+    with pytest.raises(MintError, match=message):
+        split_phenopackets(cases, flat, excluded, {"validation": 0.2, "test": 0.3, **named}, 1)
 
 
 @pytest.mark.slow

@@ -64,6 +64,29 @@ def test_manifest_cohort_without_masks_has_zero_features(tmp_path):
                                              "H&E patch of head & neck tissue."}
 
 
+def test_a_manifests_given_split_and_test_groups_hold_on_every_seed(tmp_path):
+    """Split cells, `test_groups` (a manifest's slides) and `test_cases` are used as is; the rest is seeded."""
+    manifest = write_patches(tmp_path / "m", tissues=("Colon", "liver", "HeadNeck") * 8, size=32, masks=False)
+    table = pl.read_csv(manifest).with_columns(group=pl.Series([f"slide{i // 3}" for i in range(24)]),
+                                               split=pl.Series(["train"] + [None] * 23, dtype=pl.String))
+    table.write_csv(manifest)
+    runs = []
+    for seed in (1, 2):
+        out = tmp_path / f"seed{seed}"
+        build_cohort(cases_path=out / "cases.parquet", candidates_path=out / "candidates.parquet",
+                     excluded_path=out / "excluded.parquet", nuclei_path=out / "nuclei.parquet",
+                     images_dir=out / "images", seed=seed, cohort={
+                         "source": "manifest", "manifest": {"path": str(manifest)},
+                         "split": {"validation": 0.2, "test": 0, "test_groups": ["slide3"], "test_cases": ["p4"]}})
+        runs.append(pl.read_parquet(out / "cases.parquet"))
+    for cases in runs:
+        of = {c: (s, src) for c, s, src in cases.select("case_id", "split", "split_source").iter_rows()}
+        assert {c for c, (s, _) in of.items() if s == "test"} == {"p3", "p4", "p5", "p9", "p10", "p11"}
+        assert of["p0"] == ("train", "column") and of["p4"] == ("test", "config") and of["p3"] == ("test", "group")
+        assert of["p1"][1] == "group" and of["p1"][0] == "train"  # p0's slide follows it
+    assert runs[0]["split"].to_list() != runs[1]["split"].to_list()  # the seed splits the other slides
+
+
 def test_an_unknown_source_is_named(tmp_path):
     with pytest.raises(MintError, match="cohort.source"):
         build(tmp_path, {"source": "camera"})

@@ -282,6 +282,8 @@ READERS = {
     "knowledge.default_frequency": {"build_knowledge"},
     "cohort.simulated.note_facial_share": {"build_cohort"},
     "cohort.split.test": {"build_cohort"},
+    "cohort.split.test_cases": {"build_cohort"},
+    "cohort.split.test_publications": {"build_cohort"},
     "teacher.epochs": {"train_teacher"},
     "teacher.encoder": {"embed_notes"},
     "teacher.image_size": {"train_teacher", "rank_diseases"},
@@ -304,6 +306,7 @@ READERS = {
     "seed": {"build_cohort", "train_teacher", "build_preferences", "predict_student", "predict_rag", "make_report"},
 }
 NEW_VALUES = {"knowledge.default_frequency": 0.4, "cohort.simulated.note_facial_share": 0.3, "cohort.split.test": 0.25,
+              "cohort.split.test_cases": ["any_case"], "cohort.split.test_publications": ["PMID:1"],
               "teacher.epochs": 2, "teacher.encoder": ".", "teacher.image_size": 16, "teacher.threads": 1,
               "preferences.k": 3, "preferences.q": 3, "preferences.rejected": "hard", "preferences.sft_target": "truth",
               "prompt.system": "You name diseases.", "evaluation.max_new_tokens": 20, "evaluation.batch_size": 8,

@@ -3,14 +3,17 @@
 An application's cohort step writes `cases.parquet` (CASES plus its own columns), `candidates.parquet`
 (the labels the teacher ranks and the student names), `excluded.parquet`, and optionally
 `vocabulary.parquet` (every name an answer may be matched to, e.g. a whole ontology around the
-candidates). `assign_split` is the seeded split, stratified by label, or by group when cases come
-in groups (such as publications) that must stay on one side.
+candidates). `assign_split` is the seeded split, stratified by label; an application whose cases come
+in groups (such as publications) that must stay on one side brings its own. `split_cases` puts a split
+the user gives (a `split` column, or case ids and groups named in config) before the seeded one, and
+records in `split_source` where each case's split came from (`SPLIT_SOURCES`).
 
     python -c "from mint.core.cohort import load_cases; print(load_cases('results/cohort/cases.parquet'))"
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,10 @@ from mint.core import schemas
 from mint.core.io import MintError, read_parquet
 
 SPLITS = ("train", "validation", "test")
+# Where a case's split came from: the input's `split` column; a config list of test cases or groups;
+# the given split of the case's group (no group on two sides); the seeded split; or a rule of the
+# application (its generated training cases always train).
+SPLIT_SOURCES = ("column", "config", "group", "seeded", "always_train")
 
 
 def load_cases(path: str | Path) -> pl.DataFrame:
@@ -44,7 +51,7 @@ def assign_split(cases: pl.DataFrame, validation: float, test: float, seed: int)
         ids = group["case_id"].to_list()
         rng.shuffle(ids)
         n = len(ids)
-        n_test = max(1, round(n * test)) if n >= 3 else 0
+        n_test = max(1, round(n * test)) if n >= 3 and test > 0 else 0
         n_val = round(n * validation) if n - n_test >= 3 else 0
         for j, case_id in enumerate(ids):
             split_of[case_id] = "test" if j < n_test else "validation" if j < n_test + n_val else "train"
@@ -52,8 +59,93 @@ def assign_split(cases: pl.DataFrame, validation: float, test: float, seed: int)
 
 
 def check_split_column(df: pl.DataFrame, where: str) -> None:
-    """A user-given `split` column holds only train / validation / test."""
-    bad = df.filter(~pl.col("split").is_in(SPLITS))
+    """A user-given `split` column holds only train / validation / test, or null (not given)."""
+    bad = df.filter(pl.col("split").is_not_null() & ~pl.col("split").is_in(SPLITS))
     if bad.height:
-        raise MintError(f"{where}: column 'split' must be one of {SPLITS}; case {bad['case_id'][0]!r} has "
-                        f"{bad['split'][0]!r}")
+        raise MintError(f"{where}: column 'split' must be one of {SPLITS} (or empty); case {bad['case_id'][0]!r} "
+                        f"has {bad['split'][0]!r}")
+
+
+def given_split(value: str | None, where: str) -> str | None:
+    """One cell of a user's `split` column: train / validation / test, None where empty; `where` names the row."""
+    split = (value or "").strip() or None
+    if split is not None and split not in SPLITS:
+        raise MintError(f"{where}: column 'split' must be one of {SPLITS} (or empty), got {value!r}")
+    return split
+
+
+Seeded = Callable[[pl.DataFrame, float, float, int], pl.DataFrame]
+
+
+def split_cases(
+    cases: pl.DataFrame, validation: float, test: float, seed: int, *, seeded: Seeded = assign_split,
+    test_cases: Sequence[str] = (), test_groups: Sequence[str] = (), group: str = "group",
+    keys: tuple[str, str] = ("cohort.split.test_cases", "cohort.split.test_groups"), where: str = "the cohort",
+) -> pl.DataFrame:
+    """`cases` with `split` and `split_source`: the split the user gives, and the seeded split of the rest.
+
+    A given split is used as is: the `split` column where it holds a value (null: not given), and
+    `test` for the case ids `test_cases` and the cases of the groups `test_groups` (column `group`).
+    A case without one whose group has given cases joins them, so that no group lies on two sides
+    (on several: MintError naming the group). The remaining cases get `seeded(remaining,
+    validation, test, seed)`, whose shares are then of the remaining cases; with nothing given this
+    is the seeded split of all cases, as before. Ids or groups that no case has, a case named test
+    in config but given another split in the column, and (with `test` = 0) no test case at all are
+    MintErrors naming the config key (`keys`: of the two lists) and the ids; `where` names the cases.
+    Rows keep their order.
+    """
+    ids = cases["case_id"]
+    if "split" in cases.columns:
+        column = cases["split"].cast(pl.String)  # a column of nulls only may come without a type
+        check_split_column(cases.with_columns(split=column), where)
+    else:
+        column = pl.Series("split", [None] * cases.height, dtype=pl.String)
+    groups = (cases[group] if group in cases.columns else pl.Series(group, [None] * cases.height)).cast(pl.String)
+    for key, named, have in ((keys[0], test_cases, ids), (keys[1], test_groups, groups)):
+        unknown = sorted(set(named) - set(have.drop_nulls().to_list()))
+        if unknown:
+            noun = "case id" if key == keys[0] else group
+            raise MintError(f"config key '{key}': {noun}(s) {unknown[:5]}{' ...' if len(unknown) > 5 else ''} "
+                            f"not among {where} ({len(unknown)} unknown)")
+    by_config = ids.is_in(list(test_cases)) | groups.is_in(list(test_groups)).fill_null(False)
+    clash = cases.filter(by_config & column.is_not_null() & (column != "test"))
+    if clash.height:
+        raise MintError(f"{where}: case {clash['case_id'][0]!r} has split {clash['split'][0]!r} in column 'split' "
+                        f"but config key '{keys[0]}' or '{keys[1]}' names it test; give it one split")
+    split = pl.when(by_config).then(pl.lit("test")).otherwise(column)
+    source = pl.when(by_config).then(pl.lit("config")).when(column.is_not_null()).then(pl.lit("column"))
+    frame = cases.select("case_id", _group=groups).with_columns(split=split, split_source=source)
+
+    # A case without a given split follows the given cases of its group.
+    sides = frame.filter(pl.col("split").is_not_null() & pl.col("_group").is_not_null()).group_by("_group").agg(
+        pl.col("split").unique().sort())
+    torn = sides.filter(pl.col("split").list.len() > 1)
+    if torn.height and frame.filter(pl.col("split").is_null() & pl.col("_group").is_in(torn["_group"].implode())
+                                    ).height:
+        raise MintError(f"{where}: {group} {torn['_group'][0]!r} has cases given {torn['split'][0].to_list()} and "
+                        f"cases with no split; give those a split too, so that the {group} is not split by chance")
+    follow = dict(sides.filter(pl.col("split").list.len() == 1).select("_group", pl.col("split").list.first())
+                  .iter_rows())
+    inherited = pl.col("split").is_null() & pl.col("_group").is_in(list(follow))
+    frame = frame.with_columns(
+        split=pl.when(inherited).then(pl.col("_group").replace_strict(follow, default=None)).otherwise("split"),
+        split_source=pl.when(inherited).then(pl.lit("group")).otherwise("split_source"))
+
+    rest = frame.filter(pl.col("split").is_null())["case_id"]
+    if rest.len() == cases.height:  # nothing given: the seeded split of all cases, exactly as before
+        out = seeded(cases.drop("split", strict=False), validation, test, seed).with_columns(
+            split_source=pl.lit("seeded"))
+    else:
+        if rest.len():
+            remaining = cases.filter(pl.col("case_id").is_in(rest.implode())).drop("split", strict=False)
+            done = seeded(remaining, validation, test, seed)
+            of = dict(zip(done["case_id"].to_list(), done["split"].to_list()))
+            frame = frame.with_columns(
+                split_source=pl.when(pl.col("split").is_null()).then(pl.lit("seeded")).otherwise("split_source"),
+                split=pl.col("split").fill_null(pl.col("case_id").replace_strict(of, default=None)))
+        out = cases.drop("split", "split_source", strict=False).with_columns(
+            split=frame["split"], split_source=frame["split_source"])
+    if test == 0 and not (out["split"] == "test").any():
+        raise MintError(f"{where}: no test case: config key 'cohort.split.test' is 0 and no case is given test "
+                        f"(column 'split', '{keys[0]}', '{keys[1]}')")
+    return out

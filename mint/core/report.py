@@ -171,10 +171,14 @@ def make_report(
 
 
 def _cohort_facts(cases: pl.DataFrame, candidates: pl.DataFrame, excluded_path: str | Path | None) -> dict[str, Any]:
-    """Counts the report states: cases by source and split, the candidates, exclusions by reason."""
+    """Counts the report states: cases by source and split, where the splits came from, the candidates,
+    exclusions by reason."""
     excluded = read_parquet(excluded_path, schemas.EXCLUDED) if excluded_path else None
     by = cases.group_by("source", "split").len().sort("source", "split")
+    given = (cases.group_by("split_source", "split").len().sort("split_source", "split")
+             if "split_source" in cases.columns else None)
     return {
+        "split_sources": {f"{src}/{split}": n for src, split, n in given.iter_rows()} if given is not None else {},
         "sources": sorted(cases["source"].unique().to_list()),
         "cases": {f"{src}/{split}": n for src, split, n in by.iter_rows()},
         "candidates": candidates.height,
@@ -319,6 +323,11 @@ def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[s
         lines += ["", "## Cohort", "", f"Candidates: {cohort['candidates']} {app.labels_noun}; "
                   f"{cohort['test_labels']} of them have test cases.", "", "| source / split | cases |", "|---|---|"]
         lines += [f"| {key} | {n} |" for key, n in cohort["cases"].items()]
+        if cohort.get("split_sources"):
+            lines += ["", "Where each case's split came from (column: the input's `split` column; config: "
+                      "`cohort.split` test lists; group: the given split of its group; seeded: the seeded split; "
+                      "always_train: generated training cases).", "", "| split source / split | cases |", "|---|---|"]
+            lines += [f"| {key} | {n} |" for key, n in cohort["split_sources"].items()]
         excluded = cohort["excluded"]
         lines += ["", f"Excluded input cases: {sum(excluded.values())}"
                   + (" (" + ", ".join(f"{reason}: {n}" for reason, n in excluded.items()) + ")" if excluded else "")

@@ -26,6 +26,8 @@ CASE_FIELDS = (
     pa.field("split", pa.string()),  # train | validation | test
 )
 CASES = pa.schema(CASE_FIELDS)
+# Optional, after the core columns: where the case's split came from (`mint.core.cohort.SPLIT_SOURCES`).
+SPLIT_SOURCE = pa.field("split_source", pa.string())
 
 
 def cases_schema(extra: Iterable[pa.Field] = ()) -> pa.Schema:

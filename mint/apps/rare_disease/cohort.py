@@ -32,7 +32,7 @@ from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
 from mint.apps.rare_disease.notes import demographic_line, term_label, write_note
 from mint.apps.rare_disease.phenopackets import read_raw, split_by_publication, to_cases
 from mint.core import schemas
-from mint.core.cohort import assign_split, check_split_column
+from mint.core.cohort import given_split, split_cases
 from mint.core.config import load_config
 from mint.core.io import MintError, atomic_dir, provenance, read_user_table, write_parquet
 from mint.core.paths import check_name, file_in, resolve_inside
@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ("case_id", "note", "image_path", "disease_id")
 # The cohort's columns while it is built (the domain's names); `to_core` renames them on the way out.
-CASE_COLUMNS = ["case_id", "source", "publication", "disease_id", "split", "note", "image_path", "hpo_ids",
-                "note_hpo_ids"]
+CASE_COLUMNS = ["case_id", "source", "publication", "disease_id", "split", "split_source", "note", "image_path",
+                "hpo_ids", "note_hpo_ids"]
 # This application's columns of cases.parquet (after the core's), as `Application.case_fields`.
 CASE_FIELDS = (
     pa.field("note", pa.string()),
@@ -51,6 +51,8 @@ CASE_FIELDS = (
     pa.field("note_hpo_ids", schemas.STRINGS),  # the findings the note states
 )
 CORE_NAMES = {"publication": "group", "disease_id": "label_id"}
+# The config lists of a user-given test set (`mint.core.cohort.split_cases`): case ids, publications.
+SPLIT_KEYS = ("cohort.split.test_cases", "cohort.split.test_publications")
 EXCLUDED_COLUMNS = {"case_id": pl.String, "disease_id": pl.String, "reason": pl.String, "detail": pl.String}
 
 
@@ -168,7 +170,8 @@ def read_manifest(
 
     A case id names the copy of its photo, so it must be a safe file name (`mint.core.paths`); an
     image path must lie inside the image root (the manifest's folder by default), or be absolute
-    where `allow_absolute` (config key `cohort.allow_absolute_paths`).
+    where `allow_absolute` (config key `cohort.allow_absolute_paths`). An optional `split` column gives a
+    case's split (train, validation or test; empty: the seeded split decides).
     """
     path = Path(path)
     df = read_table(path, "manifest", "cohort.manifest.path")
@@ -181,7 +184,7 @@ def read_manifest(
     root = Path(image_root) if image_root else path.parent
     known = set(known_diseases["disease_id"].to_list())
     seen: set[str] = set()
-    paths = []
+    paths, splits = [], []
     for row_no, row in enumerate(df.iter_rows(named=True), start=2):  # row 1 is the header
         where = f"{path} row {row_no} (case_id {row['case_id']!r})"
         if not row["case_id"]:
@@ -196,6 +199,7 @@ def read_manifest(
             raise MintError(
                 f"{where}: unknown disease id {row['disease_id']!r} (not an OMIM disease of the HPO release)"
             )
+        splits.append(given_split(row.get("split"), where))
         if not row["image_path"]:
             raise MintError(f"{where}: empty image_path")
         image = resolve_inside(row["image_path"], root, f"{where}: image_path", allow_absolute=allow_absolute)
@@ -204,9 +208,8 @@ def read_manifest(
         except MintError as err:  # a missing or corrupt image: say which row
             raise MintError(f"{where}: {err}") from err
         paths.append(str(image))
-    if "split" in df.columns:
-        check_split_column(df, str(path))
-    return df.with_columns(image_path=pl.Series(paths, dtype=pl.String))
+    df = df.with_columns(image_path=pl.Series(paths, dtype=pl.String))
+    return df.with_columns(split=pl.Series(splits, dtype=pl.String)) if "split" in df.columns else df
 
 
 # ---------------------------------------------------------------- phenopacket cohort
@@ -276,7 +279,7 @@ def phenopacket_cohort(
     capped = kept.with_columns(pl.col("observed_hpo").list.head(pp["max_observed"]),
                                pl.col("excluded_hpo").list.head(pp["max_excluded"]))
     real, _ = to_cases(capped, panel_ids, known_terms, names)
-    real = split_by_publication(real, split["validation"], split["test"], seed)
+    real = split_phenopackets(real, raw, excluded, split, seed)
 
     rng = np.random.default_rng(seed)
     facial = set(terms.filter(pl.col("is_facial"))["hpo_id"].to_list())
@@ -299,11 +302,34 @@ def phenopacket_cohort(
     if per_disease:
         sim_cfg = {**image, "cases_per_disease": per_disease}
         sim = simulate_cohort(annotated, annotations, terms, sim_cfg, image_dir, image_prefix, seed + 1)
-        parts.append(sim.with_columns(split=pl.lit("train")).select(CASE_COLUMNS))
+        parts.append(sim.with_columns(split=pl.lit("train"), split_source=pl.lit("always_train")).select(CASE_COLUMNS))
     log.info("phenopacket cohort: %d real cases (%s), %d excluded, %d simulated training cases of %d annotated "
              "panel diseases", real.height, dict(real["split"].value_counts().iter_rows()), excluded.height,
              sum(p.height for p in parts[1:]), annotated.height)
     return pl.concat(parts), panel, excluded
+
+
+def split_phenopackets(
+    real: pl.DataFrame, raw: pl.DataFrame, excluded: pl.DataFrame, split: Mapping[str, Any], seed: int
+) -> pl.DataFrame:
+    """The kept phenopacket cases with `split` and `split_source` (`mint.core.cohort.split_cases`).
+
+    Given first: the flat file's optional `split` column, and config's `test_cases` and
+    `test_publications` (the cases' `publication`: a PMID, or `case:<id>` for a case without one);
+    the rest split by publication (`split_by_publication`), so no publication lies on two sides.
+    A case named in `test_cases` that the import excluded is an error naming its reason.
+    """
+    if "split" in raw.columns:
+        real = real.join(raw.select("case_id", "split"), on="case_id", how="left", maintain_order="left")
+    reason = dict(zip(excluded["case_id"].to_list(), excluded["reason"].to_list()))
+    dropped = [c for c in split.get("test_cases", []) if c in reason]
+    if dropped:
+        raise MintError(f"config key '{SPLIT_KEYS[0]}': case {dropped[0]!r} is excluded from the cohort "
+                        f"({reason[dropped[0]]}; excluded.parquet lists each excluded case with its reason)")
+    return split_cases(real, split["validation"], split["test"], seed, seeded=split_by_publication,
+                       test_cases=split.get("test_cases", []), test_groups=split.get("test_publications", []),
+                       group="publication", keys=SPLIT_KEYS,
+                       where="the kept phenopacket cases (simulated training cases always train)")
 
 
 # ---------------------------------------------------------------- step entry point
@@ -341,11 +367,23 @@ def build_cohort(
     """Write the cases, candidates, vocabulary, exclusions and the photo folder.
 
     `knowledge`: the paths of the `diseases`, `annotations` and `terms` tables; `cohort`: the
-    config's `cohort` section (source and its settings, split shares).
+    config's `cohort` section (source and its settings, split shares and given test cases). A given
+    split (a `split` column, `cohort.split.test_cases` and `test_publications`) comes first, before
+    any file is written; the other cases get the seeded split (`mint.core.cohort.split_cases`).
     """
     diseases, annotations, terms = load_knowledge(knowledge["diseases"], knowledge["annotations"], knowledge["terms"])
     images = Path(images_dir)
     excluded = pl.DataFrame(schema=EXCLUDED_COLUMNS)
+
+    def split(cases: pl.DataFrame) -> pl.DataFrame:
+        """A given split, then the seeded one (phenopacket cohorts split by publication themselves)."""
+        named = cases.rename({k: v for k, v in CORE_NAMES.items() if k in cases.columns})
+        shares = cohort["split"]
+        done = split_cases(named, shares["validation"], shares["test"], seed, test_cases=shares.get("test_cases", []),
+                           test_groups=shares.get("test_publications", []), keys=SPLIT_KEYS,
+                           where=f"the {cohort['source']} cases")
+        return cases.with_columns(split=done["split"], split_source=done["split_source"])  # rows keep their order
+
     if cohort["source"] == "phenopacket":
         with atomic_dir(images) as tmp_images:
             cases, panel, excluded = phenopacket_cohort(
@@ -355,11 +393,11 @@ def build_cohort(
         sim = cohort["simulated"]
         panel = choose_panel(diseases, annotations, terms, sim["n_diseases"], sim["min_facial_terms"], seed)
         with atomic_dir(images) as tmp_images:
-            cases = simulate_cohort(panel, annotations, terms, sim, tmp_images, str(images), seed)
+            cases = split(simulate_cohort(panel, annotations, terms, sim, tmp_images, str(images), seed))
     else:
         man = cohort["manifest"]
-        cases = read_manifest(man["path"], man["image_root"], diseases, cohort["simulated"]["image_size"],
-                              allow_absolute=cohort.get("allow_absolute_paths", False))
+        cases = split(read_manifest(man["path"], man["image_root"], diseases, cohort["simulated"]["image_size"],
+                                    allow_absolute=cohort.get("allow_absolute_paths", False)))
         panel = (
             diseases.filter(pl.col("disease_id").is_in(cases["disease_id"].unique().to_list()))
             .select("disease_id", "name").sort("disease_id")
@@ -373,14 +411,13 @@ def build_cohort(
                 new_paths.append(str(images / dest.name))
         cases = cases.with_columns(image_path=pl.Series(new_paths), hpo_ids=None, note_hpo_ids=None,
                                    source=pl.lit("manifest"), publication=pl.lit(None, pl.String))
-    cases = cases.rename({k: v for k, v in CORE_NAMES.items() if k in cases.columns})
-    if "split" not in cases.columns:
-        cases = assign_split(cases, cohort["split"]["validation"], cohort["split"]["test"], seed)
-    cases = cases.sort("case_id")
-    prov = provenance({"cohort": dict(cohort)}, seed=seed)
+    cases = cases.rename({k: v for k, v in CORE_NAMES.items() if k in cases.columns}).sort("case_id")
+    sources = dict(cases.group_by("split_source").len().sort("split_source").iter_rows())
+    log.info("split of the %d cases by source: %s", cases.height, sources)
+    prov = provenance({"cohort": dict(cohort)}, seed=seed, split_source=sources)
     write_parquet(candidates(diseases, panel), candidates_path, schemas.LABELS, prov)
     write_parquet(vocabulary(diseases, panel), vocabulary_path, schemas.LABELS, prov)
-    write_parquet(cases, cases_path, schemas.cases_schema(CASE_FIELDS), prov)
+    write_parquet(cases, cases_path, schemas.cases_schema([schemas.SPLIT_SOURCE, *CASE_FIELDS]), prov)
     write_parquet(excluded.rename({"disease_id": "label_id"}), excluded_path, schemas.EXCLUDED, prov)
 
 

@@ -2,9 +2,10 @@
 
 Two inputs give the same raw table (`RAW_COLUMNS`, one row per patient): a folder of
 phenopacket JSON files (`read_phenopacket_json`) or the store's flat `cases.parquet`
-(`read_flat`). `to_cases` turns raw rows into patient rows with a note written from the
-observed (and explicitly excluded) HPO terms, plus an exclusion table; `split_by_publication`
-puts whole publications on one side of the train/validation/test split.
+(`read_flat`; a flat file may add a `split` column, a user-given split). `to_cases` turns raw rows
+into patient rows with a note written from the observed (and explicitly excluded) HPO terms, plus an
+exclusion table; `split_by_publication` puts whole publications on one side of the
+train/validation/test split.
 
 The cohort step (`mint.apps.rare_disease.cohort`, `cohort.source: phenopacket`) writes the tables; this command
 imports a source and prints what would be kept, excluded (by reason) and split:
@@ -29,6 +30,7 @@ from phenopackets.schema.v2 import Phenopacket, Sex
 
 from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
 from mint.apps.rare_disease.notes import write_case_note
+from mint.core.cohort import given_split
 from mint.core.io import MintError
 from mint.core.paths import check_name
 
@@ -157,7 +159,8 @@ def read_phenopacket_json(folder: str | Path) -> pl.DataFrame:
 
 
 def read_flat(path: str | Path) -> pl.DataFrame:
-    """phenopacket-store's flat `cases.parquet`, checked for RAW_COLUMNS."""
+    """phenopacket-store's flat `cases.parquet`, checked for RAW_COLUMNS; an optional `split` column (train,
+    validation or test; empty: not given) is kept after them, each value checked."""
     path = Path(path)
     if not path.exists():
         raise MintError(f"file not found: {path}")
@@ -165,14 +168,19 @@ def read_flat(path: str | Path) -> pl.DataFrame:
     missing = [c for c in RAW_COLUMNS if c not in df.columns]
     if missing:
         raise MintError(f"{path}: missing columns {missing}; expected {list(RAW_COLUMNS)}")
-    df = df.select(pl.col(c).cast(t) for c, t in RAW_SCHEMA.items())
+    given = "split" in df.columns
+    columns = [pl.col(c).cast(t) for c, t in RAW_SCHEMA.items()] + ([pl.col("split").cast(pl.String)] if given else [])
+    df = df.select(columns)
     seen: set[str] = set()
-    for i, case_id in enumerate(df["case_id"].to_list()):
+    splits = []
+    cells = df["split"].to_list() if given else [None] * df.height
+    for i, (case_id, split) in enumerate(zip(df["case_id"].to_list(), cells)):
         check_name(case_id, f"{path} row {i + 1}")
         if case_id in seen:
             raise MintError(f"{path} row {i + 1}: duplicate case_id {case_id!r}")
         seen.add(case_id)
-    return df
+        splits.append(given_split(split, f"{path} row {i + 1} (case_id {case_id!r})"))
+    return df.with_columns(split=pl.Series(splits, dtype=pl.String)) if given else df
 
 
 def read_raw(path: str | Path) -> pl.DataFrame:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from mint.apps.tissue.patches import FEATURE_NAMES, nucleus_features, simulate_patches
 from mint.apps.tissue.tissues import TISSUE_IDS, labels_frame
 from mint.core import schemas
-from mint.core.cohort import assign_split, check_split_column
+from mint.core.cohort import split_cases
 from mint.core.io import MintError, atomic_dir, provenance, write_parquet
 from mint.core.paths import file_in
 
@@ -74,7 +74,9 @@ def build_cohort(*, cases_path: str | Path, candidates_path: str | Path, exclude
                  nuclei_path: str | Path, images_dir: str | Path, cohort: Mapping[str, Any], seed: int) -> None:
     """Write the cases, candidates, exclusions, nucleus features and the patch folder.
 
-    `cohort`: the config's `cohort` section (source and its settings, split shares).
+    `cohort`: the config's `cohort` section (source and its settings, split shares and given test cases).
+    A given split (PanNuke's folds, a manifest's `split` column, `cohort.split.test_cases` and
+    `test_groups`) comes first; the other cases get the seeded split (`mint.core.cohort.split_cases`).
     """
     images = Path(images_dir)
     source = cohort["source"]
@@ -94,18 +96,17 @@ def build_cohort(*, cases_path: str | Path, candidates_path: str | Path, exclude
             cases, feats = _from_reader(found, load, "manifest", tmp, str(images))
         else:
             raise MintError(f"config key 'cohort.source': {source!r} is not one of {SOURCES}")
-    if cases.height == 0:
-        raise MintError(f"config key 'cohort.source' ({source}): no cases")
-    if "split" in cases.columns and cases["split"].null_count() == 0:
-        check_split_column(cases, f"cohort source {source}")
-    else:
-        cases = assign_split(cases.drop("split", strict=False), cohort["split"]["validation"], cohort["split"]["test"],
-                             seed)
+        if cases.height == 0:
+            raise MintError(f"config key 'cohort.source' ({source}): no cases")
+        split = cohort["split"]  # inside the block: a split that cannot hold leaves no patch folder
+        cases = split_cases(cases, split["validation"], split["test"], seed, test_cases=split.get("test_cases", []),
+                            test_groups=split.get("test_groups", []), where=f"the {source} cases")
     order = cases.with_row_index("_i").sort("case_id")
     nuclei = pl.DataFrame({"case_id": order["case_id"], "features": [feats[i].tolist() for i in order["_i"]]})
-    prov = provenance({"cohort": dict(cohort)}, seed=seed)
+    sources = dict(cases.group_by("split_source").len().sort("split_source").iter_rows())
+    prov = provenance({"cohort": dict(cohort)}, seed=seed, split_source=sources)
     write_parquet(labels_frame(), candidates_path, schemas.LABELS, prov)
-    write_parquet(order.drop("_i"), cases_path, schemas.cases_schema(CASE_FIELDS), prov)
+    write_parquet(order.drop("_i"), cases_path, schemas.cases_schema([schemas.SPLIT_SOURCE, *CASE_FIELDS]), prov)
     write_parquet(nuclei, nuclei_path, NUCLEI, prov)
     write_parquet(pl.DataFrame(schema={f.name: pl.String for f in schemas.EXCLUDED}), excluded_path,
                   schemas.EXCLUDED, prov)

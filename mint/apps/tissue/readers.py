@@ -12,10 +12,10 @@ release's own layout (`images/fold1/images.npy`, `images/fold1/types.npy`, `mask
 The arrays are memory-mapped: a fold of 2,600 patches (4 GB of images) is not read until a patch is.
 
 A manifest (CSV, TSV or Parquet) has columns `image_path` and `tissue` (a tissue id, name, synonym
-or PanNuke spelling), and optionally `mask_path`, `case_id`, `split` and `group` (the unit a split
-keeps on one side, e.g. the slide). Paths are relative to the manifest's folder (or `root`). A mask
-is a `.npy` of shape (H, W) (instance ids, types unknown), (H, W, 2) (instance, type) or (H, W, 6)
-(PanNuke's channels).
+or PanNuke spelling), and optionally `mask_path`, `case_id`, `split` (train, validation or test; empty:
+the seeded split decides) and `group` (the unit a given split keeps on one side, e.g. the slide).
+Paths are relative to the manifest's folder (or `root`). A mask is a `.npy` of shape (H, W) (instance
+ids, types unknown), (H, W, 2) (instance, type) or (H, W, 6) (PanNuke's channels).
 
     python -c "from mint.apps.tissue.readers import read_manifest; print(read_manifest('patches/manifest.csv'))"
 """
@@ -32,7 +32,7 @@ import polars as pl
 from PIL import Image
 
 from mint.apps.tissue.tissues import BACKGROUND_CHANNEL, N_TYPES, TISSUES, resolve_tissue
-from mint.core.cohort import SPLITS
+from mint.core.cohort import SPLITS, given_split
 from mint.core.io import MintError, read_user_table
 from mint.core.paths import check_name, resolve_inside
 
@@ -357,9 +357,7 @@ def read_manifest(path: str | Path, root: str | Path | None = None, allow_absolu
         label = resolve_tissue(row.get("tissue"))
         if label is None:
             raise MintError(f"{where}: unknown tissue {row.get('tissue')!r}; expected {_ACCEPTED}")
-        split = (row.get("split") or "").strip() or None
-        if "split" in df.columns and split not in SPLITS:
-            raise MintError(f"{where}: column 'split' must be one of {SPLITS}, got {row.get('split')!r}")
+        split = given_split(row.get("split"), where)
         image_path = resolve_inside(image_rel, base, f"{where}: image_path", allow_absolute=allow_absolute)
         try:
             dims = check_image(image_path)
