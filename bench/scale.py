@@ -121,12 +121,17 @@ class WholeLists:
     """The straightforward way, as before streaming: the whole table in memory, each case's labels sorted
     by rank (the interface of `mint.core.rankings.RankedLists`)."""
 
-    def __init__(self, rankings_path, modality, train, k, q, scratch=None):
+    def __init__(self, rankings_path, modality, train, k, q, scratch=None, scores=False):
         rankings = read_parquet(rankings_path, schemas.RANKINGS).filter(pl.col("modality") == modality)
-        ranked = {case_id: group.sort("rank")["label_id"].to_list()
-                  for (case_id,), group in rankings.group_by("case_id")}
+        groups = {case_id: group.sort("rank") for (case_id,), group in rankings.group_by("case_id")}
+        ranked = {case_id: group["label_id"].to_list() for case_id, group in groups.items()}
         self.lists = pl.DataFrame({"case_id": list(ranked), "n": [len(v) for v in ranked.values()],
                                    "label_ids": list(ranked.values())})
+        if scores:  # each case's log-sum-exp of its scores, and all its scores best first
+            values = [group["score"].to_numpy() for group in groups.values()]
+            self.lists = self.lists.with_columns(
+                lse=pl.Series([float(np.logaddexp.reduce(v)) for v in values], dtype=pl.Float64),
+                scores=pl.Series([v.tolist() for v in values], dtype=pl.List(pl.Float64)))
         self.cases = self.lists.select("case_id", "n")
 
     def __enter__(self):

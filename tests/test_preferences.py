@@ -4,8 +4,9 @@ import pytest
 from mint.apps.rare_disease.prompts import HEADER, PROMPT
 from mint.core import schemas
 from mint.core.io import MintError, read_parquet
-from mint.core.preferences import build_preferences, pick_lists, sft_target
+from mint.core.preferences import build_preferences, mass_size, pick_lists, sft_target, similar_labels
 from mint.core.prompts import parse_answer
+from mint.core.rankings import label_similarity
 from tests.factories import make_cases, make_labels, write_cohort, write_rankings
 
 RANKED = ["d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8"]
@@ -16,6 +17,63 @@ def test_bottom_and_hard_negatives():
     assert chosen == ["d1", "d2", "d3"] and rejected == ["d8", "d7"]
     chosen, rejected = pick_lists(RANKED, "d2", k=3, q=2, rejected="hard", truth_in_chosen=False)
     assert rejected == ["d4", "d5"]
+
+
+def test_confident_errors_are_the_best_wrong_labels_below_the_chosen():
+    """`hard` takes the q just below rank k, the truth too; `confident_errors` skips the truth."""
+    assert pick_lists(RANKED, "d4", k=3, q=2, rejected="hard", truth_in_chosen=False)[1] == ["d4", "d5"]
+    assert pick_lists(RANKED, "d4", k=3, q=2, rejected="confident_errors", truth_in_chosen=False) == (
+        ["d1", "d2", "d3"], ["d5", "d6"])
+    # With the truth moved into chosen, the errors start right after the chosen ones.
+    assert pick_lists(RANKED, "d6", k=3, q=2, rejected="confident_errors", truth_in_chosen=True) == (
+        ["d6", "d1", "d2"], ["d3", "d4"])
+    # A shorter chosen list (chosen: mass) moves the errors up.
+    assert pick_lists(RANKED, "d2", k=3, q=2, rejected="confident_errors", truth_in_chosen=False, n_chosen=1) == (
+        ["d1"], ["d3", "d4"])
+
+
+def test_mass_is_the_shortest_top_list_reaching_the_probability():
+    probs = np.array([0.5, 0.3, 0.1, 0.05, 0.05])
+    logits = np.log(probs) + 2.0  # an offset the softmax ignores
+    lse = float(np.logaddexp.reduce(logits))
+    sizes = {mass: mass_size(logits[:4], lse, mass, k=3) for mass in (0.4, 0.5, 0.6, 0.8, 0.9, 0.99)}
+    assert sizes == {0.4: 1, 0.5: 1, 0.6: 2, 0.8: 2, 0.9: 3, 0.99: 3}  # at most k
+    assert pick_lists(RANKED, "d8", k=3, q=2, rejected="bottom", truth_in_chosen=False,
+                      n_chosen=2) == (["d1", "d2"], ["d8", "d7"])
+
+
+def test_similar_rejects_what_the_teacher_confuses_with_the_chosen():
+    labels = ["d1", "d2", "d3", "d4", "d5"]
+    similarity = np.eye(5)
+    similarity[0, 3] = similarity[3, 0] = 0.9  # d1 ~ d4
+    similarity[1, 4] = similarity[4, 1] = 0.5  # d2 ~ d5
+    similarity[0, 2] = similarity[2, 0] = -0.5
+    similar_to = similar_labels(similarity, labels)
+    assert similar_to(["d1"]) == ["d1", "d4", "d2", "d5", "d3"]
+    chosen, rejected = pick_lists(labels, "d5", k=2, q=2, rejected="similar", truth_in_chosen=False,
+                                  similar_to=similar_to)
+    assert chosen == ["d1", "d2"] and rejected == ["d4", "d3"]  # never chosen, never the truth (d5)
+
+
+def test_label_similarity_is_the_correlation_of_centred_scores(tmp_path):
+    rng = np.random.default_rng(3)
+    labels = [f"d{j}" for j in range(6)]
+    scores = rng.normal(size=(11, 6)) + rng.normal(size=(11, 1)) * 5  # large per-case offsets
+    scores[:, 4] = scores[:, 1] + rng.normal(scale=0.01, size=11)  # d4 follows d1
+    ids = [f"c{i}" for i in range(11)]
+    path = write_rankings(tmp_path / "r.parquet", dict(zip(ids, scores.tolist())), labels, "m")
+    got = label_similarity(path, "m", ids[:10] + ["absent"], labels, chunk=3)
+    centred = scores[:10] - scores[:10].mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(got, np.corrcoef(centred, rowvar=False), atol=1e-10)
+    assert got[1, 4] > 0.9
+
+
+def test_an_unknown_pair_option_names_the_key(tmp_path):
+    with pytest.raises(MintError, match="'preferences.rejected': 'worst'"):
+        pick_lists(RANKED, "d1", k=3, q=2, rejected="worst", truth_in_chosen=False)
+    with pytest.raises(MintError, match="'preferences.chosen': 'all'"):
+        build_preferences("c", "l", "r", tmp_path / "p", tmp_path / "s", modality="m", prompt={}, text_field=None,
+                          k=3, q=2, chosen="all")
 
 
 def test_truth_forced_into_chosen():

@@ -87,6 +87,10 @@ SETTINGS = [
     {"k": 5, "q": 4, "rejected": "hard", "truth_in_chosen": True},
     {"k": 4, "q": 3, "truth_in_chosen": True, "sft_target_kind": "truth"},
     {"k": 10, "q": 20},  # k + q = the whole panel: nothing left out
+    {"k": 3, "q": 3, "rejected": "confident_errors"},
+    {"k": 4, "q": 3, "chosen": "mass", "mass": 0.3},
+    {"k": 4, "q": 2, "chosen": "mass", "mass": 0.25, "rejected": "confident_errors", "truth_in_chosen": True},
+    {"k": 3, "q": 2, "rejected": "similar"},
 ]
 
 
@@ -105,6 +109,28 @@ def test_preferences_equal_those_from_the_whole_table(cohort, tmp_path, monkeypa
         assert (tmp_path / "streamed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
     prefs = read_parquet(tmp_path / "streamed" / "p.parquet")
     assert prefs.height == 30 and len(set(map(tuple, prefs["rejected_ids"].to_list()))) > 1
+
+
+def test_pair_options_change_the_lists(cohort, tmp_path):
+    """Each option gives other lists than today's top k / bottom q on the same cohort: mass chosen lists of
+    several lengths, at most k; confident errors and similar labels never the truth."""
+    def lists(**settings):
+        out = tmp_path / "_".join(f"{v}" for v in settings.values())
+        preferences.build_preferences(cohort["cases"], cohort["candidates"], cohort["rankings"], out / "p.parquet",
+                                      out / "s.parquet", modality="a", prompt=PROMPT.resolved(None),
+                                      text_field="note", k=4, q=3, **settings)
+        return read_parquet(out / "p.parquet").join(cohort["truth"], on="case_id")
+
+    today = lists()
+    by_mass = lists(chosen="mass", mass=0.3)
+    assert set(by_mass["chosen_ids"].list.len()) > {4} and by_mass["chosen_ids"].list.len().max() <= 4
+    assert by_mass["rejected_ids"].to_list() == today["rejected_ids"].to_list()  # bottom q either way
+    for rejected in ("confident_errors", "similar"):
+        other = lists(rejected=rejected)
+        assert other["chosen_ids"].to_list() == today["chosen_ids"].to_list()
+        assert other["rejected_ids"].to_list() != today["rejected_ids"].to_list()
+        assert not any(t in r for t, r in zip(other["label_id"], other["rejected_ids"].to_list()))
+        assert not any(set(c) & set(r) for c, r in zip(other["chosen_ids"].to_list(), other["rejected_ids"].to_list()))
 
 
 def test_preferences_beyond_one_row_group_hold_the_same_rows(cohort, tmp_path, monkeypatch):

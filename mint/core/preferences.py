@@ -1,8 +1,11 @@
 """Turn the teacher's rankings into the student's training data.
 
 Per training case: a prompt (system + user message asking for exactly k labels), `chosen` =
-the teacher's top-k as a numbered list, `rejected` = its bottom-q (or, with `rejected: hard`,
-the q just below rank k). TRL's conversational preference format: the prompt is the message
+the teacher's top-k as a numbered list (or, with `chosen: mass`, the shortest top list whose
+softmax probability reaches `mass`, at most k), `rejected` = its bottom-q (or, with `rejected:
+hard`, the q just below the chosen ones; `confident_errors`, the same without the true label;
+`similar`, the q labels the teacher's scores across the training cases correlate most with the
+chosen ones, `mint.core.rankings.label_similarity`). TRL's conversational preference format: the prompt is the message
 list, chosen/rejected are the assistant message only (the paper's scripts put the whole chat
 in chosen/rejected, training the prompt twice). Also the SFT dataset (prompt/completion).
 
@@ -16,30 +19,38 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
 from mint.core.io import MintError, ParquetStream, provenance
 from mint.core.prompts import assistant, build_prompt, format_answer
-from mint.core.rankings import RankedLists
+from mint.core.rankings import RankedLists, label_similarity
 
 log = logging.getLogger(__name__)
 
 # Rows a row group of the pairs holds (~1.5 KB each with the prompt): memory holds one group. Up to
 # this many training cases the files have the bytes of one `write_parquet` (pyarrow cuts at 1Mi rows).
 ROW_GROUP = 65_536
+CHOSEN = ("top_k", "mass")
+REJECTED = ("bottom", "hard", "confident_errors", "similar")
 
 
 def pick_lists(ranked: Sequence[str], truth: str, k: int, q: int, rejected: str, truth_in_chosen: bool,
-               n_ranked: int | None = None):
+               n_ranked: int | None = None, n_chosen: int | None = None,
+               similar_to: Callable[[Sequence[str]], Sequence[str]] | None = None):
     """(chosen ids, rejected ids) from one case's ranked candidates (best first). Pure, per example.
 
     `ranked` may be the whole ranking, or (`n_ranked`: the whole ranking's length) the part of it that
     `_training_lists` keeps: the best k + q + 1, the worst q + 1 and the truth, which decide both lists.
+    `n_chosen` (at most k; default k): the length of chosen (`chosen: mass`, `mass_size`). Rejected:
+    `bottom` the q worst, the very worst first; `hard` the q just below the chosen ones; `confident_errors`
+    those without the truth (the teacher's best wrong labels after the chosen); `similar` the first q
+    labels of `similar_to(chosen)` (all labels, most similar first) that are neither chosen nor the truth.
     """
     n_ranked = len(ranked) if n_ranked is None else n_ranked
     if n_ranked < k + q:
@@ -49,10 +60,46 @@ def pick_lists(ranked: Sequence[str], truth: str, k: int, q: int, rejected: str,
     if truth_in_chosen and truth in ranked:
         ranked.remove(truth)
         ranked.insert(0, truth)
-    chosen = ranked[:k]
-    rest = ranked[k:]
-    rej = rest[:q] if rejected == "hard" else rest[-q:][::-1]  # bottom: the very worst first
+    size = k if n_chosen is None else n_chosen
+    chosen = ranked[:size]
+    rest = ranked[size:]
+    if rejected == "hard":
+        rej = rest[:q]
+    elif rejected == "confident_errors":
+        rej = [label for label in rest if label != truth][:q]
+    elif rejected == "similar":
+        if similar_to is None:
+            raise ValueError("rejected='similar' needs similar_to")
+        rej = [label for label in similar_to(chosen) if label not in chosen and label != truth][:q]
+    elif rejected == "bottom":
+        rej = rest[-q:][::-1]  # the very worst first
+    else:
+        raise MintError(f"config key 'preferences.rejected': {rejected!r} is not one of {REJECTED}")
     return chosen, rej
+
+
+def mass_size(scores: Sequence[float], lse: float, mass: float, k: int) -> int:
+    """The length of the shortest top list whose softmax probability reaches `mass`, at least 1, at most k.
+
+    `scores`: the case's best scores, best first (at least k of them); `lse`: the log-sum-exp of all its
+    scores, so that exp(score - lse) is a label's softmax probability among all the candidates. Scores
+    are read as logits (or log-probabilities); a teacher calibrated by temperature gives calibrated mass.
+    """
+    probs = np.exp(np.asarray(scores[:k], dtype=float) - lse)
+    reached = np.flatnonzero(np.cumsum(probs) >= mass - 1e-12)
+    return int(reached[0]) + 1 if reached.size else k
+
+
+def similar_labels(similarity: np.ndarray, labels: Sequence[str]) -> Callable[[Sequence[str]], list[str]]:
+    """`similar_to` for `pick_lists`: all labels, most similar first to any chosen one (the highest of
+    their correlations with the chosen labels in `similarity`, `label_similarity`), ties in label order."""
+    index = {label: j for j, label in enumerate(labels)}
+
+    def similar_to(chosen: Sequence[str]) -> list[str]:
+        closeness = similarity[[index[c] for c in chosen]].max(axis=0)
+        return [labels[j] for j in np.argsort(-closeness, kind="stable")]
+
+    return similar_to
 
 
 def sft_target(ranked: Sequence[str], truth: str, k: int, target: str) -> list[str]:
@@ -63,15 +110,16 @@ def sft_target(ranked: Sequence[str], truth: str, k: int, target: str) -> list[s
 
 
 def _training_lists(rankings_path: str | Path, modality: str, train: pl.DataFrame, k: int, q: int,
-                    scratch: str | Path | None = None) -> RankedLists:
+                    scratch: str | Path | None = None, scores: bool = False) -> RankedLists:
     """The training cases' labels that `pick_lists` and `sft_target` can reach, best first (`RankedLists`).
 
     Those are the best k + q + 1 (chosen, or the truth plus the best k - 1 others, then the hard
-    negatives, one further when the truth moved up), the worst q + 1 (the bottom negatives, one further
-    when the truth is among them) and the truth; read streamed, never the whole (cases x labels) table.
+    negatives or confident errors, one further when the truth moved up or is skipped), the worst q + 1
+    (the bottom negatives, one further when the truth is among them) and the truth; with `scores` (for
+    `chosen: mass`), their scores too; read streamed, never the whole (cases x labels) table.
     """
     return RankedLists(rankings_path, modality, top=k + q + 1, bottom=q + 1,
-                       cases=train.select("case_id", "label_id"), keep_own=True, scratch=scratch)
+                       cases=train.select("case_id", "label_id"), keep_own=True, scratch=scratch, scores=scores)
 
 
 def build_preferences(
@@ -79,13 +127,20 @@ def build_preferences(
     preferences_path: str | Path, sft_path: str | Path, *, modality: str, prompt: Mapping[str, str],
     text_field: str | None, k: int, q: int, rejected: str = "bottom", truth_in_chosen: bool = False,
     sft_target_kind: str = "teacher", seed: int = 0, image_field: str | None = None, chunk: int = 8192,
+    chosen: str = "top_k", mass: float = 0.9,
 ) -> None:
     """Write PREFERENCES and SFT rows for the training split from the `modality` rankings.
 
     `text_field` / `image_field`: the cases columns the student reads (its text, its image path);
     with an image, each row also holds `images` (TRL's vision format, the image before the text).
+    `chosen` (`CHOSEN`) and `rejected` (`REJECTED`) choose the lists (`pick_lists`); with `chosen: mass`
+    the chosen list may name fewer than k labels (`mass_size`), while SFT still imitates k.
     Rows are made `chunk` cases at a time and written in row groups of `ROW_GROUP` rows (`ParquetStream`).
     """
+    if chosen not in CHOSEN:
+        raise MintError(f"config key 'preferences.chosen': {chosen!r} is not one of {CHOSEN}")
+    if rejected not in REJECTED:
+        raise MintError(f"config key 'preferences.rejected': {rejected!r} is not one of {REJECTED}")
     cases, candidates = load_cases(cases_path), load_labels(candidates_path)
     names = dict(zip(candidates["label_id"].to_list(), candidates["name"].to_list()))
     header = prompt["header"]
@@ -96,9 +151,17 @@ def build_preferences(
                     "the teacher's lists", len(untrained), candidates.height, untrained[:5])
     settings = {"modality": modality, "prompt": dict(prompt), "k": k, "q": q, "rejected": rejected,
                 "truth_in_chosen": truth_in_chosen, "sft_target": sft_target_kind}
+    if chosen != "top_k":  # today's settings (and config hash) unchanged by default
+        settings.update(chosen=chosen, mass=mass)
     prov = provenance(settings, seed=seed)
     vision = image_field is not None
-    with _training_lists(rankings_path, modality, train, k, q, Path(preferences_path).parent) as ranked:
+    similar_to = None
+    if rejected == "similar":
+        labels = candidates["label_id"].to_list()
+        similar_to = similar_labels(label_similarity(rankings_path, modality, train["case_id"], labels), labels)
+    by_mass = chosen == "mass"
+    with _training_lists(rankings_path, modality, train, k, q, Path(preferences_path).parent,
+                         scores=by_mass) as ranked:
         unranked = train.join(ranked.cases, on="case_id", how="anti")["case_id"]
         if unranked.len():
             raise MintError(f"{rankings_path}: no '{modality}' ranking for training case {unranked[0]!r}")
@@ -111,21 +174,24 @@ def build_preferences(
             parts = (part for lists in ranked.chunks(train["case_id"], 8 * chunk)
                      for part in lists.iter_slices(chunk))
             for start, part in zip(range(0, train.height, chunk), parts):
-                part = train.slice(start, chunk).with_columns(part.select("n", "label_ids"))
+                part = train.slice(start, chunk).with_columns(
+                    part.select("n", "label_ids", *(["lse", "scores"] if by_mass else [])))
                 pref_rows, sft_rows = [], []
                 for case in part.iter_rows(named=True):
                     ranked_ids = case["label_ids"]
                     messages = build_prompt(prompt, k, case[text_field] if text_field else None, text_field)
-                    chosen, rejected_ids = pick_lists(ranked_ids, case["label_id"], k, q, rejected, truth_in_chosen,
-                                                      n_ranked=case["n"])
+                    n_chosen = mass_size(case["scores"], case["lse"], mass, k) if by_mass else None
+                    chosen_ids, rejected_ids = pick_lists(ranked_ids, case["label_id"], k, q, rejected,
+                                                          truth_in_chosen, n_ranked=case["n"], n_chosen=n_chosen,
+                                                          similar_to=similar_to)
                     pref_rows.append({
                         "case_id": case["case_id"],
                         "prompt": messages,
-                        "chosen": assistant(format_answer([names[d] for d in chosen], header)),
+                        "chosen": assistant(format_answer([names[d] for d in chosen_ids], header)),
                         "rejected": assistant(format_answer([names[d] for d in rejected_ids], header)),
-                        "chosen_ids": chosen,
+                        "chosen_ids": chosen_ids,
                         "rejected_ids": rejected_ids,
-                        "truth_in_chosen": case["label_id"] in chosen,
+                        "truth_in_chosen": case["label_id"] in chosen_ids,
                         "teacher": modality,
                         "k": k,
                         "q": q,

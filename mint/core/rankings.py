@@ -91,7 +91,9 @@ def write_rankings(path: str | Path, case_ids: Sequence[str], classes: Sequence[
 
 class RankedLists:
     """Each case's labels best first, of one modality, keeping only what a step reads: the `top` best,
-    the `bottom` worst and (`keep_own`) the case's own label (the `label_id` of `cases`).
+    the `bottom` worst and (`keep_own`) the case's own label (the `label_id` of `cases`); with `scores`,
+    also their scores and each case's log-sum-exp of all its scores (`lse`: the log of the softmax's
+    denominator, so that exp(score - lse) is a kept label's softmax probability among all labels).
 
     Two streamed passes over the rankings (polars' streaming engine): the first counts each case's
     labels (`cases`: case_id, n, first = the row where the case first appears in the file), the
@@ -108,26 +110,35 @@ class RankedLists:
 
     def __init__(self, path: str | Path, modality: str, *, top: int, bottom: int = 0,
                  cases: pl.DataFrame | None = None, keep_own: bool = False,
-                 scratch: str | Path | None = None) -> None:
+                 scratch: str | Path | None = None, scores: bool = False) -> None:
         if not Path(path).exists():
             raise MintError(f"file not found: {path}")
         have = pq.read_schema(path).names
         missing = [c for c in schemas.RANKINGS.names if c not in have]
         if missing:
             raise MintError(f"{path}: missing columns {missing}; have {have}")
+        self.scores = scores
+        score = ["score"] if scores else []
         lazy = (pl.scan_parquet(path).with_row_index("_row").filter(pl.col("modality") == modality)
-                .select("_row", "case_id", "label_id", pl.col("rank").cast(pl.Int64)))
+                .select("_row", "case_id", "label_id", pl.col("rank").cast(pl.Int64), *score))
         if cases is not None:
             own = [pl.col("label_id").alias("_own")] if keep_own else []
             lazy = lazy.join(cases.lazy().select("case_id", *own), on="case_id")
         # Ranks 1..n: least 1, most n, and the sums of the ranks and of their squares those of 1..n.
         n = pl.len().cast(pl.Int64)
         rank = pl.col("rank")
+        best = [pl.col("score").max().alias("_best")] if scores else []
         self.cases = lazy.group_by("case_id").agg(
             n=n, first=pl.col("_row").min(),
             ordinal=(rank.min() == 1) & (rank.max() == n) & (rank.sum() == n * (n + 1) // 2)
             & ((rank * rank).sum() == n * (n + 1) * (2 * n + 1) // 6),
+            *best,
         ).collect(engine="streaming").sort("first")
+        if scores:  # log-sum-exp after the best score is known: one more pass, each aggregate a streamed sum
+            sums = (lazy.join(self.cases.lazy().select("case_id", "_best"), on="case_id").group_by("case_id")
+                    .agg(_sum=(pl.col("score") - pl.col("_best")).exp().sum()).collect(engine="streaming"))
+            self.cases = (self.cases.join(sums, on="case_id", how="left", maintain_order="left")
+                          .with_columns(lse=pl.col("_best") + pl.col("_sum").log()).drop("_best", "_sum"))
         keep = (~pl.col("ordinal")) | (rank <= top) | (rank > pl.col("n") - bottom)
         if keep_own:
             keep = keep | (pl.col("label_id") == pl.col("_own"))
@@ -138,7 +149,7 @@ class RankedLists:
             scratch = scratch.parent
         self._tmp = tempfile.TemporaryDirectory(prefix=".mint-ranked-", dir=scratch)
         self._kept = Path(self._tmp.name) / "kept.parquet"
-        (lazy.join(self.cases.lazy(), on="case_id").filter(keep).select("case_id", "label_id", "rank")
+        (lazy.join(self.cases.lazy(), on="case_id").filter(keep).select("case_id", "label_id", "rank", *score)
          .sink_parquet(self._kept, engine="streaming"))
 
     def __enter__(self) -> RankedLists:
@@ -148,18 +159,59 @@ class RankedLists:
         self._tmp.cleanup()
 
     def chunks(self, case_ids: Sequence[str] | pl.Series, size: int) -> Iterator[pl.DataFrame]:
-        """(case_id, n, first, label_ids) of `case_ids`, `size` at a time, in the order given (null for a
-        case the file does not rank)."""
+        """(case_id, n, first, label_ids; with `scores` also lse and scores, the kept labels' scores in the
+        order of label_ids) of `case_ids`, `size` at a time, in the order given (null for a case the file
+        does not rank)."""
         case_ids = pl.Series("case_id", case_ids, dtype=pl.String)
+        per_case = ["case_id", "n", "first", *(["lse"] if self.scores else [])]
+        lists_of = {"label_ids": pl.col("label_id"), **({"scores": pl.col("score")} if self.scores else {})}
         for start in range(0, len(case_ids), size):
             ids = case_ids.slice(start, size)
             rows = (pl.scan_parquet(self._kept).filter(pl.col("case_id").is_in(ids.implode()))
                     .collect(engine="streaming"))
             lists = (rows.sort("case_id", "rank", "label_id").group_by("case_id", maintain_order=True)
-                     .agg(label_ids="label_id"))
-            yield (ids.to_frame().join(self.cases.select("case_id", "n", "first"), on="case_id", how="left",
+                     .agg(**lists_of))
+            yield (ids.to_frame().join(self.cases.select(per_case), on="case_id", how="left",
                                        maintain_order="left")
                    .join(lists, on="case_id", how="left", maintain_order="left"))
+
+
+def label_similarity(path: str | Path, modality: str, case_ids: Sequence[str] | pl.Series, labels: Sequence[str],
+                     chunk: int = 4096) -> np.ndarray:
+    """(labels x labels) Pearson correlation of the labels' score vectors across the cases `case_ids`.
+
+    Each case's scores are first centred on their mean (an offset that a softmax ignores says nothing
+    about the labels). Two labels that the teacher scores high (or low) on the same cases correlate:
+    labels it takes for one another. Read `chunk` cases at a time (one streamed scan each); memory holds
+    one chunk's (cases x labels) matrix and two (labels x labels) sums (800 labels: 5 MB each). A label
+    with constant centred scores correlates 0 with every other. A case missing a label's score counts
+    it at the case's mean.
+    """
+    index = {label: j for j, label in enumerate(labels)}
+    n_labels = len(labels)
+    total, products, n = np.zeros(n_labels), np.zeros((n_labels, n_labels)), 0
+    case_ids = pl.Series("case_id", case_ids, dtype=pl.String)
+    for start in range(0, len(case_ids), chunk):
+        part = case_ids.slice(start, chunk)
+        rows = (pl.scan_parquet(path).filter((pl.col("modality") == modality) & pl.col("case_id").is_in(part.implode()))
+                .select("case_id", "label_id", "score").collect(engine="streaming"))
+        where = dict(zip(part.to_list(), range(len(part))))
+        matrix = np.full((len(part), n_labels), np.nan)
+        matrix[rows["case_id"].replace_strict(where, return_dtype=pl.Int64).to_numpy(),
+               rows["label_id"].replace_strict(index, return_dtype=pl.Int64).to_numpy()] = rows["score"].to_numpy()
+        ranked = ~np.isnan(matrix).all(axis=1)  # a case the file does not rank adds nothing
+        matrix = matrix[ranked]
+        matrix = np.nan_to_num(matrix - np.nanmean(matrix, axis=1, keepdims=True))
+        total += matrix.sum(axis=0)
+        products += matrix.T @ matrix
+        n += len(matrix)
+    if n == 0:
+        return np.zeros((n_labels, n_labels))
+    mean = total / n
+    cov = products / n - np.outer(mean, mean)
+    sd = np.sqrt(np.clip(np.diag(cov), 0, None))
+    scale = np.outer(sd, sd)
+    return np.divide(cov, scale, out=np.zeros_like(cov), where=scale > 1e-12)
 
 
 def ranked_lists(path: str | Path, modality: str, *, top: int, bottom: int = 0, cases: pl.DataFrame | None = None,

@@ -14,6 +14,8 @@ rule build_preferences:
         image_field=APP.student_image,
         k=config["preferences"]["k"],
         q=config["preferences"]["q"],
+        chosen=config["preferences"]["chosen"],
+        mass=config["preferences"]["mass"],
         rejected=config["preferences"]["rejected"],
         truth_in_chosen=config["preferences"]["truth_in_chosen"],
         sft_target=config["preferences"]["sft_target"],
