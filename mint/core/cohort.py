@@ -23,7 +23,8 @@ from mint.core import schemas
 from mint.core.io import MintError, read_parquet
 
 SPLITS = ("train", "validation", "test")
-# Where a case's split came from: the input's `split` column; a config list of test cases or groups;
+# Where a case's split came from: given with the input (a `split` column, or folds); a config list of test
+# cases or groups;
 # the given split of the case's group (no group on two sides); the seeded split; or a rule of the
 # application (its generated training cases always train).
 SPLIT_SOURCES = ("column", "config", "group", "seeded", "always_train")

@@ -51,6 +51,7 @@ def pick_lists(ranked: Sequence[str], truth: str, k: int, q: int, rejected: str,
     `bottom` the q worst, the very worst first; `hard` the q just below the chosen ones; `confident_errors`
     those without the truth (the teacher's best wrong labels after the chosen); `similar` the first q
     labels of `similar_to(chosen)` (all labels, most similar first) that are neither chosen nor the truth.
+    The last two give one label fewer where k + q is the whole panel and the truth is not chosen.
     """
     n_ranked = len(ranked) if n_ranked is None else n_ranked
     if n_ranked < k + q:

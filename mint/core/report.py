@@ -324,9 +324,10 @@ def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[s
                   f"{cohort['test_labels']} of them have test cases.", "", "| source / split | cases |", "|---|---|"]
         lines += [f"| {key} | {n} |" for key, n in cohort["cases"].items()]
         if cohort.get("split_sources"):
-            lines += ["", "Where each case's split came from (column: the input's `split` column; config: "
-                      "`cohort.split` test lists; group: the given split of its group; seeded: the seeded split; "
-                      "always_train: generated training cases).", "", "| split source / split | cases |", "|---|---|"]
+            lines += ["", "Where each case's split came from (column: given with the input, a `split` column or "
+                      "folds; config: `cohort.split` test lists; group: the given split of its group; seeded: the "
+                      "seeded split; always_train: generated training cases).", "",
+                      "| split source / split | cases |", "|---|---|"]
             lines += [f"| {key} | {n} |" for key, n in cohort["split_sources"].items()]
         excluded = cohort["excluded"]
         lines += ["", f"Excluded input cases: {sum(excluded.values())}"
