@@ -81,6 +81,9 @@ class Application:
       `results/rankings/teacher.parquet`; `teacher_metrics`: a JSON file of its teacher, or None.
     - `config_schema`: JSON-schema of its own config keys, merged into the core's.
     - `case_fields`: its own columns of `cases.parquet`.
+    - `synthetic_sources`: the values of the cases' `source` column that mark generated (not real) cases. A
+      test case's label is *seen* when a training case of it comes from any other source; the report gives
+      accuracy on the test cases of seen and of unseen labels apart, and per label by its real training cases.
     - `teacher_modalities`: the modalities its teacher ranks (each scored in the report), with
       `modality_labels`; `pair_modality`: the one whose ranking makes the preference pairs.
     - `select_teacher(config)`: when the application offers more than one teacher, the `Teacher` a
@@ -127,6 +130,7 @@ class Application:
     check_config: Callable[[Mapping[str, Any], str], None] | None = None
     check_inputs: Callable[[Mapping[str, Any], str], None] | None = None
     select_teacher: Callable[[Mapping[str, Any]], Teacher] | None = None
+    synthetic_sources: Sequence[str] = ("simulated",)
 
     def __post_init__(self) -> None:
         if self.student_kind not in STUDENT_KINDS:
@@ -138,6 +142,9 @@ class Application:
         if self.pair_modality not in self.teacher_modalities:
             raise MintError(f"application {self.name!r}: pair_modality {self.pair_modality!r} is not one of "
                             f"teacher_modalities {list(self.teacher_modalities)}")
+        if isinstance(self.synthetic_sources, str):
+            raise MintError(f"application {self.name!r}: synthetic_sources must be a sequence of source names, "
+                            f"not the string {self.synthetic_sources!r}")
 
 
 def load_application(name: str) -> Application:

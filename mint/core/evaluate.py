@@ -7,7 +7,8 @@ as a hallucination.
 `score_predictions` (student) and `score_rankings` (teacher) give one CASE_SCORES row per case
 and method; `summarize` turns those into top-k accuracy, MRR, hallucination and format rates with
 95% percentile bootstrap intervals over cases; `paired_bootstrap` compares two methods on the
-cases both answered.
+cases both answered. `seen_labels` names the labels with a real training case, and
+`summarize_by_seen` summarises the test cases of those labels apart from the others.
 
     python -c "from mint.core.evaluate import normalize_name; print(normalize_name('Noonan-Syndrome, 1'))"
 """
@@ -313,6 +314,46 @@ def summarize(
         schema.update({metric: pl.Float64, f"{metric}_lo": pl.Float64, f"{metric}_hi": pl.Float64})
     schema.update(n_seeds=pl.Int64, top1_seed_sd=pl.Float64, mrr_seed_sd=pl.Float64)
     return pl.DataFrame(rows, schema=schema)
+
+
+def training_counts(cases: pl.DataFrame, synthetic_sources: Sequence[str]) -> pl.DataFrame:
+    """label_id, n_train (its training cases: split 'train') and n_train_real (those of them whose `source`
+    is not one of `synthetic_sources`), for every label with a training case. Other splits do not count."""
+    require_columns(cases, ("label_id", "split", "source"), "cases")
+    real = ~pl.col("source").fill_null("").is_in(pl.Series(list(synthetic_sources), dtype=pl.String).implode())
+    return (cases.filter(pl.col("split") == "train").group_by("label_id")
+            .agg(n_train=pl.len().cast(pl.Int64), n_train_real=real.sum().cast(pl.Int64)).sort("label_id"))
+
+
+def seen_labels(cases: pl.DataFrame, synthetic_sources: Sequence[str]) -> set[str]:
+    """The labels *seen* in training: at least one training case (split 'train') of the label comes from a
+    real source, one not in `synthetic_sources`. Validation and test cases do not count."""
+    counts = training_counts(cases, synthetic_sources)
+    return set(counts.filter(pl.col("n_train_real") > 0)["label_id"].to_list())
+
+
+SEEN_GROUPS = ("seen", "unseen")
+
+
+def summarize_by_seen(case_scores: pl.DataFrame, seen: Iterable[str], ks: Sequence[int] = (1, 3, 10),
+                      n_boot: int = 1000, seed: int = 0) -> pl.DataFrame:
+    """`summarize` of the cases whose true label is in `seen`, and of the others, each group on its own.
+
+    A `group` column ('seen' / 'unseen') before `summarize`'s columns; seeds are averaged and intervals
+    drawn as `summarize` does, within the group. A group without cases has no rows.
+    """
+    _check_scores(case_scores, n_boot)
+    is_seen = pl.col("label_id").is_in(pl.Series(sorted(seen), dtype=pl.String).implode())
+    parts = []
+    for group, mask in zip(SEEN_GROUPS, (is_seen, ~is_seen)):
+        scores = case_scores.filter(mask)
+        if scores.height:
+            parts.append(summarize(scores, ks=ks, n_boot=n_boot, seed=seed).select(
+                pl.lit(group).alias("group"), pl.all()))
+    if parts:
+        return pl.concat(parts)
+    empty = summarize(case_scores.clear(), ks=ks, n_boot=n_boot, seed=seed)
+    return empty.select(pl.lit(None, dtype=pl.String).alias("group"), pl.all())
 
 
 def paired_bootstrap(

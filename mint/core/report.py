@@ -3,7 +3,8 @@
 `score_student` / `score_ranker` write per-case scores (CASE_SCORES) for one method;
 `make_report` turns all of them into `metrics.csv`, `metrics.json`, `summary.md`,
 `accuracy.png` (top-k per method with 95% bootstrap intervals), `training.png` (training loss
-per method) and `per_label.{png,csv}` (accuracy by the label's training cases). Rows, nouns and
+per method), `per_label.{png,csv}` (accuracy by the label's training cases) and `by_seen_label.csv`
+(accuracy on the test cases whose label has a real training case, and on the others). Rows, nouns and
 extra sections come from the application (`mint.core.app.Application`).
 
     python -m mint.core.report --help
@@ -24,6 +25,7 @@ from mint.core.app import Application, load_application
 from mint.core.cohort import load_cases, load_labels, split_truth
 from mint.core.evaluate import (
     CASE_SCORE_SCHEMA,
+    SEEN_GROUPS,
     NameMatcher,
     agreement_table,
     agreement_terms,
@@ -32,7 +34,10 @@ from mint.core.evaluate import (
     paired_bootstrap,
     score_predictions,
     score_rankings,
+    seen_labels,
     summarize,
+    summarize_by_seen,
+    training_counts,
 )
 from mint.core.io import atomic_path, load_json, provenance, read_parquet, write_json, write_parquet
 from mint.core.rankings import RankedLists
@@ -143,10 +148,12 @@ def make_report(
         for m in ("top1", "mrr")
     ]
     cohort = cases = None
+    seen_section: list[str] = []
     if cases_path and candidates_path:
         cases = load_cases(cases_path)
         cohort = _cohort_facts(cases, load_labels(candidates_path), excluded_path)
-        per_label = _per_label(scores, cases)
+        seen_section = _seen_section(scores, cases, table, app, ks, n_boot, seed, out / "by_seen_label.csv")
+        per_label = _per_label(scores, cases, app.synthetic_sources)
         with atomic_path(out / "per_label.csv") as tmp:
             per_label.write_csv(tmp)
         _plot_per_label(per_label, rows, app, out / "per_label.png")
@@ -165,7 +172,8 @@ def make_report(
     _plot_accuracy(table, k, app, out / "accuracy.png")
     _plot_training(train_dirs, rows, out / "training.png")
     context = {"table": table, "k": k, "ks": list(ks), "teacher_metrics": teacher, "cohort": cohort, "cases": cases,
-               "agreement": agreement, "q": q, "teacher_description": teacher_description}
+               "agreement": agreement, "q": q, "teacher_description": teacher_description,
+               "seen_section": seen_section}
     _write_summary(app, rows, context, training, comparisons, out / "summary.md")
     return table
 
@@ -189,15 +197,52 @@ def _cohort_facts(cases: pl.DataFrame, candidates: pl.DataFrame, excluded_path: 
     }
 
 
-# Bins of a label's real (not simulated) training cases, for the per-label view.
+def _seen_section(scores: pl.DataFrame, cases: pl.DataFrame, table: pl.DataFrame, app: Application,
+                  ks: Sequence[int], n_boot: int, seed: int, path: Path) -> list[str]:
+    """Summary lines "By whether the label has a real training case", and the table as `path` (CSV).
+
+    Every row of the main `table` (its order and labels), on the test cases whose label is seen
+    (`mint.core.evaluate.seen_labels`) and on the others; one line instead when one group is empty.
+    """
+    by = summarize_by_seen(scores, seen_labels(cases, app.synthetic_sources), ks=tuple(ks), n_boot=n_boot, seed=seed)
+    labels = dict(table.select("method", "label").iter_rows())
+    order = {m: i for i, m in enumerate(labels)}
+    by = (by.with_columns(label=pl.col("method").replace_strict(labels, default=pl.col("method")),
+                          _order=pl.col("method").replace_strict(order, default=len(order), return_dtype=pl.Int64))
+          .sort("_order", maintain_order=True).sort("group", maintain_order=True)  # SEEN_GROUPS are alphabetical
+          .select("group", "method", "label", pl.exclude("group", "method", "label", "_order")))
+    with atomic_path(path) as tmp:
+        by.write_csv(tmp)
+    sizes = {g: int(by.filter(pl.col("group") == g)["n_cases"].max() or 0) for g in SEEN_GROUPS}
+    if not any(sizes.values()):
+        return []
+    synthetic = " or ".join(f"`{s}`" for s in app.synthetic_sources) or "none"
+    lines = ["", "## By whether the label has a real training case", ""]
+    if not all(sizes.values()):
+        which = "every test case's" if sizes["seen"] else "no test case's"
+        return lines + [f"Not split: {which} {app.label_noun} has a real training case (source not {synthetic}), "
+                        "so either group would repeat the main table."]
+    rest = [x for x in ks if x != 1]
+    tops = ["top1", *([f"top{max(rest)}"] if rest else [])]
+    head = [f"{top.replace('top', 'top-')} % {g} ({sizes[g]} cases)" for g in SEEN_GROUPS for top in tops]
+    lines += [f"A test case's {app.label_noun} is *seen* when at least one of its training cases comes from a real "
+              f"source (not {synthetic}; validation cases do not count). Means over seeds and 95% bootstrap "
+              f"intervals as in the main table; `{path.name}` has every metric.", "",
+              "| method | " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 1)]
+    cells = {(r["group"], r["method"]): r for r in by.iter_rows(named=True)}
+    for method, label in labels.items():
+        row = [_fmt(cells[g, method], top) if (g, method) in cells else "-" for g in SEEN_GROUPS for top in tops]
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    return lines
+
+
+# Bins of a label's real (not synthetic: `Application.synthetic_sources`) training cases, for the per-label view.
 TRAIN_BINS = [(0, 0, "0"), (1, 2, "1-2"), (3, 5, "3-5"), (6, 10, "6-10"), (11, 10**9, ">10")]
 
 
-def _per_label(scores: pl.DataFrame, cases: pl.DataFrame) -> pl.DataFrame:
+def _per_label(scores: pl.DataFrame, cases: pl.DataFrame, synthetic_sources: Sequence[str]) -> pl.DataFrame:
     """Top-1 per method and test label (seed-averaged) with the label's training cases, real and all."""
-    train = cases.filter(pl.col("split") == "train")
-    counts = train.group_by("label_id").agg(
-        n_train=pl.len(), n_train_real=(pl.col("source") != "simulated").sum().cast(pl.Int64))
+    counts = training_counts(cases, synthetic_sources)
     hits = scores.with_columns(hit=(pl.col("rank").fill_null(10**6) <= 1).cast(pl.Float64))
     per_case = hits.group_by("method", "case_id", "label_id").agg(pl.col("hit").mean())
     return (
@@ -295,6 +340,7 @@ def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[s
         for m, inp, who in ablation:
             r = by_method[m]
             lines.append(f"| {who} | {inp} | {_fmt(r, 'top1')} | {_fmt(r, top)} | {_fmt(r, 'mrr', pct=False)} |")
+    lines += context.get("seen_section") or []
     if comparisons:
         lines += ["", "## MINT (ORPO) against each method, paired bootstrap on the same cases", "",
                   "| other | metric | ORPO - other | 95% interval | p |", "|---|---|---|---|---|"]
