@@ -101,10 +101,12 @@ if not external_rankings():
     rule rank_diseases:
         input:
             **cohort_files(),
+            **(knowledge_files() if config["teacher"]["knowledge"] else {}),
             images=f"{COHORT}/images",
             embeddings=EMBEDDINGS,
             model=TEACHER_MODEL,
         output:
+            **({"fusion": FUSION} if config["teacher"]["knowledge"] else {}),
             rankings=TEACHER_RANKINGS,
         log:
             "logs/rank_diseases/rank_diseases.log",
@@ -113,6 +115,9 @@ if not external_rankings():
         params:
             image_size=config["teacher"]["image_size"],
             threads=config["teacher"]["threads"],
+            knowledge=config["teacher"]["knowledge"],
+            seed=config["seed"],
+            synthetic_sources=list(APP.synthetic_sources),
         conda:
             "../../envs/mint.yaml"
         threads: 2

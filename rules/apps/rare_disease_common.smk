@@ -3,6 +3,8 @@ KNOWLEDGE = "results/knowledge"
 TEACHER = "results/teacher"
 EMBEDDINGS = f"{TEACHER}/note_embeddings.parquet"
 TEACHER_MODEL = f"{TEACHER}/model.pt"
+# The knowledge-aware teacher's fitted fusion (config teacher.knowledge).
+FUSION = f"{TEACHER}/fusion.json"
 # The `teacher` keys that training reads (the encoder is embed_notes'; rankings replace the teacher).
 TEACHER_TRAINING = (
     "hidden",

@@ -13,7 +13,14 @@ from pathlib import Path
 
 from mint.apps.rare_disease.cohort import CASE_FIELDS
 from mint.apps.rare_disease.prompts import PROMPT, normalise
-from mint.apps.rare_disease.report import check_config, check_inputs, summary_sections
+from mint.apps.rare_disease.report import (
+    NETWORK_MODALITIES,
+    TEACHER_METRICS,
+    check_config,
+    check_inputs,
+    select_teacher,
+    summary_sections,
+)
 from mint.core.app import Application, package_file
 from mint.core.config import load_yaml
 
@@ -24,15 +31,17 @@ APPLICATION = Application(
     rules=Path(__file__).resolve().parents[3] / "rules" / "apps" / "rare_disease.smk",
     config_schema=load_yaml(package_file(__name__, "schema.yaml")),
     case_fields=CASE_FIELDS,
-    teacher_modalities=("note_photo", "note"),
+    teacher_modalities=NETWORK_MODALITIES,
     pair_modality="note_photo",
-    modality_labels={"note_photo": "note+photo", "note": "note only", "photo": "photo only"},
+    modality_labels={"note_photo": "note+photo", "note": "note only", "photo": "photo only",
+                     "note_photo_knowledge": "note+photo+knowledge", "note_knowledge": "note+knowledge",
+                     "photo_knowledge": "photo+knowledge", "knowledge": "knowledge only"},
     prompt=PROMPT,
     student_kind="text",
     student_text="note",
     student_input="the note",
     vocabulary=True,
-    teacher_metrics="results/teacher/metrics.json",
+    teacher_metrics=TEACHER_METRICS,
     normalise=normalise,
     rankers=("phenomizer", "knn"),
     extra_runs=r"rag_base|seed\d+/rag_sft",
@@ -42,4 +51,5 @@ APPLICATION = Application(
     summary_sections=summary_sections,
     check_config=check_config,
     check_inputs=check_inputs,
+    select_teacher=select_teacher,  # config teacher.knowledge: the network alone, or fused with HPO knowledge
 )

@@ -8,8 +8,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mint.core.app import Teacher
 from mint.core.config import check_panel_size
 from mint.core.io import MintError
+
+TEACHER_METRICS = "results/teacher/metrics.json"
+NETWORK_MODALITIES = ("note_photo", "note")
+# The knowledge-aware teacher (knowledge_teacher.py): all three modalities first (its ranking makes the
+# pairs), then the ablation: each left out (note_photo: the network alone), each alone.
+KNOWLEDGE_MODALITIES = ("note_photo_knowledge", "note_photo", "note_knowledge", "photo_knowledge", "note", "photo",
+                        "knowledge")
+
+
+def select_teacher(config: Mapping[str, Any]) -> Teacher:
+    """The note+photo network alone (`teacher.knowledge: false`), or fused with HPO knowledge (the default)."""
+    if config["teacher"]["knowledge"]:
+        return Teacher(KNOWLEDGE_MODALITIES, "note_photo_knowledge", TEACHER_METRICS,
+                       "the note+photo network trained here, fused with the Phenomizer similarities of the case's "
+                       "findings to every disease (weights fitted on the validation split); the other rows are its "
+                       "ablation")
+    return Teacher(NETWORK_MODALITIES, "note_photo", TEACHER_METRICS)
 
 
 def summary_sections(context: Mapping[str, Any]) -> list[str]:

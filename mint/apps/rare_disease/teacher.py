@@ -229,9 +229,14 @@ def _tensors(cases: pl.DataFrame, panel: pl.DataFrame, embeddings_path: str | Pa
 
 def rank_diseases(
     cases_path: str | Path, candidates_path: str | Path, embeddings_path: str | Path, model_path: str | Path,
-    out_path: str | Path, *, image_size: int, threads: int,
+    out_path: str | Path, *, image_size: int, threads: int, knowledge: Mapping[str, Any] | None = None,
 ) -> None:
-    """Score every case over the panel, with each modality (RANKINGS rows)."""
+    """Score every case over the panel, with each modality (RANKINGS rows).
+
+    `knowledge` (config `teacher.knowledge`): {annotations, terms: the knowledge tables' paths, fusion: where
+    to write the fitted fusion (JSON), synthetic_sources, seed}: also the knowledge-aware modalities of
+    `knowledge_teacher.py`, fitted on the validation cases.
+    """
     torch.set_num_threads(threads)
     cases, panel = load_cases(cases_path), load_labels(candidates_path)
     ckpt = load_checkpoint(model_path)
@@ -252,9 +257,38 @@ def rank_diseases(
         fold_scores = scores_of(fold["state_dict"], rows)  # score only the fold it did not train on
         for m in MODALITIES:
             scores[m][rows] = fold_scores[m]
+    settings: dict[str, Any] = {"image_size": image_size}
+    if knowledge is not None:
+        scores.update(_fuse(cases, classes, scores, knowledge))
+        settings["knowledge"] = True
     # Streamed, a row group at a time: the rows are cases x labels x modalities.
-    write_rankings(out_path, cases["case_id"].to_list(), classes, {m: scores[m] for m in MODALITIES},
-                   provenance({"image_size": image_size}))
+    write_rankings(out_path, cases["case_id"].to_list(), classes, scores, provenance(settings))
+
+
+def _fuse(cases: pl.DataFrame, classes: list[str], heads: dict[str, np.ndarray],
+          knowledge: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The knowledge-aware modalities (`knowledge_teacher.py`); writes the fitted fusion to knowledge['fusion']."""
+    from mint.apps.rare_disease import knowledge_teacher
+    from mint.apps.rare_disease import schemas as knowledge_schemas
+
+    validation = np.flatnonzero(cases["split"].to_numpy() == "validation")
+    if len(validation) == 0:
+        raise MintError("teacher.knowledge: the fusion is fitted on the validation split, which is empty; "
+                        "set cohort.split.validation above 0 or teacher.knowledge: false")
+    annotations = read_parquet(knowledge["annotations"], knowledge_schemas.ANNOTATIONS)
+    terms = read_parquet(knowledge["terms"], knowledge_schemas.TERMS)
+    print(f"knowledge: Phenomizer similarities of {cases.height} cases to {len(classes)} diseases")
+    sims = knowledge_teacher.knowledge_scores(annotations, terms, classes, cases["hpo_ids"].to_list())
+    learnt = knowledge_teacher.learnt_labels(cases, classes, knowledge["synthetic_sources"])
+    index = {c: i for i, c in enumerate(classes)}
+    truth = np.array([index[c] for c in cases["label_id"].to_list()], dtype=np.int64)
+    fused, fitted = knowledge_teacher.fuse_with_knowledge(heads, sims, learnt, truth, validation, knowledge["seed"])
+    for modality, info in fitted["modalities"].items():
+        print(f"knowledge: {modality}: feature set {info['feature_set']} (validation CV top-1 "
+              + ", ".join(f"{fs} {100 * cv['top1']:.1f}%" for fs, cv in info["cv"].items()) + ")")
+    write_json(fitted, knowledge["fusion"], provenance({"synthetic_sources": list(knowledge["synthetic_sources"])},
+                                                       seed=knowledge["seed"]))
+    return fused
 
 
 def main(argv: Sequence[str] | None = None) -> None:
