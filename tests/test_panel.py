@@ -1,0 +1,110 @@
+"""Full-panel ranking by a student: the cached scores are those of each prompt + candidate scored alone,
+every label is ranked once, and the ranking is deterministic.
+
+    .venv/bin/python -m pytest -q tests/test_panel.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from mint.apps.rare_disease.prompts import PROMPT
+from mint.apps.rare_disease.student import build_tiny_llama, render_chat, train_tokenizer
+from mint.core import schemas
+from mint.core.io import MintError, read_parquet
+from mint.core.panel import MODALITY, candidate_tokens, rank_panel, score_panel
+from mint.core.prompts import build_prompt, first_item, format_answer
+from tests.factories import make_cases, make_labels, write_cohort
+
+TINY_MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "max_position_embeddings": 256, "tie_word_embeddings": True}
+NOTES = ["A boy.", "A 4-year-old girl. Findings: seizures, short stature, hypotonia and a cleft palate.",
+         "Findings: scoliosis.", "Hypotonia."]
+# Names of 1 to many tokens, one the beginning of another, one with a digit first and punctuation.
+NAMES = ["Cohen syndrome", "Noonan syndrome 1", "Noonan syndrome", "X", "3-M syndrome (type 2), autosomal",
+         "Cornelia de Lange syndrome 1", "Marfan", "Kabuki syndrome"]
+HEADER = PROMPT.header
+
+
+@pytest.fixture(scope="module")
+def student():
+    prompts = [build_prompt(PROMPT.resolved(None), 3, note, "note") for note in NOTES]
+    answers = [format_answer(NAMES[i:i + 3], HEADER) for i in range(len(NAMES))]
+    tokenizer = train_tokenizer([render_chat(p, True) for p in prompts] * 4 + answers * 4, 400)
+    model = build_tiny_llama(tokenizer, TINY_MODEL, seed=0)
+    with torch.no_grad():  # sharper logits than the initialisation's, so that labels score apart
+        for p in model.parameters():
+            p.mul_(5.0 if p.dim() > 1 else 1.0)
+    return model, tokenizer, prompts
+
+
+@torch.no_grad()
+def score_without_cache(model, tokenizer, prompt, name, k):
+    """The reference: prompt + answer start + name tokenized as one text, one forward pass, no cache."""
+    start, rest = first_item(name, HEADER, k)
+    text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False) + start
+    head = tokenizer(text, add_special_tokens=False)["input_ids"]
+    full = tokenizer(text + rest, add_special_tokens=False)["input_ids"]
+    logp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0].float(), dim=-1)
+    return sum(float(logp[t - 1, full[t]]) for t in range(len(head), len(full)))
+
+
+@pytest.mark.parametrize("k", [3, 1])
+def test_cached_scores_equal_scoring_each_candidate_without_the_cache(student, k):
+    model, tokenizer, prompts = student
+    lengths = {len(t) for t in candidate_tokens(tokenizer, "x" + first_item("", HEADER, k)[0],
+                                                [first_item(n, HEADER, k)[1] for n in NAMES], NAMES)}
+    assert len(lengths) >= 4  # candidates of different token lengths share a batch
+    cached = score_panel(model, tokenizer, prompts, NAMES, HEADER, k, batch_size=3)  # 3 does not divide 8
+    reference = [[score_without_cache(model, tokenizer, p, n, k) for n in NAMES] for p in prompts]
+    assert cached.shape == (len(prompts), len(NAMES))
+    np.testing.assert_allclose(cached, np.array(reference), rtol=0, atol=1e-4)
+    assert len({round(x, 3) for x in cached.ravel()}) > len(NAMES)  # real scores, not a constant
+
+
+def test_scores_do_not_depend_on_the_batch_size(student):
+    model, tokenizer, prompts = student
+    one = score_panel(model, tokenizer, prompts, NAMES, HEADER, 3, batch_size=1)
+    whole = score_panel(model, tokenizer, prompts, NAMES, HEADER, 3, batch_size=len(NAMES))
+    np.testing.assert_allclose(whole, one, rtol=0, atol=1e-4)
+
+
+def test_a_tokenizer_that_merges_across_the_cut_is_refused(student):
+    _, tokenizer, _ = student
+    with pytest.raises(MintError, match="candidate 'syndrome'"):
+        candidate_tokens(tokenizer, "1. Noon", ["an syndrome"], ["syndrome"])  # " Noonan" is one token
+
+
+@pytest.fixture()
+def ranked(student, tmp_path, monkeypatch):
+    """Rankings written by `rank_panel` from a saved tiny student, twice."""
+    model, tokenizer, _ = student
+    model.save_pretrained(tmp_path / "student")
+    tokenizer.save_pretrained(tmp_path / "student")
+    ids = [f"L{i}" for i in range(len(NAMES))]
+    cases = make_cases(ids[:5], ["test", "test", "train", "test", "test"], note=[*NOTES, "Seizures."])
+    files = write_cohort(tmp_path, cases, make_labels(ids, NAMES))
+    outs = []
+    for n in range(2):
+        out = tmp_path / f"panel{n}.parquet"
+        rank_panel(str(tmp_path / "student"), files["cases"], files["candidates"], out,
+                   prompt=PROMPT.resolved(None), text_field="note", k=3, batch_size=3, chunk=3)
+        outs.append(out)
+    return outs, cases, ids
+
+
+def test_the_ranking_covers_every_panel_label_once_and_is_deterministic(ranked):
+    (first, second), cases, ids = ranked
+    rankings = read_parquet(first, schemas.RANKINGS)
+    test_ids = sorted(cases.filter(pl.col("split") == "test")["case_id"].to_list())
+    assert rankings["case_id"].unique(maintain_order=True).to_list() == test_ids  # chunks of 3 of 4 cases
+    assert set(rankings["modality"]) == {MODALITY}
+    for _, group in rankings.group_by("case_id"):
+        assert sorted(group["label_id"]) == sorted(ids)
+        assert sorted(group["rank"]) == list(range(1, len(ids) + 1))
+        best_first = group.sort("rank")["score"].to_list()
+        assert best_first == sorted(best_first, reverse=True)
+    assert first.read_bytes() == second.read_bytes()
