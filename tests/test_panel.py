@@ -108,3 +108,35 @@ def test_the_ranking_covers_every_panel_label_once_and_is_deterministic(ranked):
         best_first = group.sort("rank")["score"].to_list()
         assert best_first == sorted(best_first, reverse=True)
     assert first.read_bytes() == second.read_bytes()
+
+
+@torch.no_grad()
+def test_a_vision_student_scores_against_the_cached_image_prompt_as_without_the_cache(tmp_path):
+    """The image is part of the prompt: encoded once per case, its cache reused by every candidate."""
+    from PIL import Image
+
+    from mint.core.vision import build_tiny_llava, encode_prompts
+
+    shapes = ["Circle", "Square", "Triangle", "Star shape", "X"]
+    corpus = ["You name shapes. Which shapes? Name 2."] + [format_answer([a, b], HEADER) for a in shapes for b in shapes]
+    model, processor = build_tiny_llava(corpus, image_size=32, patch=16, vocab_size=300, seed=0)
+    model.eval()
+    paths = []
+    for seed in range(2):
+        pixels = np.random.default_rng(seed).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        paths.append(tmp_path / f"{seed}.png")
+        Image.fromarray(pixels).save(paths[-1])
+    prompts = [[{"role": "system", "content": "You name shapes."}, {"role": "user", "content": "Which shapes? Name 2."}]] * 2
+    cached = score_panel(model, processor, prompts, shapes, HEADER, 2, batch_size=2, images=[str(p) for p in paths])
+    reference = np.empty_like(cached)
+    for i, path in enumerate(paths):
+        picture = [[Image.open(path).convert("RGB")]]
+        for j, name in enumerate(shapes):
+            start, rest = first_item(name, HEADER, 2)
+            head = encode_prompts(processor, prompts[:1], picture, start)["input_ids"].shape[1]
+            enc = encode_prompts(processor, prompts[:1], picture, start + rest)
+            logp = torch.log_softmax(model(**enc).logits[0].float(), dim=-1)
+            ids = enc["input_ids"][0]
+            reference[i, j] = sum(float(logp[t - 1, ids[t]]) for t in range(head, len(ids)))
+    np.testing.assert_allclose(cached, reference, rtol=0, atol=1e-4)
+    assert not np.allclose(cached[0], cached[1], atol=1e-3)  # the image changes the scores

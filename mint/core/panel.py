@@ -119,8 +119,9 @@ def score_panel(
             cache = copy.deepcopy(prompt_cache)  # the forward pass appends to it
             cache.batch_repeat_interleave(len(idx))
             # Right padding: a candidate's tokens come before its pads, so causal attention never sees them.
-            logits = _forward(model, cache, input_ids=ids)[0]
-            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+            logits = _forward(model, cache, input_ids=ids)[0][:, :-1].float()
+            # log p(token) = its logit - logsumexp of the row: no vocabulary-wide log_softmax written out.
+            logp = logits.gather(-1, ids[:, 1:, None])[..., 0] - torch.logsumexp(logits, dim=-1)
             inside = torch.arange(ids.shape[1] - 1, device=device)[None, :] < (n_tok[:, None] - 1)
             row[idx] = first[ids[:, 0]] + (logp * inside).sum(dim=1)
         scores[i] = row.cpu().double().numpy()
