@@ -118,7 +118,8 @@ def test_a_vision_student_scores_against_the_cached_image_prompt_as_without_the_
     from mint.core.vision import build_tiny_llava, encode_prompts
 
     shapes = ["Circle", "Square", "Triangle", "Star shape", "X"]
-    corpus = ["You name shapes. Which shapes? Name 2."] + [format_answer([a, b], HEADER) for a in shapes for b in shapes]
+    system, question = "You name shapes.", "Which shapes? Name 2."
+    corpus = [f"{system} {question}"] + [format_answer([a, b], HEADER) for a in shapes for b in shapes]
     model, processor = build_tiny_llava(corpus, image_size=32, patch=16, vocab_size=300, seed=0)
     model.eval()
     paths = []
@@ -126,7 +127,7 @@ def test_a_vision_student_scores_against_the_cached_image_prompt_as_without_the_
         pixels = np.random.default_rng(seed).integers(0, 256, (40, 40, 3), dtype=np.uint8)
         paths.append(tmp_path / f"{seed}.png")
         Image.fromarray(pixels).save(paths[-1])
-    prompts = [[{"role": "system", "content": "You name shapes."}, {"role": "user", "content": "Which shapes? Name 2."}]] * 2
+    prompts = [[{"role": "system", "content": system}, {"role": "user", "content": question}]] * 2
     cached = score_panel(model, processor, prompts, shapes, HEADER, 2, batch_size=2, images=[str(p) for p in paths])
     reference = np.empty_like(cached)
     for i, path in enumerate(paths):
