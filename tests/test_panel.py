@@ -141,3 +141,23 @@ def test_a_vision_student_scores_against_the_cached_image_prompt_as_without_the_
             reference[i, j] = sum(float(logp[t - 1, ids[t]]) for t in range(head, len(ids)))
     np.testing.assert_allclose(cached, reference, rtol=0, atol=1e-4)
     assert not np.allclose(cached[0], cached[1], atol=1e-3)  # the image changes the scores
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_the_cut_answer_is_the_answer_the_student_learns(k):
+    """Answer start + the name's part is how `format_answer` (the SFT and preference targets) begins."""
+    start, rest = first_item("Noonan syndrome 1", HEADER, k)
+    answer = format_answer(["Noonan syndrome 1", "Cohen syndrome", "X"][:k], HEADER)
+    assert answer.startswith(start + rest) and start.endswith("1.") and rest.startswith(" Noonan")
+    assert (start + rest == answer) == (k == 1)
+
+
+def test_full_panel_rows_follow_the_students_in_the_report():
+    from mint.core.app import load_application
+    from mint.core.report import PANEL_SUFFIX, display_name, row_labels
+
+    rows = row_labels(load_application("rare_disease"))
+    order = list(rows)
+    assert order.index(f"orpo{PANEL_SUFFIX}") > order.index("orpo")
+    assert display_name(f"orpo{PANEL_SUFFIX}", rows) == "MINT (ORPO) (full panel)"
+    assert display_name(f"simpo{PANEL_SUFFIX}", rows) == "simpo (full panel)"

@@ -356,3 +356,10 @@ def test_another_training_seed_reruns_nothing_upstream(tiny_run):
     assert seed_change["train_student"] == 3 and seed_change["predict_student"] == 3
     assert seed_change["predict_rag"] == 1  # RAG with the new seed's SFT model
     assert not upstream & set(seed_change)
+
+
+def test_the_full_panel_ranking_is_an_evaluation_option(tiny_run):
+    """Each student run ranks the panel once (`evaluation.panel_ranking`, on by default); turned off, only the
+    report is made again, without those rows."""
+    assert planned_jobs(tiny_run, {"training": {"seeds": [7, 8]}})["rank_student"] == 3
+    assert planned_jobs(tiny_run, {"evaluation": {"panel_ranking": False}}) == {"make_report": 1}
