@@ -32,8 +32,8 @@ import torch
 
 from bench.predict import questions
 from mint.apps.rare_disease.prompts import PROMPT
-from mint.apps.rare_disease.student import build_tiny_llama, render_chat, train_tokenizer
-from mint.core.config import load_yaml
+from mint.apps.rare_disease.student import DEFAULT_TINY, build_tiny_llama, render_chat, train_tokenizer
+from mint.core.config import deep_update, load_yaml
 from mint.core.panel import candidate_tokens, score_panel
 from mint.core.prompts import first_item, format_answer
 
@@ -55,12 +55,14 @@ def disease_names(n: int, seed: int = 2) -> list[str]:
 
 
 def build_model(student_config: Path, prompts: list, names: list[str], seed: int = 0):
-    """(model, tokenizer): the student config's model shape, its tokenizer trained on the bench's texts."""
-    cfg = load_yaml(student_config)
+    """(model, tokenizer): the student config's model shape (merged over the builtin student's settings), its
+    tokenizer trained on the bench's texts."""
+    cfg = deep_update(DEFAULT_TINY, load_yaml(student_config))  # as build_builtin_student merges it
     answers = [format_answer(names[i:i + K], PROMPT.header) for i in range(0, len(names), K)]
     # Made-up words besides, so that the vocabulary fills up to the config's size, as the real corpus fills it.
     rng = np.random.default_rng(seed)
-    filler = [" ".join("".join(rng.choice(SYLLABLES, rng.integers(1, 5))) for _ in range(12)) for _ in range(4000)]
+    filler = [" ".join("".join(rng.choice(SYLLABLES, rng.integers(1, 5))) for _ in range(12))
+              for _ in range(int(cfg["vocab_size"]))]
     texts = [render_chat(p, True) for p in prompts] + answers + filler
     tokenizer = train_tokenizer(texts, int(cfg["vocab_size"]))
     return build_tiny_llama(tokenizer, cfg["model"], seed=seed).eval(), tokenizer
