@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mint.core.app import load_application, selected_teacher
 from mint.core.config import check_inputs, load_yaml, validate_config
+from mint.core.report import PANEL_SUFFIX
 from mint.core.trl_compat import METHODS
 
 # PyTorch threads that spin while they wait slowed training ~20-fold when two jobs shared the
@@ -159,10 +160,22 @@ def application_scores():
     return []
 
 
+def student_runs():
+    """The base model and each trained method of each seed: the runs a student answers (and ranks)."""
+    return ["base", *(f"seed{s}/{m}" for s in seeds() for m in methods())]
+
+
+def panel_scores():
+    """Score files of the students' full-panel rankings (config `evaluation.panel_ranking`), or none."""
+    if not config["evaluation"]["panel_ranking"]:
+        return []
+    return [f"results/scores/panel/{run}.parquet" for run in student_runs()]
+
+
 def score_files():
     teacher = [f"results/scores/teacher_{m}.parquet" for m in modalities()]
-    students = [f"results/scores/seed{s}/{m}.parquet" for s in seeds() for m in methods()]
-    return teacher + application_scores() + ["results/scores/base.parquet"] + students
+    students = [f"results/scores/{run}.parquet" for run in student_runs()]
+    return teacher + application_scores() + students + panel_scores()
 
 
 def train_dirs():

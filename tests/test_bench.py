@@ -54,3 +54,14 @@ def test_predict_bench_runs_and_compares_answers():
                          timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     assert "same answers: 4 of 4" in res.stdout and "ratio:" in res.stdout
+
+
+@pytest.mark.slow  # ~35 s on the shared 2 cores, most of it loading transformers and training a tokenizer
+def test_panel_bench_runs_and_finds_the_same_scores():
+    res = subprocess.run([sys.executable, "-m", "bench.panel", "--cases", "2", "--labels", "12", "--batch-size", "5",
+                          "--repeats", "1", "--student-config", "tests/data/tiny/student.yaml"],
+                         capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    assert "ratio:" in res.stdout
+    difference = float(res.stdout.split("largest score difference: ")[1].split()[0])
+    assert difference < 1e-4

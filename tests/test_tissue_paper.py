@@ -60,7 +60,8 @@ def test_the_paper_dag_plans_every_step(paper_dir):
     plan = job_stats(snakemake(paper_dir, "--dry-run"))
     # PLIP ranks (a CLIP checkpoint: no teacher is trained here); the student is a hub id (none is built).
     assert plan == {"build_cohort": 1, "rank_tissues_with_clip": 1, "score_teacher": 1, "build_preferences": 1,
-                    "train_student": 3, "predict_student": 4, "score_student": 4, "make_report": 1}
+                    "train_student": 3, "predict_student": 4, "score_student": 4, "rank_student": 4,
+                    "score_student_panel": 4, "make_report": 1}
 
 
 def test_the_paper_cohort_and_pairs_from_pannuke_folds(paper_dir):

@@ -36,7 +36,8 @@ def tissue_run(tmp_path_factory):
 
 def test_every_method_has_a_row(tissue_run):
     table = pl.read_csv(tissue_run / "results/report/metrics.csv")
-    assert table["method"].to_list() == ["teacher_image_nuclei", "teacher_image", "base", "sft", "dpo", "orpo"]
+    assert table["method"].to_list() == ["teacher_image_nuclei", "teacher_image", "base", "sft", "dpo", "orpo",
+                                         "base_panel", "sft_panel", "dpo_panel", "orpo_panel"]
     assert table["label"].to_list()[:2] == ["teacher (image+nuclei)", "teacher (image only)"]
     cases = pl.read_parquet(tissue_run / "results/cohort/cases.parquet")
     assert (table["n_cases"] == cases.filter(pl.col("split") == "test").height).all()
@@ -101,7 +102,8 @@ def teacher_change(wd: Path, model: str) -> Path:
 
 
 # After the cohort and the student base, what reads the teacher's rankings (the base model's answers do not).
-DOWNSTREAM = {"build_preferences": 1, "train_student": 3, "predict_student": 3, "score_student": 3, "make_report": 1}
+DOWNSTREAM = {"build_preferences": 1, "train_student": 3, "predict_student": 3, "score_student": 3, "rank_student": 3,
+              "score_student_panel": 3, "make_report": 1}
 
 
 @pytest.mark.parametrize("model, ranks, teacher_rows", [("clip", "rank_tissues_with_clip", 1),
@@ -125,7 +127,8 @@ def test_a_clip_teacher_ranks_from_the_image_alone(clip_run):
     cases = pl.read_parquet(clip_run / "results/cohort/cases.parquet")
     assert set(ranks["modality"]) == {"image"} and ranks.height == cases.height * 19
     table = pl.read_csv(clip_run / "results/report/metrics.csv")
-    assert table["method"].to_list() == ["teacher_image", "base", "sft", "dpo", "orpo"]
+    assert table["method"].to_list() == ["teacher_image", "base", "sft", "dpo", "orpo", "base_panel", "sft_panel",
+                                         "dpo_panel", "orpo_panel"]
     assert table["label"][0] == "teacher (image only)"
     summary = (clip_run / "results/report/summary.md").read_text()
     assert "Teacher: CLIP model clip, zero-shot from the image alone" in summary

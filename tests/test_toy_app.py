@@ -77,8 +77,11 @@ def toy_run(tmp_path_factory):
 
 def test_every_method_has_a_row_named_by_the_core(toy_run):
     table = pl.read_csv(toy_run / "results/report/metrics.csv")
-    assert table["method"].to_list() == ["teacher_external", "base", "sft", "dpo", "orpo"]
-    assert table["label"].to_list() == ["teacher (external)", "base model", "SFT", "DPO (from SFT)", "MINT (ORPO)"]
+    assert table["method"].to_list() == ["teacher_external", "base", "sft", "dpo", "orpo", "base_panel", "sft_panel",
+                                         "dpo_panel", "orpo_panel"]
+    assert table["label"].to_list() == ["teacher (external)", "base model", "SFT", "DPO (from SFT)", "MINT (ORPO)",
+                                        "base model (full panel)", "SFT (full panel)", "DPO (from SFT) (full panel)",
+                                        "MINT (ORPO) (full panel)"]
     assert (table["n_cases"] == 12).all()
     summary = (toy_run / "results/report/summary.md").read_text()
     assert "Students answer from the description only, with a list of k=2 shapes" in summary
@@ -102,5 +105,5 @@ def test_pairs_come_from_the_external_teacher_in_the_toy_prompt(toy_run):
 def test_no_rare_disease_step_ran(toy_run):
     logs = {p.name for p in (toy_run / "logs").iterdir()}
     assert logs == {"build_cohort", "import_rankings", "build_preferences", "train_student", "predict_student",
-                    "score_student", "score_teacher", "make_report"}
+                    "score_student", "rank_student", "score_student_panel", "score_teacher", "make_report"}
     assert not (toy_run / "results" / "knowledge").exists()

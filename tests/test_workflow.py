@@ -45,7 +45,8 @@ def tiny_run(tmp_path_factory):
 def test_metrics_table_has_every_method_row(tiny_run):
     table = pl.read_csv(tiny_run / "results/report/metrics.csv")
     assert table["method"].to_list() == ["teacher_note_photo", "teacher_note", "phenomizer", "knn", "base",
-                                         "rag_base", "sft", "rag_sft", "dpo", "orpo"]
+                                         "rag_base", "sft", "rag_sft", "dpo", "orpo", "base_panel", "sft_panel",
+                                         "dpo_panel", "orpo_panel"]
     assert (table["n_cases"] == table["n_cases"][0]).all()
     for col in ("top1", "top1_lo", "top1_hi", "mrr", "hallucination_rate", "format_rate"):
         assert table[col].is_between(0, 1).all(), col
@@ -288,19 +289,21 @@ READERS = {
     "teacher.encoder": {"embed_notes"},
     "teacher.image_size": {"train_teacher", "rank_diseases"},
     "teacher.threads": {"embed_notes", "train_teacher", "rank_diseases"},
-    "preferences.k": {"build_preferences", "predict_student", "predict_rag", "score_student", "make_report"},
+    "preferences.k": {"build_preferences", "predict_student", "predict_rag", "score_student", "rank_student",
+                      "make_report"},
     "preferences.q": {"build_preferences", "make_report"},
     "preferences.rejected": {"build_preferences"},
     "preferences.chosen": {"build_preferences"},
     "preferences.mass": {"build_preferences"},
     "preferences.sft_target": {"build_preferences"},
-    "prompt.system": {"build_preferences", "predict_student", "predict_rag"},
+    "prompt.system": {"build_preferences", "predict_student", "predict_rag", "rank_student"},
     "evaluation.max_new_tokens": {"predict_student", "predict_rag"},
     "evaluation.batch_size": {"predict_student", "predict_rag"},
-    "evaluation.threads": {"predict_student", "predict_rag"},
+    "evaluation.threads": {"predict_student", "predict_rag", "rank_student"},
+    "evaluation.panel_batch_size": {"rank_student"},
     "evaluation.fuzzy_cutoff": {"score_student"},
     "evaluation.bootstrap": {"make_report"},
-    "evaluation.ks": {"score_teacher", "score_ranker", "make_report"},
+    "evaluation.ks": {"score_teacher", "score_ranker", "score_student_panel", "make_report"},
     "baselines.phenomizer_mode": {"rank_phenomizer"},
     "baselines.neighbours": {"rank_knn", "predict_rag"},
     "baselines.retriever": {"rank_knn", "predict_rag"},
@@ -313,6 +316,7 @@ NEW_VALUES = {"knowledge.default_frequency": 0.4, "cohort.simulated.note_facial_
               "preferences.k": 3, "preferences.q": 3, "preferences.rejected": "hard",
               "preferences.chosen": "mass", "preferences.mass": 0.5, "preferences.sft_target": "truth",
               "prompt.system": "You name diseases.", "evaluation.max_new_tokens": 20, "evaluation.batch_size": 8,
+              "evaluation.panel_batch_size": 16,
               "evaluation.threads": 2, "evaluation.fuzzy_cutoff": 0.9, "evaluation.bootstrap": 60,
               "evaluation.ks": [1, 3], "baselines.phenomizer_mode": "bma", "baselines.neighbours": 5,
               "baselines.retriever": "bm25", "baselines.rag_diseases": 3, "seed": 8}
@@ -358,3 +362,10 @@ def test_another_training_seed_reruns_nothing_upstream(tiny_run):
     assert seed_change["train_student"] == 3 and seed_change["predict_student"] == 3
     assert seed_change["predict_rag"] == 1  # RAG with the new seed's SFT model
     assert not upstream & set(seed_change)
+
+
+def test_the_full_panel_ranking_is_an_evaluation_option(tiny_run):
+    """Each student run ranks the panel once (`evaluation.panel_ranking`, on by default); turned off, only the
+    report is made again, without those rows."""
+    assert planned_jobs(tiny_run, {"training": {"seeds": [7, 8]}})["rank_student"] == 3
+    assert planned_jobs(tiny_run, {"evaluation": {"panel_ranking": False}}) == {"make_report": 1}

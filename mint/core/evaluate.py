@@ -184,12 +184,13 @@ def score_predictions(
     return pl.DataFrame(records, schema=CASE_SCORE_SCHEMA)
 
 
-def score_rankings(rankings: pl.DataFrame, truth: pl.DataFrame, k: int, method: str) -> pl.DataFrame:
+def score_rankings(rankings: pl.DataFrame, truth: pl.DataFrame, k: int, method: str,
+                   seed: int | None = None) -> pl.DataFrame:
     """CASE_SCORES rows for a teacher: its top-`k` labels of each case, as if it had named them.
 
     `rankings` holds one modality (filter it first); ties in `rank` go to the smaller label id so
     the top-k is deterministic. The teacher ranks candidate ids, so it never hallucinates and always
-    keeps the format.
+    keeps the format. `seed`: the training seed of a ranking student, None for a teacher or a ranker.
     """
     require_columns(rankings, ("case_id", "modality", "label_id", "rank"), "rankings")
     if k < 1:
@@ -207,7 +208,7 @@ def score_rankings(rankings: pl.DataFrame, truth: pl.DataFrame, k: int, method: 
         .agg(pl.col("label_id").head(k).alias("predicted_ids"))
     )
     records = [_score_row(case_id, method, true_ids[case_id], ids, n_predicted=len(ids), n_hallucinated=0,
-                          format_ok=True, seed=None) for case_id, ids in top.iter_rows()]
+                          format_ok=True, seed=seed) for case_id, ids in top.iter_rows()]
     return pl.DataFrame(records, schema=CASE_SCORE_SCHEMA)
 
 

@@ -42,6 +42,23 @@ def format_answer(names: Sequence[str], header: str) -> str:
     return "\n".join([header, *(f"{i}. {name}" for i, name in enumerate(names, start=1))])
 
 
+def first_item(name: str, header: str, k: int) -> tuple[str, str]:
+    """An answer that names `name` first, cut where the name begins: (the start every answer shares, the rest).
+
+    The start is the header and the item's number (`HEADER\n1.`); the rest is the space and the name,
+    with the line break that follows it when the answer lists more names (k > 1), so that a name which
+    begins a longer one (`Syndrome A` of `Syndrome A2`) does not get the longer one's probability too.
+    The cut falls before the space: byte-level BPE tokenizers (Llama 3's among them) join a space to
+    the word after it, so the start tokenizes the same alone and followed by any name.
+    """
+    mark = "\x00"  # stands for a name in `format_answer`'s layout
+    answer = format_answer([mark] * min(k, 2), header)
+    at = answer.index(mark)
+    head = answer[:at].rstrip(" ")
+    after = answer[at + 1:]
+    return head, answer[len(head):at] + name + (after[:after.index("\n") + 1] if "\n" in after else "")
+
+
 def assistant(content: str) -> list[Message]:
     return [{"role": "assistant", "content": content}]
 

@@ -43,6 +43,9 @@ from mint.core.io import atomic_path, load_json, provenance, read_parquet, write
 from mint.core.rankings import RankedLists
 
 STUDENT_ROWS = {"base": "base model", "sft": "SFT", "dpo": "DPO (from SFT)", "orpo": "MINT (ORPO)"}
+# A student's full-panel ranking (`mint.core.panel`) is the method `<student><PANEL_SUFFIX>` of the report,
+# its row `<student's row> (full panel)`, after every row that answers.
+PANEL_SUFFIX = "_panel"
 
 
 def score_student(
@@ -65,18 +68,19 @@ def score_student(
 
 
 def score_ranker(cases_path: str | Path, rankings_path: str | Path, out_path: str | Path, *, modality: str,
-                 method: str, k: int, chunk: int = 50_000) -> None:
-    """CASE_SCORES of a ranker (the teacher in one modality, or a baseline), from its top `k` labels.
+                 method: str, k: int, chunk: int = 50_000, seed: int | None = None) -> None:
+    """CASE_SCORES of a ranker (the teacher in one modality, a baseline, or a student ranking the whole
+    panel, `mint.core.panel`), from its top `k` labels; `seed`: a trained student's training seed.
 
     A ranker ranks every candidate, so it is scored on as many labels as the largest k the report asks.
     Its rankings are read streamed, `chunk` cases at a time (`mint.core.rankings.RankedLists`).
     """
     truth = split_truth(load_cases(cases_path))
     with RankedLists(rankings_path, modality, top=k, cases=truth, scratch=Path(out_path).parent) as ranked:
-        parts = [score_rankings(rows, truth.join(rows.select("case_id").unique(), on="case_id"), k, method)
+        parts = [score_rankings(rows, truth.join(rows.select("case_id").unique(), on="case_id"), k, method, seed)
                  for rows in _ranked_rows(ranked, modality, chunk)]
     scores = pl.concat(parts) if parts else pl.DataFrame(schema=CASE_SCORE_SCHEMA)
-    write_parquet(scores, out_path, schemas.CASE_SCORES, provenance({"modality": modality, "k": k}))
+    write_parquet(scores, out_path, schemas.CASE_SCORES, provenance({"modality": modality, "k": k}, seed=seed))
 
 
 def _ranked_rows(ranked: RankedLists, modality: str, chunk: int) -> Iterator[pl.DataFrame]:
@@ -103,10 +107,14 @@ def row_labels(app: Application) -> dict[str, str]:
     """Report rows in order, method -> label: the teacher's modalities, then the application's order."""
     modalities = dict.fromkeys([*app.teacher_modalities, *app.modality_labels, "external"])
     teacher = {f"teacher_{m}": f"teacher ({app.modality_labels.get(m, m)})" for m in modalities}
-    return {**teacher, **{m: app.rows.get(m) or STUDENT_ROWS.get(m, m) for m in app.row_order}}
+    students = {m: app.rows.get(m) or STUDENT_ROWS.get(m, m) for m in app.row_order}
+    panel = {f"{m}{PANEL_SUFFIX}": f"{label} (full panel)" for m, label in students.items() if m in STUDENT_ROWS}
+    return {**teacher, **students, **panel}
 
 
 def display_name(method: str, rows: Mapping[str, str]) -> str:
+    if method not in rows and method.endswith(PANEL_SUFFIX):
+        return f"{display_name(method.removesuffix(PANEL_SUFFIX), rows)} (full panel)"
     return rows.get(method) or STUDENT_ROWS.get(method, method)
 
 
@@ -142,11 +150,14 @@ def make_report(
     with atomic_path(out / "metrics.csv") as tmp:
         table.write_csv(tmp)
     training = [load_json(Path(d) / "metrics.json") for d in train_dirs]
-    comparisons = [
-        paired_bootstrap(scores, "orpo", other, metric=m, n_boot=n_boot, seed=seed)
-        for other in table["method"].to_list() if other != "orpo" and "orpo" in table["method"].to_list()
-        for m in ("top1", "mrr")
-    ]
+    # ORPO's answers against every other row; ORPO's full-panel ranking against every other row that ranks
+    # the whole panel (the teachers, the rankers and the other students' full-panel rankings).
+    present = table["method"].to_list()
+    ranking = [m for m in present if m.endswith(PANEL_SUFFIX) or m.startswith("teacher_") or m in app.rankers]
+    pairs = [(mine, other) for mine, others in (("orpo", present), (f"orpo{PANEL_SUFFIX}", ranking))
+             if mine in present for other in others if other != mine]
+    comparisons = [paired_bootstrap(scores, mine, other, metric=m, n_boot=n_boot, seed=seed)
+                   for mine, other in pairs for m in ("top1", "mrr")]
     cohort = cases = None
     seen_section: list[str] = []
     if cases_path and candidates_path:
@@ -159,8 +170,10 @@ def make_report(
         _plot_per_label(per_label, rows, app, out / "per_label.png")
     agreement = None
     if rankings_path and modality and q:
-        agreement = agreement_with_teacher(scores.filter(~pl.col("method").str.starts_with("teacher_")),
-                                           rankings_path, modality=modality, k=k, q=q)
+        # Rows that name k labels: a ranker's top-k list (the teacher's, a full-panel one) is longer.
+        method = pl.col("method")
+        answers = scores.filter(~method.str.starts_with("teacher_") & ~method.str.ends_with(PANEL_SUFFIX))
+        agreement = agreement_with_teacher(answers, rankings_path, modality=modality, k=k, q=q)
         with atomic_path(out / "agreement.csv") as tmp:
             agreement.write_csv(tmp)
         if candidates_path:
@@ -314,7 +327,8 @@ def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[s
         "",
         f"Test cases: {table['n_cases'].max()}. Students answer from {app.student_input} only, with a list of "
         f"k={k} {app.labels_noun} (so top-{max(ks) if ks else k} of a student can be at most its top-{k}); the "
-        f"teacher and the rankers rank every candidate. Brackets: 95% bootstrap intervals over cases"
+        f"teacher and the rankers rank every candidate, and so does a student's '(full panel)' row: every "
+        f"candidate by the student's likelihood of naming it first. Brackets: 95% bootstrap intervals over cases"
         + (f"; students trained with {seeds} seeds give the mean over seeds, resampled by case." if seeds > 1
            else "."),
         "",
@@ -343,10 +357,10 @@ def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[s
     lines += context.get("seen_section") or []
     if comparisons:
         lines += ["", "## MINT (ORPO) against each method, paired bootstrap on the same cases", "",
-                  "| other | metric | ORPO - other | 95% interval | p |", "|---|---|---|---|---|"]
+                  "| MINT | other | metric | MINT - other | 95% interval | p |", "|---|---|---|---|---|---|"]
         for c in comparisons:
-            lines.append(f"| {display_name(c['method_b'], rows)} | {c['metric']} | {c['diff']:+.3f} | "
-                         f"[{c['lo']:+.3f}, {c['hi']:+.3f}] | {c['p_value']:.3f} |")
+            lines.append(f"| {display_name(c['method_a'], rows)} | {display_name(c['method_b'], rows)} | "
+                         f"{c['metric']} | {c['diff']:+.3f} | [{c['lo']:+.3f}, {c['hi']:+.3f}] | {c['p_value']:.3f} |")
     if training:
         lines += ["", "## Training", "", "| method | seed | fine-tuning | trainable parameters | steps | seconds | "
                   "tensors unchanged |", "|---|---|---|---|---|---|---|"]

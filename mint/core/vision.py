@@ -234,13 +234,24 @@ def load_vision_student(name_or_path: str, dtype: str = "float32"):
     return model, processor
 
 
-def encode_prompts(processor, prompts: Sequence[Sequence[Mapping[str, Any]]], images: Sequence[Sequence[Any]]):
+def encode_prompts(processor, prompts: Sequence[Sequence[Mapping[str, Any]]], images: Sequence[Sequence[Any]],
+                   answer: str = ""):
     """Model inputs for generation: each chat (ending in a user turn) rendered with the generation prompt,
     its images in `images` (one list per chat, in the order of their image parts), left-padded.
 
     A chat whose contents are plain strings gets its images before the first user text, as TRL's
-    collators put them in training.
+    collators put them in training. `answer`: text the assistant's turn already begins with.
     """
+    texts = render_prompts(processor, prompts, images, answer)
+    # One list per chat: LLaVA's processor flattens them, Mllama's needs them per chat.
+    nested = [list(pictures) for pictures in images] if any(images) else None
+    return processor(images=nested, text=texts, padding=True, padding_side="left",
+                     add_special_tokens=False, return_tensors="pt")
+
+
+def render_prompts(processor, prompts: Sequence[Sequence[Mapping[str, Any]]], images: Sequence[Sequence[Any]],
+                   answer: str = "") -> list[str]:
+    """The texts `encode_prompts` encodes: each chat with its image parts and the generation prompt, then `answer`."""
     if len(prompts) != len(images):
         raise MintError(f"{len(prompts)} prompts but {len(images)} image lists; expected one list per prompt")
     texts = []
@@ -253,8 +264,5 @@ def encode_prompts(processor, prompts: Sequence[Sequence[Mapping[str, Any]]], im
                 raise MintError("a prompt with images has no user message to put them in")
             first_user["content"] = [*({"type": "image"} for _ in pictures),
                                      {"type": "text", "text": first_user["content"]}]
-        texts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
-    # One list per chat: LLaVA's processor flattens them, Mllama's needs them per chat.
-    nested = [list(pictures) for pictures in images] if any(images) else None
-    return processor(images=nested, text=texts, padding=True, padding_side="left",
-                     add_special_tokens=False, return_tensors="pt")
+        texts.append(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + answer)
+    return texts

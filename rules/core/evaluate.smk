@@ -110,3 +110,57 @@ if APP.rankers:
             ranker="|".join(APP.rankers),
         script:
             "../../workflow_scripts/score_ranking.py"
+
+
+rule rank_student:
+    input:
+        **cohort_files(),
+        model=predict_model_files,
+    output:
+        rankings="results/panel/{run}.parquet",
+    log:
+        "logs/rank_student/{run}.log",
+    benchmark:
+        "benchmarks/rank_student/{run}.tsv"
+    params:
+        model=predict_model,
+        prompt=lambda wildcards: prompt(),  # a function: the template's {braces} are not wildcards
+        text_field=APP.student_text,
+        image_field=APP.student_image,
+        k=config["preferences"]["k"],
+        batch_size=config["evaluation"]["panel_batch_size"],
+        eval_threads=config["evaluation"]["threads"],
+    conda:
+        "../../envs/mint.yaml"
+    threads: 1
+    resources:
+        mem_mb=16000,
+        runtime=120,
+        gpu=1,
+    wildcard_constraints:
+        run=PREDICT_RUN,
+    script:
+        "../../workflow_scripts/rank_student.py"
+
+
+rule score_student_panel:
+    input:
+        cases=CASES,
+        rankings="results/panel/{run}.parquet",
+    output:
+        scores="results/scores/panel/{run}.parquet",
+    log:
+        "logs/score_student_panel/{run}.log",
+    params:
+        method=lambda wildcards: f"{run_method(wildcards)}{PANEL_SUFFIX}",
+        k=max(config["evaluation"]["ks"]),
+        seed=run_seed,
+    conda:
+        "../../envs/mint.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    wildcard_constraints:
+        run=PREDICT_RUN,
+    script:
+        "../../workflow_scripts/score_student_panel.py"

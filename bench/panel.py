@@ -1,0 +1,139 @@
+"""Cases/s of the full-panel ranking (`mint.core.panel`, the prompt's cache kept) against scoring each
+candidate without the prompt cache.
+
+Both score every label of a panel of `--labels` made-up disease names (2 to 8 words, as OMIM names
+run) for the same rare-disease questions (made-up notes of 2 to 14 findings, `bench.predict.questions`),
+with the same model, in batches of `--batch-size` candidates:
+
+- cached: `mint.core.panel.score_panel`: the prompt once per case, then the candidates' tokens against
+  copies of its key/value cache;
+- without the cache: each candidate as the whole prompt + answer start + name, batched (right-padded,
+  the logits kept only where the candidates' tokens are), so every candidate pays for the prompt again.
+
+The model has the builtin student's shape from `--student-config` (default the benchmark's,
+config/student/benchmark.yaml: 4 layers, hidden 128, vocabulary up to 4,000), freshly initialised,
+with a tokenizer trained on the bench's prompts and names: the cost of a forward pass does not
+depend on the weights. Prints the median cases/s of each over `--repeats` (alternating), by wall
+clock and by the process's CPU time (what a busy machine distorts less), their ratios, and the
+largest difference between the two scores of a (case, label).
+
+    python -m bench.panel --cases 8 --labels 800 --repeats 3 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.predict import questions
+from mint.apps.rare_disease.prompts import PROMPT
+from mint.apps.rare_disease.student import DEFAULT_TINY, build_tiny_llama, render_chat, train_tokenizer
+from mint.core.config import deep_update, load_yaml
+from mint.core.panel import candidate_tokens, score_panel
+from mint.core.prompts import first_item, format_answer
+
+K = 3
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "te", "vi", "do", "pa", "zi", "bo", "fe", "gu", "hy", "jo"]
+
+
+def disease_names(n: int, seed: int = 2) -> list[str]:
+    """`n` distinct made-up disease names of 2 to 8 words (a made-up eponym, kind words, a type number)."""
+    rng = np.random.default_rng(seed)
+    kinds = ["syndrome", "dysplasia", "intellectual developmental disorder", "autosomal dominant",
+             "autosomal recessive", "deficiency", "type", "with", "and", "congenital", "muscular dystrophy"]
+    names: dict[str, None] = {}
+    while len(names) < n:
+        eponym = "".join(rng.choice(SYLLABLES, rng.integers(2, 5))).capitalize()
+        words = [eponym, *rng.choice(kinds, rng.integers(1, 5), replace=False)]
+        names[" ".join(words[:8]) + (f" {rng.integers(1, 30)}" if rng.random() < 0.6 else "")] = None
+    return list(names)
+
+
+def build_model(student_config: Path, prompts: list, names: list[str], seed: int = 0):
+    """(model, tokenizer): the student config's model shape (merged over the builtin student's settings), its
+    tokenizer trained on the bench's texts."""
+    cfg = deep_update(DEFAULT_TINY, load_yaml(student_config))  # as build_builtin_student merges it
+    answers = [format_answer(names[i:i + K], PROMPT.header) for i in range(0, len(names), K)]
+    # Made-up words besides, so that the vocabulary fills up to the config's size, as the real corpus fills it.
+    rng = np.random.default_rng(seed)
+    filler = [" ".join("".join(rng.choice(SYLLABLES, rng.integers(1, 5))) for _ in range(12))
+              for _ in range(int(cfg["vocab_size"]))]
+    texts = [render_chat(p, True) for p in prompts] + answers + filler
+    tokenizer = train_tokenizer(texts, int(cfg["vocab_size"]))
+    return build_tiny_llama(tokenizer, cfg["model"], seed=seed).eval(), tokenizer
+
+
+@torch.no_grad()
+def score_without_cache(model, tokenizer, prompts: list, names: list[str], batch_size: int) -> np.ndarray:
+    """The plain way: for each case, every (prompt + answer start + name) run through the model whole."""
+    start = first_item("", PROMPT.header, K)[0]
+    continuations = [first_item(n, PROMPT.header, K)[1] for n in names]
+    scores = np.empty((len(prompts), len(names)))
+    for i, prompt in enumerate(prompts):
+        text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False) + start
+        head = tokenizer(text, add_special_tokens=False)["input_ids"]
+        tails = candidate_tokens(tokenizer, text, continuations, names)
+        for s in range(0, len(names), batch_size):
+            batch = tails[s:s + batch_size]
+            width = max(map(len, batch))
+            ids = torch.tensor([head + t + [tokenizer.pad_token_id] * (width - len(t)) for t in batch])
+            # Right-padded to one length, every candidate starts at len(head): keep the logits from there on.
+            logits = model(input_ids=ids, logits_to_keep=width + 1).logits[:, :-1]
+            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, len(head):, None])[..., 0]
+            inside = torch.arange(width)[None, :] < torch.tensor([len(t) for t in batch])[:, None]
+            scores[i, s:s + len(batch)] = (logp * inside).sum(dim=1).double().numpy()
+    return scores
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cases", type=int, default=8)
+    p.add_argument("--labels", type=int, default=800, help="panel size (the phenopacket benchmark's: 800)")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="candidates a forward pass (evaluation.panel_batch_size)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--student-config", type=Path, default=Path("config/student/benchmark.yaml"))
+    p.add_argument("--skip-uncached", action="store_true", help="time the cached ranking only")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    prompts, names = questions(a.cases), disease_names(a.labels)
+    model, tokenizer = build_model(a.student_config, prompts, names)
+    texts = [tokenizer.apply_chat_template(q, add_generation_prompt=True, tokenize=False) for q in prompts]
+    n_prompt = statistics.median(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    start, continuations = first_item("", PROMPT.header, K)[0], [first_item(n, PROMPT.header, K)[1] for n in names]
+    n_name = statistics.mean(len(t) for t in candidate_tokens(tokenizer, texts[0] + start, continuations, names))
+    cached_s, plain_s, cached_cpu, plain_cpu = [], [], [], []
+    for _ in range(a.repeats):
+        t, cpu = time.perf_counter(), time.process_time()
+        cached = score_panel(model, tokenizer, prompts, names, PROMPT.header, K, batch_size=a.batch_size)
+        cached_s.append(time.perf_counter() - t)
+        cached_cpu.append(time.process_time() - cpu)
+        if not a.skip_uncached:
+            t, cpu = time.perf_counter(), time.process_time()
+            plain = score_without_cache(model, tokenizer, prompts, names, a.batch_size)
+            plain_s.append(time.perf_counter() - t)
+            plain_cpu.append(time.process_time() - cpu)
+    print(f"model: {a.student_config} shape, {sum(p.numel() for p in model.parameters()):,} parameters, "
+          f"vocabulary {len(tokenizer)}; cases {a.cases} (prompt median {n_prompt:.0f} tokens), labels {a.labels} "
+          f"(name {n_name:.1f} tokens on average), batch size {a.batch_size}, threads {a.threads}, repeats {a.repeats}")
+    rates = {}
+    for name, wall, cpu in (("cached (score_panel)", cached_s, cached_cpu),
+                            ("without the prompt cache", plain_s, plain_cpu)):
+        if wall:
+            rates[name] = (a.cases / statistics.median(wall), a.cases / statistics.median(cpu))
+            print(f"{name + ':':26s}{rates[name][0]:8.2f} cases/s wall, {rates[name][1]:8.2f} per CPU second  "
+                  f"(runs: {', '.join(f'{x:.1f}' for x in wall)} s wall, {', '.join(f'{x:.1f}' for x in cpu)} s CPU)")
+    if len(rates) == 2:
+        (cw, cc), (uw, uc) = rates.values()
+        print(f"ratio: {cw / uw:.1f}x wall, {cc / uc:.1f}x CPU; largest score difference: "
+              f"{np.abs(cached - plain).max():.1e}")
+
+
+if __name__ == "__main__":
+    main()

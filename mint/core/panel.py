@@ -1,0 +1,197 @@
+"""Full-panel ranking by a student: every candidate label scored by how likely the student names it first.
+
+Free generation gives a student's k answers; this ranks the whole panel, so a student gets a real
+top-10 and MRR, comparable with the teacher's and the rankers', and cannot name a label outside the
+panel. A label's score is the student's log-likelihood that its answer to the case's prompt (the
+prompt `mint.core.predict` asks, the generation prompt, then the answer's start `HEADER\\n1.`) goes
+on with that label's name: `log p(" <name>\\n" | prompt + "HEADER\\n1.")` when the answer names k > 1
+labels (the line break says the name ends there), `log p(" <name>" | ...)` when k = 1.
+
+The prompt is run once per case and its key/value cache kept; the candidates' tokens then go
+through the model in batches of `batch_size` against copies of that cache, so a case costs one
+prompt plus the candidates' few tokens each, instead of a prompt per candidate. A vision student's
+image is part of the prompt, so it is encoded once per case too.
+
+    python -m mint.core.panel results/train/seed42/orpo results/cohort/cases.parquet \
+        results/cohort/candidates.parquet results/panel/seed42/orpo.parquet \
+        --prompt '{"system": "...", "user": "{note} ({k})", "header": "A:"}' --text-field note --k 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from tqdm import tqdm
+
+from mint.core.cohort import load_cases, load_labels
+from mint.core.io import MintError, provenance
+from mint.core.prompts import build_prompt, first_item
+from mint.core.rankings import RankingsWriter
+from mint.core.workflow import rank_log
+
+MODALITY = "student"  # the modality of a student's rankings (RANKINGS.modality)
+
+
+def candidate_tokens(tokenizer, text: str, continuations: Sequence[str], names: Sequence[str]) -> list[list[int]]:
+    """The token ids each continuation adds to `text`, as `text + continuation` tokenizes as one string.
+
+    Refused, naming the label, when that tokenization does not begin with `text`'s own tokens (a
+    tokenizer that merges across the cut): the prompt's cache would then not be the candidate's.
+    """
+    head = tokenizer(text, add_special_tokens=False)["input_ids"]
+    fulls = tokenizer([text + c for c in continuations], add_special_tokens=False)["input_ids"]
+    tails = []
+    for name, full in zip(names, fulls):
+        if full[:len(head)] != head or len(full) == len(head):
+            raise MintError(f"candidate {name!r}: the prompt followed by the name does not tokenize as the prompt's "
+                            "tokens then the name's; this tokenizer cannot score the panel against a prompt cache")
+        tails.append(full[len(head):])
+    return tails
+
+
+def _forward(model, cache=None, **inputs):
+    """(logits, key/value cache) of a forward pass that goes on from `cache` (transformers 5.24 calls the
+    argument and the output's field `cache`; `past_key_values` before)."""
+    out = model(**inputs, cache=cache, use_cache=True)
+    return out.logits, out.cache
+
+
+@torch.no_grad()
+def score_panel(
+    model, processing, prompts: Sequence[list[dict]], names: Sequence[str], header: str, k: int, *,
+    batch_size: int, images: Sequence[str] | None = None, progress: bool = False,
+) -> np.ndarray:
+    """(cases x labels) log-likelihoods of the answer to prompt i naming label j first (see the module).
+
+    `processing`: a text student's tokenizer, or a vision student's processor, which then sees
+    `images[i]` (a path) with prompt i. The score is the sum of the name's token log-probabilities,
+    not divided by its length: it is then the probability of the event "the first item is this
+    name" (the line break after it closes the name), which a per-token average is not; a longer
+    name costs only what the student thinks it costs. Ties keep panel order (`RankingsWriter`).
+    Candidates are batched by token length, so a batch pads little.
+    """
+    model.eval()
+    tokenizer = getattr(processing, "tokenizer", processing)
+    if not prompts:
+        return np.zeros((0, len(names)))
+    start = first_item("", header, k)[0]
+    continuations = [first_item(name, header, k)[1] for name in names]
+    if images is None:
+        texts = [processing.apply_chat_template(p, add_generation_prompt=True, tokenize=False) + start
+                 for p in prompts]
+    else:
+        from mint.core.vision import render_prompts
+
+        texts = render_prompts(processing, prompts, [[None]] * len(prompts), start)
+    # The tokens a name adds do not depend on the case: every prompt ends in the same answer start.
+    tails = candidate_tokens(tokenizer, texts[0], continuations, names)
+    lengths = torch.tensor([len(t) for t in tails])
+    order = torch.argsort(lengths, stable=True)
+    padded = torch.full((len(tails), int(lengths.max())), tokenizer.pad_token_id or 0, dtype=torch.long)
+    for j, tail in enumerate(tails):
+        padded[j, :len(tail)] = torch.tensor(tail)
+    device = model.device
+    padded, lengths, order = padded.to(device), lengths.to(device), order.to(device)
+    scores = np.empty((len(prompts), len(names)))
+    for i in tqdm(range(len(prompts)), desc="rank panel", unit="case", disable=not progress):
+        if images is None:
+            enc = tokenizer(texts[i], return_tensors="pt", add_special_tokens=False)
+        else:
+            from PIL import Image
+
+            from mint.core.vision import encode_prompts
+
+            enc = encode_prompts(processing, [prompts[i]], [[Image.open(images[i]).convert("RGB")]], start)
+        logits, prompt_cache = _forward(model, **enc.to(device))
+        first = torch.log_softmax(logits[0, -1].float(), dim=-1)
+        row = torch.empty(len(names), device=device)
+        for s in range(0, len(names), batch_size):
+            idx = order[s:s + batch_size]
+            n_tok = lengths[idx]
+            ids = padded[idx, :int(n_tok.max())]
+            cache = copy.deepcopy(prompt_cache)  # the forward pass appends to it
+            cache.batch_repeat_interleave(len(idx))
+            # Right padding: a candidate's tokens come before its pads, so causal attention never sees them.
+            logits = _forward(model, cache, input_ids=ids)[0][:, :-1].float()
+            # log p(token) = its logit - logsumexp of the row: no vocabulary-wide log_softmax written out.
+            logp = logits.gather(-1, ids[:, 1:, None])[..., 0] - torch.logsumexp(logits, dim=-1)
+            inside = torch.arange(ids.shape[1] - 1, device=device)[None, :] < (n_tok[:, None] - 1)
+            row[idx] = first[ids[:, 0]] + (logp * inside).sum(dim=1)
+        scores[i] = row.cpu().double().numpy()
+    return scores
+
+
+def rank_panel(
+    model_dir: str, cases_path: str | Path, candidates_path: str | Path, out_path: str | Path, *,
+    prompt: Mapping[str, str], text_field: str | None, k: int, batch_size: int = 256, threads: int = 1,
+    split: str = "test", image_field: str | None = None, chunk: int = 256,
+) -> None:
+    """RANKINGS (modality `student`) of every candidate label for each `split` case, by the student in `model_dir`.
+
+    The student reads what it reads in `mint.core.predict` (the case's `text_field` and/or the image at
+    its `image_field` path) and is asked the same question; `batch_size` candidates go through the model
+    at once. The rankings are written `chunk` cases at a time.
+    """
+    from mint.core.train import load_trained
+
+    torch.set_num_threads(threads)
+    cases = load_cases(cases_path).filter(pl.col("split") == split).sort("case_id")
+    for field in (text_field, image_field):
+        if field is not None and field not in cases.columns:
+            raise MintError(f"{cases_path}: no column {field!r}, the student's input")
+    labels = load_labels(candidates_path)
+    if labels.height == 0:
+        raise MintError(f"{candidates_path}: no candidate labels to rank")
+    model, processing = load_trained(model_dir, kind="text" if image_field is None else "vision")
+    if torch.cuda.is_available():
+        model.to("cuda")
+    texts = cases[text_field].to_list() if text_field else [None] * cases.height
+    paths = cases[image_field].to_list() if image_field else None
+    settings = {"prompt": dict(prompt), "text_field": text_field, "image_field": image_field, "k": k,
+                "batch_size": batch_size, "score": "sum of the name's token log-probabilities"}
+    ids = cases["case_id"].to_list()
+    with RankingsWriter(out_path, labels["label_id"].to_list(), provenance(settings, model=str(model_dir))) as out:
+        for s in tqdm(range(0, len(ids), chunk), desc="rank panel", unit="chunk"):
+            prompts = [build_prompt(prompt, k, text, text_field) for text in texts[s:s + chunk]]
+            scores = score_panel(model, processing, prompts, labels["name"].to_list(), prompt["header"], k,
+                                 batch_size=batch_size, images=paths[s:s + chunk] if paths else None)
+            out.add(ids[s:s + chunk], scores, MODALITY)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Rank every candidate label for each test case by the student's "
+                                            "likelihood of naming it first.")
+    p.add_argument("model_dir", help="a trained student folder (mint.core.train), a model folder or a hub id")
+    p.add_argument("cases", help="the cohort's cases.parquet")
+    p.add_argument("candidates", help="the cohort's candidates.parquet (the panel)")
+    p.add_argument("out", help="rankings Parquet (RANKINGS, modality 'student')")
+    p.add_argument("--prompt", required=True, help="JSON mapping with system, user (template) and header")
+    p.add_argument("--text-field", default=None, help="the cases column the student reads (text students)")
+    p.add_argument("--image-field", default=None, help="the cases column of the image path a vision student sees")
+    p.add_argument("--k", type=int, required=True, help="labels the prompt asks the student to name")
+    p.add_argument("--batch-size", type=int, default=256, help="candidates per forward pass")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads")
+    p.add_argument("--log", default=None, help="log file")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    a = make_parser().parse_args(argv)
+    with rank_log(a.log):
+        try:
+            prompt = json.loads(a.prompt)
+        except json.JSONDecodeError as err:
+            raise MintError(f"--prompt: not a JSON mapping: {err}") from err
+        rank_panel(a.model_dir, a.cases, a.candidates, a.out, prompt=prompt, text_field=a.text_field, k=a.k,
+                   batch_size=a.batch_size, threads=a.threads, image_field=a.image_field)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Full-panel ranking by a student: the cached scores are those of each prompt + candidate scored alone,
+every label is ranked once, and the ranking is deterministic.
+
+    .venv/bin/python -m pytest -q tests/test_panel.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from mint.apps.rare_disease.prompts import PROMPT
+from mint.apps.rare_disease.student import build_tiny_llama, render_chat, train_tokenizer
+from mint.core import schemas
+from mint.core.io import MintError, read_parquet
+from mint.core.panel import MODALITY, candidate_tokens, rank_panel, score_panel
+from mint.core.prompts import build_prompt, first_item, format_answer
+from tests.factories import make_cases, make_labels, write_cohort
+
+TINY_MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "max_position_embeddings": 256, "tie_word_embeddings": True}
+NOTES = ["A boy.", "A 4-year-old girl. Findings: seizures, short stature, hypotonia and a cleft palate.",
+         "Findings: scoliosis.", "Hypotonia."]
+# Names of 1 to many tokens, one the beginning of another, one with a digit first and punctuation.
+NAMES = ["Cohen syndrome", "Noonan syndrome 1", "Noonan syndrome", "X", "3-M syndrome (type 2), autosomal",
+         "Cornelia de Lange syndrome 1", "Marfan", "Kabuki syndrome"]
+HEADER = PROMPT.header
+
+
+@pytest.fixture(scope="module")
+def student():
+    prompts = [build_prompt(PROMPT.resolved(None), 3, note, "note") for note in NOTES]
+    answers = [format_answer(NAMES[i:i + 3], HEADER) for i in range(len(NAMES))]
+    tokenizer = train_tokenizer([render_chat(p, True) for p in prompts] * 4 + answers * 4, 400)
+    model = build_tiny_llama(tokenizer, TINY_MODEL, seed=0)
+    with torch.no_grad():  # sharper logits than the initialisation's, so that labels score apart
+        for p in model.parameters():
+            p.mul_(5.0 if p.dim() > 1 else 1.0)
+    return model, tokenizer, prompts
+
+
+@torch.no_grad()
+def score_without_cache(model, tokenizer, prompt, name, k):
+    """The reference: prompt + answer start + name tokenized as one text, one forward pass, no cache."""
+    start, rest = first_item(name, HEADER, k)
+    text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False) + start
+    head = tokenizer(text, add_special_tokens=False)["input_ids"]
+    full = tokenizer(text + rest, add_special_tokens=False)["input_ids"]
+    logp = torch.log_softmax(model(input_ids=torch.tensor([full])).logits[0].float(), dim=-1)
+    return sum(float(logp[t - 1, full[t]]) for t in range(len(head), len(full)))
+
+
+@pytest.mark.parametrize("k", [3, 1])
+def test_cached_scores_equal_scoring_each_candidate_without_the_cache(student, k):
+    model, tokenizer, prompts = student
+    lengths = {len(t) for t in candidate_tokens(tokenizer, "x" + first_item("", HEADER, k)[0],
+                                                [first_item(n, HEADER, k)[1] for n in NAMES], NAMES)}
+    assert len(lengths) >= 4  # candidates of different token lengths share a batch
+    cached = score_panel(model, tokenizer, prompts, NAMES, HEADER, k, batch_size=3)  # 3 does not divide 8
+    reference = [[score_without_cache(model, tokenizer, p, n, k) for n in NAMES] for p in prompts]
+    assert cached.shape == (len(prompts), len(NAMES))
+    np.testing.assert_allclose(cached, np.array(reference), rtol=0, atol=1e-4)
+    assert len({round(x, 3) for x in cached.ravel()}) > len(NAMES)  # real scores, not a constant
+
+
+def test_scores_do_not_depend_on_the_batch_size(student):
+    model, tokenizer, prompts = student
+    one = score_panel(model, tokenizer, prompts, NAMES, HEADER, 3, batch_size=1)
+    whole = score_panel(model, tokenizer, prompts, NAMES, HEADER, 3, batch_size=len(NAMES))
+    np.testing.assert_allclose(whole, one, rtol=0, atol=1e-4)
+
+
+def test_a_tokenizer_that_merges_across_the_cut_is_refused(student):
+    _, tokenizer, _ = student
+    with pytest.raises(MintError, match="candidate 'syndrome'"):
+        candidate_tokens(tokenizer, "1. Noon", ["an syndrome"], ["syndrome"])  # " Noonan" is one token
+
+
+@pytest.fixture()
+def ranked(student, tmp_path, monkeypatch):
+    """Rankings written by `rank_panel` from a saved tiny student, twice."""
+    model, tokenizer, _ = student
+    model.save_pretrained(tmp_path / "student")
+    tokenizer.save_pretrained(tmp_path / "student")
+    ids = [f"L{i}" for i in range(len(NAMES))]
+    cases = make_cases(ids[:5], ["test", "test", "train", "test", "test"], note=[*NOTES, "Seizures."])
+    files = write_cohort(tmp_path, cases, make_labels(ids, NAMES))
+    outs = []
+    for n in range(2):
+        out = tmp_path / f"panel{n}.parquet"
+        rank_panel(str(tmp_path / "student"), files["cases"], files["candidates"], out,
+                   prompt=PROMPT.resolved(None), text_field="note", k=3, batch_size=3, chunk=3)
+        outs.append(out)
+    return outs, cases, ids
+
+
+def test_the_ranking_covers_every_panel_label_once_and_is_deterministic(ranked):
+    (first, second), cases, ids = ranked
+    rankings = read_parquet(first, schemas.RANKINGS)
+    test_ids = sorted(cases.filter(pl.col("split") == "test")["case_id"].to_list())
+    assert rankings["case_id"].unique(maintain_order=True).to_list() == test_ids  # chunks of 3 of 4 cases
+    assert set(rankings["modality"]) == {MODALITY}
+    for _, group in rankings.group_by("case_id"):
+        assert sorted(group["label_id"]) == sorted(ids)
+        assert sorted(group["rank"]) == list(range(1, len(ids) + 1))
+        best_first = group.sort("rank")["score"].to_list()
+        assert best_first == sorted(best_first, reverse=True)
+    assert first.read_bytes() == second.read_bytes()
+
+
+@torch.no_grad()
+def test_a_vision_student_scores_against_the_cached_image_prompt_as_without_the_cache(tmp_path):
+    """The image is part of the prompt: encoded once per case, its cache reused by every candidate."""
+    from PIL import Image
+
+    from mint.core.vision import build_tiny_llava, encode_prompts
+
+    shapes = ["Circle", "Square", "Triangle", "Star shape", "X"]
+    system, question = "You name shapes.", "Which shapes? Name 2."
+    corpus = [f"{system} {question}"] + [format_answer([a, b], HEADER) for a in shapes for b in shapes]
+    model, processor = build_tiny_llava(corpus, image_size=32, patch=16, vocab_size=300, seed=0)
+    model.eval()
+    paths = []
+    for seed in range(2):
+        pixels = np.random.default_rng(seed).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        paths.append(tmp_path / f"{seed}.png")
+        Image.fromarray(pixels).save(paths[-1])
+    prompts = [[{"role": "system", "content": system}, {"role": "user", "content": question}]] * 2
+    cached = score_panel(model, processor, prompts, shapes, HEADER, 2, batch_size=2, images=[str(p) for p in paths])
+    reference = np.empty_like(cached)
+    for i, path in enumerate(paths):
+        picture = [[Image.open(path).convert("RGB")]]
+        for j, name in enumerate(shapes):
+            start, rest = first_item(name, HEADER, 2)
+            head = encode_prompts(processor, prompts[:1], picture, start)["input_ids"].shape[1]
+            enc = encode_prompts(processor, prompts[:1], picture, start + rest)
+            logp = torch.log_softmax(model(**enc).logits[0].float(), dim=-1)
+            ids = enc["input_ids"][0]
+            reference[i, j] = sum(float(logp[t - 1, ids[t]]) for t in range(head, len(ids)))
+    np.testing.assert_allclose(cached, reference, rtol=0, atol=1e-4)
+    assert not np.allclose(cached[0], cached[1], atol=1e-3)  # the image changes the scores
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_the_cut_answer_is_the_answer_the_student_learns(k):
+    """Answer start + the name's part is how `format_answer` (the SFT and preference targets) begins."""
+    start, rest = first_item("Noonan syndrome 1", HEADER, k)
+    answer = format_answer(["Noonan syndrome 1", "Cohen syndrome", "X"][:k], HEADER)
+    assert answer.startswith(start + rest) and start.endswith("1.") and rest.startswith(" Noonan")
+    assert (start + rest == answer) == (k == 1)
+
+
+def test_full_panel_rows_follow_the_students_in_the_report():
+    from mint.core.app import load_application
+    from mint.core.report import PANEL_SUFFIX, display_name, row_labels
+
+    rows = row_labels(load_application("rare_disease"))
+    order = list(rows)
+    assert order.index(f"orpo{PANEL_SUFFIX}") > order.index("orpo")
+    assert display_name(f"orpo{PANEL_SUFFIX}", rows) == "MINT (ORPO) (full panel)"
+    assert display_name(f"simpo{PANEL_SUFFIX}", rows) == "simpo (full panel)"
