@@ -51,6 +51,9 @@ def test_defaults_are_filled_in():
         ({"baselines": {"rag": ["sft"]}, "training": {"methods": ["orpo"]}}, "baselines.rag"),
         ({"baselines": {"phenomizer": True}, "cohort": {"source": "manifest", "manifest": {"path": "m.csv"}}},
          "baselines.phenomizer"),
+        ({"teacher": {"knowledge": True}, "baselines": {"phenomizer": False},
+          "cohort": {"source": "manifest", "manifest": {"path": "m.csv"}}}, "teacher.knowledge"),
+        ({"cohort": {"split": {"validation": 0}}}, "teacher.knowledge"),
     ],
 )
 def test_invalid_config_names_the_key(bad, key):
@@ -67,3 +70,17 @@ def test_unknown_application_names_the_key(name):
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(MintError, match="nope.yaml"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_the_knowledge_aware_teacher_is_on_for_hpo_coded_cases_only():
+    from mint.apps.rare_disease.report import select_teacher, uses_knowledge
+
+    assert uses_knowledge(validate_config({}, source="t.yaml"))
+    manifest = validate_config({"cohort": {"source": "manifest", "manifest": {"path": "m.csv"}},
+                                "baselines": {"phenomizer": False}}, source="t.yaml")
+    assert not uses_knowledge(manifest)
+    assert select_teacher(manifest).modalities == ("note_photo", "note")
+    fused = select_teacher(validate_config({}, source="t.yaml"))
+    assert fused.pair_modality == "note_photo_knowledge" and "knowledge" in fused.modalities
+    # Without a validation split the fusion has nothing to fit on: allowed when it is off.
+    validate_config({"cohort": {"split": {"validation": 0}}, "teacher": {"knowledge": False}}, source="t.yaml")

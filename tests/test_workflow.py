@@ -44,7 +44,9 @@ def tiny_run(tmp_path_factory):
 
 def test_metrics_table_has_every_method_row(tiny_run):
     table = pl.read_csv(tiny_run / "results/report/metrics.csv")
-    assert table["method"].to_list() == ["teacher_note_photo", "teacher_note", "phenomizer", "knn", "base",
+    teacher = [f"teacher_{m}" for m in ("note_photo_knowledge", "note_photo", "note_knowledge", "photo_knowledge",
+                                         "note", "photo", "knowledge")]
+    assert table["method"].to_list() == [*teacher, "phenomizer", "knn", "base",
                                          "rag_base", "sft", "rag_sft", "dpo", "orpo", "base_panel", "sft_panel",
                                          "dpo_panel", "orpo_panel"]
     assert (table["n_cases"] == table["n_cases"][0]).all()
@@ -369,3 +371,14 @@ def test_the_full_panel_ranking_is_an_evaluation_option(tiny_run):
     report is made again, without those rows."""
     assert planned_jobs(tiny_run, {"training": {"seeds": [7, 8]}})["rank_student"] == 3
     assert planned_jobs(tiny_run, {"evaluation": {"panel_ranking": False}}) == {"make_report": 1}
+
+
+def test_the_knowledge_aware_teacher_is_a_teacher_option(tiny_run):
+    """`teacher.knowledge: false` ranks again with the network alone, and what follows; the teacher itself, its
+    inputs and the baselines stay."""
+    plan = planned_jobs(tiny_run, {"teacher": {"knowledge": False}})
+    assert plan["rank_diseases"] == 1 and plan["build_preferences"] == 1
+    assert not {"build_cohort", "embed_notes", "train_teacher", "rank_phenomizer", "rank_knn"} & set(plan)
+    fusion = json.loads((tiny_run / "results/teacher/fusion.json").read_text())
+    assert set(fusion["modalities"]) == {"note_photo_knowledge", "note_knowledge", "photo_knowledge", "knowledge"}
+    assert fusion["n_validation"] > 0

@@ -13,8 +13,6 @@ validation split: the training split made the sources, the test split is never s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from scipy.optimize import minimize
 

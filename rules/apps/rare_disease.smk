@@ -101,12 +101,12 @@ if not external_rankings():
     rule rank_diseases:
         input:
             **cohort_files(),
-            **(knowledge_files() if config["teacher"]["knowledge"] else {}),
+            **(knowledge_files() if uses_knowledge(config) else {}),
             images=f"{COHORT}/images",
             embeddings=EMBEDDINGS,
             model=TEACHER_MODEL,
         output:
-            **({"fusion": FUSION} if config["teacher"]["knowledge"] else {}),
+            **({"fusion": FUSION} if uses_knowledge(config) else {}),
             rankings=TEACHER_RANKINGS,
         log:
             "logs/rank_diseases/rank_diseases.log",
@@ -115,7 +115,7 @@ if not external_rankings():
         params:
             image_size=config["teacher"]["image_size"],
             threads=config["teacher"]["threads"],
-            knowledge=config["teacher"]["knowledge"],
+            knowledge=uses_knowledge(config),
             seed=config["seed"],
             synthetic_sources=list(APP.synthetic_sources),
         conda:

@@ -1,4 +1,6 @@
 # The rare-disease application's paths and computed inputs (rules/apps/rare_disease.smk uses them).
+from mint.apps.rare_disease.report import uses_knowledge
+
 KNOWLEDGE = "results/knowledge"
 TEACHER = "results/teacher"
 EMBEDDINGS = f"{TEACHER}/note_embeddings.parquet"

@@ -14,7 +14,7 @@ from pathlib import Path
 from mint.apps.rare_disease.cohort import CASE_FIELDS
 from mint.apps.rare_disease.prompts import PROMPT, normalise
 from mint.apps.rare_disease.report import (
-    NETWORK_MODALITIES,
+    KNOWLEDGE_MODALITIES,
     TEACHER_METRICS,
     check_config,
     check_inputs,
@@ -31,8 +31,8 @@ APPLICATION = Application(
     rules=Path(__file__).resolve().parents[3] / "rules" / "apps" / "rare_disease.smk",
     config_schema=load_yaml(package_file(__name__, "schema.yaml")),
     case_fields=CASE_FIELDS,
-    teacher_modalities=NETWORK_MODALITIES,
-    pair_modality="note_photo",
+    teacher_modalities=KNOWLEDGE_MODALITIES,  # teacher.knowledge: false drops the fused ones (select_teacher)
+    pair_modality="note_photo_knowledge",
     modality_labels={"note_photo": "note+photo", "note": "note only", "photo": "photo only",
                      "note_photo_knowledge": "note+photo+knowledge", "note_knowledge": "note+knowledge",
                      "photo_knowledge": "photo+knowledge", "knowledge": "knowledge only"},

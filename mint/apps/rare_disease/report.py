@@ -20,9 +20,15 @@ KNOWLEDGE_MODALITIES = ("note_photo_knowledge", "note_photo", "note_knowledge", 
                         "knowledge")
 
 
+def uses_knowledge(config: Mapping[str, Any]) -> bool:
+    """`teacher.knowledge`, where null means: on for HPO-coded cases (simulated, phenopacket), off for a manifest."""
+    knowledge = config["teacher"]["knowledge"]
+    return config["cohort"]["source"] != "manifest" if knowledge is None else bool(knowledge)
+
+
 def select_teacher(config: Mapping[str, Any]) -> Teacher:
     """The note+photo network alone (`teacher.knowledge: false`), or fused with HPO knowledge (the default)."""
-    if config["teacher"]["knowledge"]:
+    if uses_knowledge(config):
         return Teacher(KNOWLEDGE_MODALITIES, "note_photo_knowledge", TEACHER_METRICS,
                        "the note+photo network trained here, fused with the Phenomizer similarities of the case's "
                        "findings to every disease (weights fitted on the validation split); the other rows are its "
@@ -76,6 +82,13 @@ def check_config(cfg: Mapping[str, Any], source: str) -> None:
                         "'training.methods'")
     if cfg["baselines"]["phenomizer"] and cohort["source"] == "manifest":
         raise MintError(f"{source}: config key 'baselines.phenomizer' needs HPO-coded cases; a manifest has notes only")
+    if uses_knowledge(cfg) and cfg["teacher"]["rankings"] is None:
+        if cohort["source"] == "manifest":
+            raise MintError(f"{source}: config key 'teacher.knowledge' needs HPO-coded cases; a manifest has notes "
+                            "only (leave it null or set it to false)")
+        if split["validation"] == 0:
+            raise MintError(f"{source}: config key 'teacher.knowledge' fits its fusion on the validation split, but "
+                            "'cohort.split.validation' is 0 (set it above 0, or teacher.knowledge: false)")
     if cohort["source"] == "simulated":
         check_panel_size(cohort["simulated"]["n_diseases"], cfg, source,
                          "the simulated panel (config key 'cohort.simulated.n_diseases')")
