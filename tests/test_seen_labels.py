@@ -5,6 +5,7 @@ the grouping, the metrics of each group on a hand-made example, and the report's
 """
 
 import dataclasses
+import json
 
 import polars as pl
 import pytest
@@ -123,3 +124,23 @@ def test_report_says_in_one_line_when_a_group_is_empty(tmp_path, source, which):
     assert pl.read_csv(out / "by_seen_label.csv")["group"].unique().to_list() == [group]
     assert section.strip() == (f"Not split: {which} disease has a real training case (source not `simulated`), "
                                "so either group would repeat the main table.")
+
+
+def test_report_compares_the_pairs_teacher_with_each_ranker(tmp_path):
+    """The teacher whose lists make the pairs against every ranker, paired on the same cases."""
+    paths = write_cohort(tmp_path, _cases(), make_labels(["A", "B", "C", "D"]))
+    scores = tmp_path / "scores.parquet"
+    # teacher: ranks 1, 1, 2, 1, 5, 3; Phenomizer: 2, 1, 1, 4, -, 1
+    write_parquet(pl.concat([_scores("teacher_note_photo_knowledge", [1, 1, 2, 1, 5, 3]),
+                             _scores("phenomizer", [2, 1, 1, 4, None, 1])]), scores, schemas.CASE_SCORES)
+    out = tmp_path / "report"
+    out.mkdir()
+    make_report([scores], [], out, app=load_application("rare_disease"), k=3, ks=[1, 3, 10], n_boot=100, seed=0,
+                cases_path=paths["cases"], candidates_path=paths["candidates"], modality="note_photo_knowledge")
+    summary = (out / "summary.md").read_text()
+    section = summary.split("## The teacher against each ranker, paired bootstrap on the same cases\n")[1]
+    rows = [x for x in section.split("\n## ")[0].splitlines() if x.startswith("| teacher (")]
+    assert [r.split(" | ")[2] for r in rows] == ["top1", "top10", "mrr"]
+    assert rows[0].split(" | ")[3] == f"{3 / 6 - 3 / 6:+.3f}" and rows[1].split(" | ")[3] == f"{1 - 5 / 6:+.3f}"
+    assert {c["metric"] for c in json.loads((out / "metrics.json").read_text())["teacher_vs"]} == {"top1", "top10",
+                                                                                                   "mrr"}

@@ -158,6 +158,11 @@ def make_report(
              if mine in present for other in others if other != mine]
     comparisons = [paired_bootstrap(scores, mine, other, metric=m, n_boot=n_boot, seed=seed)
                    for mine, other in pairs for m in ("top1", "mrr")]
+    # The teacher whose lists make the pairs against each ranker: is it worth distilling?
+    teacher_row = f"teacher_{modality}" if modality else None
+    teacher_vs = [paired_bootstrap(scores, teacher_row, ranker, metric=m, n_boot=n_boot, seed=seed)
+                  for ranker in app.rankers if teacher_row in present and ranker in present
+                  for m in ("top1", f"top{max(ks)}", "mrr")]
     cohort = cases = None
     seen_section: list[str] = []
     if cases_path and candidates_path:
@@ -180,13 +185,13 @@ def make_report(
             method = "orpo" if "orpo" in table["method"].to_list() else table["method"][-1]
             _plot_confusion(scores, method, load_labels(candidates_path), rows, app, out / "confusion.png")
     teacher = load_json(teacher_metrics) if teacher_metrics else None
-    write_json({"metrics": table.to_dicts(), "training": training, "orpo_vs": comparisons, "cohort": cohort,
-                "teacher": teacher}, out / "metrics.json", prov)
+    write_json({"metrics": table.to_dicts(), "training": training, "orpo_vs": comparisons, "teacher_vs": teacher_vs,
+                "cohort": cohort, "teacher": teacher}, out / "metrics.json", prov)
     _plot_accuracy(table, k, app, out / "accuracy.png")
     _plot_training(train_dirs, rows, out / "training.png")
     context = {"table": table, "k": k, "ks": list(ks), "teacher_metrics": teacher, "cohort": cohort, "cases": cases,
                "agreement": agreement, "q": q, "teacher_description": teacher_description,
-               "seen_section": seen_section}
+               "seen_section": seen_section, "teacher_vs": teacher_vs}
     _write_summary(app, rows, context, training, comparisons, out / "summary.md")
     return table
 
@@ -359,6 +364,12 @@ def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[s
         lines += ["", "## MINT (ORPO) against each method, paired bootstrap on the same cases", "",
                   "| MINT | other | metric | MINT - other | 95% interval | p |", "|---|---|---|---|---|---|"]
         for c in comparisons:
+            lines.append(f"| {display_name(c['method_a'], rows)} | {display_name(c['method_b'], rows)} | "
+                         f"{c['metric']} | {c['diff']:+.3f} | [{c['lo']:+.3f}, {c['hi']:+.3f}] | {c['p_value']:.3f} |")
+    if context.get("teacher_vs"):
+        lines += ["", "## The teacher against each ranker, paired bootstrap on the same cases", "",
+                  "| teacher | ranker | metric | teacher - ranker | 95% interval | p |", "|---|---|---|---|---|---|"]
+        for c in context["teacher_vs"]:
             lines.append(f"| {display_name(c['method_a'], rows)} | {display_name(c['method_b'], rows)} | "
                          f"{c['metric']} | {c['diff']:+.3f} | [{c['lo']:+.3f}, {c['hi']:+.3f}] | {c['p_value']:.3f} |")
     if training:
