@@ -12,8 +12,9 @@ epoch over `--rows` rows):
   tokenised anew, no precomputed reference log-probs, torch's default threads.
 
 Tokens/s counts real tokens only (prompt and answer, no padding; both answers of a pair), the same
-number for both, over the whole call (model load, tokenising, training) and over TRL's
-`train_runtime`. Prints medians over `--repeats` (the two ways alternate), their ratio, and the
+number for both, over the whole call (model load, tokenising, training), over TRL's
+`train_runtime`, and per CPU second of the process (all its threads; less sensitive than wall time
+to other jobs on the cores). Prints medians over `--repeats` (the two ways alternate), their ratio, and the
 first and last logged losses of each, which should agree within noise.
 
     python -m bench.train_speed --rows 320 --repeats 3
@@ -195,31 +196,36 @@ def main(argv: list[str] | None = None) -> dict:
             data = tmp / ("sft.parquet" if method == "sft" else "preferences.parquet")
             recipe = bench_recipe(a.recipes, method, tmp)
             tokens = real_tokens(method, data, tokenizer)
-            runs = {"workflow": [], "plain": []}
+            ways = [("workflow", workflow_train, a.threads), ("plain", plain_train, a.plain_threads)]
+            runs = {way: [] for way, _, _ in ways}
             for r in range(a.repeats):
-                ways = (("workflow", workflow_train, a.threads), ("plain", plain_train, a.plain_threads))
                 for way, fn, threads in ways:
                     out = tmp / f"{method}-{way}-{r}"
-                    runs[way].append(fn(recipe, student, data, out, threads))
+                    cpu = time.process_time()
+                    runs[way].append((*fn(recipe, student, data, out, threads), time.process_time() - cpu))
                     print(f"  {method} {way} run {r + 1}: {runs[way][-1][0]:.1f} s "
                           f"(train_runtime {runs[way][-1][1]:.1f} s)", flush=True)
             row = {"real_tokens": tokens, "steps": len(losses(runs["plain"][0][2]))}
             for way, rs in runs.items():
                 total, train = statistics.median(x[0] for x in rs), statistics.median(x[1] for x in rs)
+                cpu = statistics.median(x[3] for x in rs)
                 curve = losses(rs[0][2])
                 row[way] = {"seconds": total, "train_runtime": train, "tokens_per_s": tokens / total,
                             "train_tokens_per_s": tokens / train, "first_loss": curve[0], "last_loss": curve[-1],
-                            "runs_s": [round(x[0], 2) for x in rs]}
+                            "cpu_s": cpu, "tokens_per_cpu_s": tokens / cpu, "runs_s": [round(x[0], 2) for x in rs]}
             row["ratio"] = row["workflow"]["tokens_per_s"] / row["plain"]["tokens_per_s"]
             row["train_ratio"] = row["workflow"]["train_tokens_per_s"] / row["plain"]["train_tokens_per_s"]
+            row["cpu_ratio"] = row["workflow"]["tokens_per_cpu_s"] / row["plain"]["tokens_per_cpu_s"]
             results[method] = row
             print(f"{method}: {tokens} real tokens, {row['steps']} steps")
-            for way in ("workflow", "plain"):
+            for way in runs:
                 w = row[way]
                 print(f"  {way:8s} {w['tokens_per_s']:9.1f} tokens/s (whole call, runs {w['runs_s']} s), "
-                      f"{w['train_tokens_per_s']:9.1f} tokens/s in train(); loss first {w['first_loss']:.4f} "
+                      f"{w['train_tokens_per_s']:9.1f} tokens/s in train(), "
+                      f"{w['tokens_per_cpu_s']:9.1f} tokens per CPU second; loss first {w['first_loss']:.4f} "
                       f"last {w['last_loss']:.4f}")
-            print(f"  {method} ratio: {row['ratio']:.2f}x (train() only: {row['train_ratio']:.2f}x)", flush=True)
+            print(f"  {method} ratio: {row['ratio']:.2f}x (train() only: {row['train_ratio']:.2f}x; per CPU second: "
+                  f"{row['cpu_ratio']:.2f}x)", flush=True)
     if a.json:
         a.json.write_text(json.dumps(results, indent=1) + "\n")
     return results

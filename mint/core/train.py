@@ -38,7 +38,7 @@ from mint.core.config import check_recipe_fields, load_yaml
 from mint.core.io import MintError, atomic_dir, config_hash, file_digest, provenance, read_parquet, write_json
 from mint.core.launch import use_cpu
 from mint.core.models import load_student
-from mint.core.trl_compat import METHODS, VISION_METHODS, student_trainer_classes
+from mint.core.trl_compat import METHODS, VISION_METHODS, trainer_classes, vision_trainer_classes
 from mint.core.workflow import rank_log
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ KINDS = ("text", "vision")  # the student reads text, or an image with text
 def load_recipe(path: str | Path, kind: str = "text") -> dict[str, Any]:
     """A recipe, checked: known keys, a known method, and `args` that its TRL config class accepts.
 
-    `kind`: the student's (ORPO trains on DPO's data path, with DPO's config: `student_trainer_classes`).
+    `kind`: the student's (a vision student's ORPO trains on DPO's vision path, with DPO's config).
     """
     stem = Path(path).stem
     recipe = check_recipe_fields(load_yaml(path), path, stem if stem in METHODS else None)
@@ -78,7 +78,7 @@ def load_recipe(path: str | Path, kind: str = "text") -> dict[str, Any]:
     if kind == "vision" and method not in VISION_METHODS:
         raise MintError(f"{path}: method {method!r} has no image path here; a vision student trains with "
                         f"{VISION_METHODS} (config key 'training.methods')")
-    config_cls, _ = student_trainer_classes(method, kind)
+    config_cls, _ = vision_trainer_classes(method) if kind == "vision" else trainer_classes(method)
     fields = {f.name for f in dataclasses.fields(config_cls)}
     bad = sorted(set(recipe["args"]) - fields)
     if bad:
@@ -232,7 +232,8 @@ def train_student(
     model, tokenizer = (load_trained(init, recipe["dtype"], kind) if init
                         else load_base(base, recipe["dtype"], kind))  # a processor for a vision student
 
-    config_cls, trainer_cls = student_trainer_classes(method, kind, completion_only_nll=recipe["nll"] == "completion")
+    classes = vision_trainer_classes if kind == "vision" else trainer_classes
+    config_cls, trainer_cls = classes(method, completion_only_nll=recipe["nll"] == "completion")
     args = dict(recipe["args"])
     if seed is not None:  # the workflow's training seed (config training.seeds) overrides the recipe's
         args["seed"] = seed

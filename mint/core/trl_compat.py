@@ -139,7 +139,6 @@ def _log1mexp(x):
 
 def _vision_orpo(completion_only_nll: bool) -> type:
     """ORPO (Hong et al. 2024) on DPOTrainer's data path, which takes images: no reference model.
-    The workflow trains text students' ORPO with it too (`student_trainer_classes`).
 
     TRL 1.16's ORPOTrainer has no image path (it tokenizes text only), and DPOTrainer's loss types
     have no ORPO entry; DPOTrainer's collators do carry the images (repeated for the chosen and the
@@ -273,18 +272,3 @@ def vision_trainer_classes(method: str, completion_only_nll: bool = True) -> tup
 
         return DPOConfig, _VISION_TRAINERS[key]
     return trainer_classes(method)[0], _VISION_TRAINERS[key]
-
-
-def student_trainer_classes(method: str, kind: str = "text", completion_only_nll: bool = True) -> tuple[type, type]:
-    """(ConfigClass, TrainerClass) the workflow trains a `kind` ("text" or "vision") student with.
-
-    ORPO trains on DPOTrainer's data path for text students too (the class and DPOConfig of
-    `vision_trainer_classes`; text rows pass through it unchanged): its batches are padded to the
-    longest row and only the answers' positions go through the LM head (TRL's fused head), where
-    TRL's ORPOTrainer projects every position of prompt and answer to the vocabulary. The loss is
-    the same (tests/test_vision_student.py::test_vision_orpo_loss_equals_trl_orpo_on_text);
-    bench/train_speed.py measures the gain. Every other method: `trainer_classes`.
-    """
-    if kind == "vision" or method == "orpo":
-        return vision_trainer_classes(method, completion_only_nll)
-    return trainer_classes(method, completion_only_nll)
