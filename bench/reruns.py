@@ -4,19 +4,21 @@ In a run folder (`--dir`; by default a new one under runs/, removed afterwards u
 with `config` linked to the repository's as `make demo-tissue` does: one complete run first (nothing
 to do if the folder holds one already), then, per change, a dry run with the default config plus a
 config file that sets that one key (`snakemake -n --configfile config/config.yaml change.yaml`):
-the jobs Snakemake plans, per rule, and their cost estimated from the first run's `benchmarks/`
-(the mean seconds of each rule's jobs times the planned jobs). For the changes named in `--measure`
-(an evaluation setting by default) the rerun is also run and timed (Snakemake's start-up and DAG
-included), then the default config is run again (also timed) so the folder is as before.
+the jobs Snakemake plans, per rule, and their cost estimated from the complete run (the mean wall
+seconds of each rule's jobs, from Snakemake's records in `.snakemake/metadata`, times the planned
+jobs). For the changes named in `--measure` (an evaluation setting by default) the rerun is also
+run and timed (Snakemake's start-up and DAG included), then the default config is run again (also
+timed) so the folder is as before.
 
-    python -m bench.reruns --dir runs/reruns --keep            # the table of README's default changes
+    python -m bench.reruns --dir runs/reruns --keep            # the default changes, one at a time
     python -m bench.reruns --dir runs/reruns --keep --change evaluation.bootstrap=200 --measure evaluation.bootstrap
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import contextlib
+import json
 import os
 import shutil
 import statistics
@@ -81,34 +83,49 @@ def job_stats(out: str) -> dict[str, int]:
 
 
 def rule_seconds(folder: Path) -> dict[str, float]:
-    """Rule -> mean wall seconds of its jobs, from the `benchmark:` files of the runs in `folder`."""
+    """Rule -> mean wall seconds of its jobs' last runs in `folder`, from Snakemake's own records
+    (`.snakemake/metadata`: start and end time of every output's job)."""
+    jobs: dict[int, tuple[str, float]] = {}
+    for path in (folder / ".snakemake" / "metadata").glob("*"):
+        try:
+            record = json.loads(path.read_text())
+            jobs[record["job_hash"]] = (record["rule"], float(record["endtime"]) - float(record["starttime"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # not a job record
     seconds: dict[str, list[float]] = {}
-    for path in sorted((folder / "benchmarks").rglob("*.tsv")):
-        rule = path.relative_to(folder / "benchmarks").parts[0].removesuffix(".tsv")
-        with path.open() as fh:
-            rows = list(csv.DictReader(fh, delimiter="\t"))
-        if rows:
-            seconds.setdefault(rule, []).append(float(rows[-1]["s"]))
+    for rule, s in jobs.values():
+        seconds.setdefault(rule, []).append(s)
     return {rule: statistics.mean(s) for rule, s in seconds.items()}
 
 
-def change_files(folder: Path, key: str, value) -> Path:
-    """A config file that sets `key` to `value`; a recipe change edits a copy of the default recipes."""
-    if key.startswith("recipe:"):
-        method, _, arg = key.removeprefix("recipe:").partition(".")
-        config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-        recipes = folder / "bench-recipes"
-        shutil.rmtree(recipes, ignore_errors=True)
-        shutil.copytree(folder / config["training"]["recipes"], recipes)
-        recipe = yaml.safe_load((recipes / f"{method}.yaml").read_text())
-        recipe["args"][arg] = value
-        (recipes / f"{method}.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
-        change = {"training": {"recipes": "bench-recipes"}}
-    else:
-        change = nested(key, value)
+@contextlib.contextmanager
+def change_files(folder: Path, key: str, value):
+    """A config file that sets `key` to `value`, for the time of the block.
+
+    A recipe change (`recipe:<method>.<arg>`) edits that recipe in place, as a user would: the run
+    folder's `config` link is replaced by a copy of the repository's config (same times), the
+    recipe is edited, then put back with its old content and time, and the link restored.
+    """
     path = folder / "bench-change.yaml"
-    path.write_text(yaml.safe_dump(change))
-    return path
+    if not key.startswith("recipe:"):
+        path.write_text(yaml.safe_dump(nested(key, value)))
+        yield path
+        return
+    method, _, arg = key.removeprefix("recipe:").partition(".")
+    recipes = yaml.safe_load(DEFAULT_CONFIG.read_text())["training"]["recipes"]
+    link = folder / "config"
+    link.unlink()
+    try:
+        shutil.copytree(REPO / "config", link)  # copy2: the files keep their times
+        recipe_path = folder / recipes / f"{method}.yaml"
+        recipe = yaml.safe_load(recipe_path.read_text())
+        recipe["args"][arg] = value
+        recipe_path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        path.write_text("{}\n")
+        yield path
+    finally:
+        shutil.rmtree(link, ignore_errors=True)
+        link.symlink_to(REPO / "config")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -138,15 +155,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         costs = rule_seconds(folder)
         for text in a.change:
             key, value = parse_change(text)
-            change = change_files(folder, key, value)
-            out, dry_s = snakemake(folder, *cores, *base, str(change), "--dry-run", "--nolock")
+            with change_files(folder, key, value) as change:
+                out, dry_s = snakemake(folder, *cores, *base, str(change), "--dry-run", "--nolock")
             planned = job_stats(out)
             known = [r for r in planned if r in costs]
             row = {"change": text, "planned": planned, "dry_run_s": dry_s,
                    "estimated_s": sum(costs[r] * n for r, n in planned.items() if r in costs),
                    "unknown_cost": sorted(set(planned) - set(known))}
             if key in measure:
-                out, row["rerun_s"] = snakemake(folder, *cores, *base, str(change))
+                with change_files(folder, key, value) as change:
+                    out, row["rerun_s"] = snakemake(folder, *cores, *base, str(change))
                 row["ran"] = job_stats(out)
                 _, row["revert_s"] = snakemake(folder, *cores, *base)
             rows.append(row)

@@ -77,5 +77,7 @@ def test_reruns_bench_plans_a_change_with_a_dry_run(tmp_path):
                          capture_output=True, text=True, cwd=REPO, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
     assert "| `evaluation.bootstrap=200` | " in res.stdout and "make_report (1)" in res.stdout
-    assert "train_student (3)" in res.stdout  # the recipe change: its copy of the recipes is read
-    assert (tmp_path / "bench-recipes" / "orpo.yaml").read_text().count("0.0005") == 1
+    assert "train_student (3)" in res.stdout  # nothing was run: every method is planned
+    # The recipe was edited in a copy of the config, which is a link to the repository's again afterwards.
+    assert (tmp_path / "config").resolve() == REPO / "config"
+    assert "5.0e-4" not in (REPO / "config" / "recipes" / "tiny" / "orpo.yaml").read_text()
