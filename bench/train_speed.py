@@ -40,6 +40,7 @@ from mint.apps.rare_disease.student import DEFAULT_TINY, build_tiny_llama, rende
 from mint.core import schemas
 from mint.core.config import deep_update, load_yaml
 from mint.core.io import read_parquet, write_parquet
+from mint.core.launch import use_cpu
 from mint.core.models import load_student
 from mint.core.prompts import assistant, build_prompt, format_answer
 from mint.core.train import check_lengths, load_dataset, load_recipe, train_student
@@ -129,7 +130,7 @@ def plain_train(recipe_path: Path, student: Path, data: Path, out: Path, threads
     config_cls, trainer_cls = trainer_classes(recipe["method"], completion_only_nll=recipe["nll"] == "completion")
     args = {**recipe["args"], "train_sampling_strategy": "random", "precompute_ref_log_probs": False}
     fields = set(config_cls.__dataclass_fields__)
-    targs = config_cls(output_dir=str(out), report_to=[], use_cpu=True,
+    targs = config_cls(output_dir=str(out), report_to=[], use_cpu=use_cpu(),  # as train_student: a GPU if there is one
                        **{k: v for k, v in args.items() if k in fields})
     dataset, case_ids = load_dataset(recipe["method"], data)
     check_lengths(dataset, case_ids, tokenizer, targs.max_length, recipe_path)
