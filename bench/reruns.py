@@ -114,6 +114,9 @@ def change_files(folder: Path, key: str, value):
     method, _, arg = key.removeprefix("recipe:").partition(".")
     recipes = yaml.safe_load(DEFAULT_CONFIG.read_text())["training"]["recipes"]
     link = folder / "config"
+    if not link.is_symlink():
+        raise SystemExit(f"{link}: a recipe change needs `config` to be a link to the repository's config "
+                         "(it is replaced by an edited copy for the dry run, then linked again)")
     link.unlink()
     try:
         shutil.copytree(REPO / "config", link)  # copy2: the files keep their times
@@ -128,6 +131,11 @@ def change_files(folder: Path, key: str, value):
         link.symlink_to(REPO / "config")
 
 
+def estimate(row: dict) -> str:
+    """The estimated seconds, with '+ ?' when some planned rule has no job record in the folder."""
+    return f"{row['estimated_s']:.0f}" + (" + ?" if row["unknown_cost"] else "")
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dir", type=Path, help="run folder (default: a new folder under runs/)")
@@ -140,6 +148,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     a = p.parse_args(argv)
     measure = set() if a.dry_only else set(a.measure)
     made = a.dir is None
+    if made:
+        (REPO / "runs").mkdir(exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="reruns-", dir=REPO / "runs")) if made else a.dir
     folder.mkdir(parents=True, exist_ok=True)
     folder = folder.resolve()
@@ -151,7 +161,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     try:
         if not a.dry_only:
             _, seconds = snakemake(folder, *cores, *base)
-            print(f"complete run: {seconds:.0f} s (0 if the folder held one already)", flush=True)
+            print(f"complete run: {seconds:.0f} s (Snakemake's start-up only if the folder held one already)",
+                  flush=True)
         costs = rule_seconds(folder)
         for text in a.change:
             key, value = parse_change(text)
@@ -170,7 +181,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append(row)
             ran = "; ".join(f"{r} x{n}" for r, n in planned.items()) or "nothing"
             measured = f", rerun {row['rerun_s']:.1f} s, back {row['revert_s']:.1f} s" if "rerun_s" in row else ""
-            print(f"{text}: {ran} (estimated {row['estimated_s']:.0f} s{measured})", flush=True)
+            print(f"{text}: {ran} (estimated {estimate(row)} s{measured})", flush=True)
     finally:
         if made and not a.keep:
             shutil.rmtree(folder, ignore_errors=True)
@@ -178,7 +189,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for row in rows:
         ran = ", ".join(f"{r} ({n})" for r, n in row["planned"].items()) or "nothing"
         measured = f"{row['rerun_s']:.1f}" if "rerun_s" in row else ""
-        print(f"| `{row['change']}` | {ran} | {row['estimated_s']:.0f} | {measured} |")
+        print(f"| `{row['change']}` | {ran} | {estimate(row)} | {measured} |")
     return rows
 
 
