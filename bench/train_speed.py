@@ -166,7 +166,7 @@ def losses(history: list) -> list[float]:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=320, help="synthetic cases (ignored with --data)")
+    p.add_argument("--rows", type=int, default=320, help="synthetic cases; with --data its first N pairs (0: all)")
     p.add_argument("--data", type=Path, help="a workflow preferences Parquet to train on instead")
     p.add_argument("--methods", nargs="+", default=["orpo", "sft", "dpo"])
     p.add_argument("--recipes", type=Path, default=Path("config/recipes/benchmark"))
