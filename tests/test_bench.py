@@ -65,3 +65,30 @@ def test_panel_bench_runs_and_finds_the_same_scores():
     assert "ratio:" in res.stdout
     difference = float(res.stdout.split("largest score difference: ")[1].split()[0])
     assert difference < 1e-4
+
+
+def test_train_speed_bench_runs_both_ways_on_the_same_objective(tmp_path):
+    """Tiny sizes: each method trains once each way; the first loss (same model, same first batch) agrees."""
+    out = tmp_path / "train_speed.json"
+    res = subprocess.run([sys.executable, "-m", "bench.train_speed", "--rows", "8", "--repeats", "1",
+                          "--json", str(out)], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    result = json.loads(out.read_text())
+    assert sorted(result) == ["dpo", "orpo", "sft"]
+    for method, row in result.items():
+        assert f"{method} ratio:" in res.stdout
+        assert row["real_tokens"] > 0 and row["workflow"]["tokens_per_s"] > 0 and row["plain"]["tokens_per_s"] > 0
+        assert row["workflow"]["first_loss"] == pytest.approx(row["plain"]["first_loss"], abs=1e-3), method
+
+
+def test_reruns_bench_plans_a_change_with_a_dry_run(tmp_path):
+    """Dry run only, on an empty folder: the whole DAG is planned, and the table names the change."""
+    res = subprocess.run([sys.executable, "-m", "bench.reruns", "--dir", str(tmp_path), "--dry-only",
+                          "--change", "evaluation.bootstrap=200", "recipe:orpo.learning_rate=5.0e-4"],
+                         capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    assert "| `evaluation.bootstrap=200` | " in res.stdout and "make_report (1)" in res.stdout
+    assert "train_student (3)" in res.stdout  # nothing was run: every method is planned
+    # The recipe was edited in a copy of the config, which is a link to the repository's again afterwards.
+    assert (tmp_path / "config").resolve() == REPO / "config"
+    assert "5.0e-4" not in (REPO / "config" / "recipes" / "tiny" / "orpo.yaml").read_text()

@@ -238,3 +238,31 @@ def test_same_seed_gives_the_same_lora_adapter(tiny, tmp_path):
     same, other = adapters[0], adapters[2]
     assert all(same[k].equal(adapters[1][k]) for k in same)
     assert any(not same[k].equal(other[k]) for k in same)
+
+
+def test_dpo_precomputes_the_reference_and_trains_the_same(tiny, tmp_path, monkeypatch):
+    """train_student has DPO compute the reference log-probs once before training (unless the recipe
+    says false): the same losses, step by step over two epochs, as a reference pass at every step."""
+    from trl import DPOTrainer
+
+    from mint.core.train import train_student
+
+    d, _ = tiny
+    calls = []
+    precompute = DPOTrainer._precompute_ref_logps
+    monkeypatch.setattr(DPOTrainer, "_precompute_ref_logps",
+                        lambda self, *a, **k: calls.append(1) or precompute(self, *a, **k))
+    losses = {}
+    for name, extra in (("default", ""), ("every step", "  precompute_ref_log_probs: false\n")):
+        recipe = tmp_path / "dpo.yaml"
+        recipe.write_text("method: dpo\ninit: sft\nlora: null\nargs:\n  learning_rate: 1.0e-3\n  num_train_epochs: 2\n"
+                          "  per_device_train_batch_size: 4\n  max_length: 480\n  logging_steps: 1\n"
+                          f"  save_strategy: 'no'\n{extra}")
+        out = tmp_path / name.replace(" ", "_")
+        train_student(recipe, str(d / "base"), d / "preferences.parquet", out, init_dir=d / "base",
+                      checkpoint_dir=tmp_path / "ckpt", seed=5)
+        log = [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]
+        losses[name] = [r["loss"] for r in log if "loss" in r]
+        assert len(calls) == 1, name  # precomputed once, in the default run (and not in the other)
+    assert len(losses["default"]) == 4 and losses["default"][-1] != losses["default"][0]
+    assert losses["default"] == pytest.approx(losses["every step"], rel=1e-4)

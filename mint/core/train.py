@@ -237,6 +237,10 @@ def train_student(
     args = dict(recipe["args"])
     if seed is not None:  # the workflow's training seed (config training.seeds) overrides the recipe's
         args["seed"] = seed
+    if method == "dpo" and kind == "text":
+        # The reference model's log-probs once, before training, instead of a reference forward pass at
+        # every step of every epoch, and no second copy of the model in memory (a recipe may say false).
+        args.setdefault("precompute_ref_log_probs", True)
     adapter = recipe["lora"] is not None
     if adapter:
         from peft import LoraConfig, get_peft_model
