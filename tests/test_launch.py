@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import polars as pl
@@ -251,7 +252,7 @@ def test_dpo_precomputes_the_reference_and_trains_the_same(tiny, tmp_path, monke
     calls = []
     precompute = DPOTrainer._precompute_ref_logps
     monkeypatch.setattr(DPOTrainer, "_precompute_ref_logps",
-                        lambda self, *a, **k: calls.append(1) or precompute(self, *a, **k))
+                        lambda self, *a, **k: calls.append(tempfile.gettempdir()) or precompute(self, *a, **k))
     losses = {}
     for name, extra in (("default", ""), ("every step", "  precompute_ref_log_probs: false\n")):
         recipe = tmp_path / "dpo.yaml"
@@ -264,5 +265,7 @@ def test_dpo_precomputes_the_reference_and_trains_the_same(tiny, tmp_path, monke
         log = [json.loads(x) for x in (out / "trainer_log.jsonl").read_text().splitlines()]
         losses[name] = [r["loss"] for r in log if "loss" in r]
         assert len(calls) == 1, name  # precomputed once, in the default run (and not in the other)
+    # Temporary files (datasets keeps the precomputed log-probs in one) lie in the run, and are gone afterwards.
+    assert Path(calls[0]).parent == tmp_path / "ckpt" and not Path(calls[0]).exists()
     assert len(losses["default"]) == 4 and losses["default"][-1] != losses["default"][0]
     assert losses["default"] == pytest.approx(losses["every step"], rel=1e-4)

@@ -171,6 +171,23 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def temp_files_in(folder: str | os.PathLike) -> Iterator[Path]:
+    """Python's temporary files (`tempfile`, and the libraries that use it) in a fresh folder under `folder`,
+    a place inside the run, until the block ends; the folder is then removed. Patient-derived data never
+    lands in the system's temporary folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".mint-tmp-", dir=folder)
+    before = tempfile.tempdir
+    tempfile.tempdir = tmp
+    try:
+        yield Path(tmp)
+    finally:
+        tempfile.tempdir = before
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def sidecar_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     return path / "provenance.json" if path.is_dir() else path.with_name(path.name + ".provenance.json")

@@ -35,7 +35,16 @@ from datasets import Dataset
 
 from mint.core import schemas
 from mint.core.config import check_recipe_fields, load_yaml
-from mint.core.io import MintError, atomic_dir, config_hash, file_digest, provenance, read_parquet, write_json
+from mint.core.io import (
+    MintError,
+    atomic_dir,
+    config_hash,
+    file_digest,
+    provenance,
+    read_parquet,
+    temp_files_in,
+    write_json,
+)
 from mint.core.launch import use_cpu
 from mint.core.models import load_student
 from mint.core.trl_compat import METHODS, VISION_METHODS, trainer_classes, vision_trainer_classes
@@ -267,12 +276,15 @@ def train_student(
         _claim_checkpoints(checkpoint_dir, {"recipe": recipe, "base": base, "init": init, "seed": targs.seed,
                                             "data": file_digest(data_path)})
     targs.distributed_state.wait_for_everyone()  # the others resume from what process 0 kept
-    trainer = trainer_cls(model=model, args=targs, train_dataset=dataset, processing_class=tokenizer)
-    before = _snapshot(trainer.model) if main_process else {}
-    last = _last_checkpoint(checkpoint_dir)
-    if last:
-        log.info("resuming from %s", last)
-    result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    # Temporary files the libraries write (datasets keeps DPO's precomputed reference log-probs in one) stay in
+    # the run, under the checkpoint folder, and go when training ends.
+    with temp_files_in(checkpoint_dir):
+        trainer = trainer_cls(model=model, args=targs, train_dataset=dataset, processing_class=tokenizer)
+        before = _snapshot(trainer.model) if main_process else {}
+        last = _last_checkpoint(checkpoint_dir)
+        if last:
+            log.info("resuming from %s", last)
+        result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     state, sharded = _gathered_state(trainer)
     if not trainer.is_world_process_zero():
         return None
