@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from tqdm import tqdm
 
 from mint.core.cohort import load_cases, load_labels
 from mint.core.io import MintError, provenance
+from mint.core.predict import add_prompt_arguments, parse_prompt
 from mint.core.prompts import build_prompt, first_item
 from mint.core.rankings import RankingsWriter
 from mint.core.workflow import rank_log
@@ -172,10 +172,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("cases", help="the cohort's cases.parquet")
     p.add_argument("candidates", help="the cohort's candidates.parquet (the panel)")
     p.add_argument("out", help="rankings Parquet (RANKINGS, modality 'student')")
-    p.add_argument("--prompt", required=True, help="JSON mapping with system, user (template) and header")
-    p.add_argument("--text-field", default=None, help="the cases column the student reads (text students)")
-    p.add_argument("--image-field", default=None, help="the cases column of the image path a vision student sees")
-    p.add_argument("--k", type=int, required=True, help="labels the prompt asks the student to name")
+    add_prompt_arguments(p)
     p.add_argument("--batch-size", type=int, default=256, help="candidates per forward pass")
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
     p.add_argument("--log", default=None, help="log file")
@@ -185,10 +182,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     a = make_parser().parse_args(argv)
     with rank_log(a.log):
-        try:
-            prompt = json.loads(a.prompt)
-        except json.JSONDecodeError as err:
-            raise MintError(f"--prompt: not a JSON mapping: {err}") from err
+        prompt = parse_prompt(a.prompt)
         rank_panel(a.model_dir, a.cases, a.candidates, a.out, prompt=prompt, text_field=a.text_field, k=a.k,
                    batch_size=a.batch_size, threads=a.threads, image_field=a.image_field)
 

@@ -159,10 +159,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("model_dir", help="a trained student folder (mint.core.train), a model folder or a hub id")
     p.add_argument("cases", help="the cohort's cases.parquet")
     p.add_argument("out", help="predictions Parquet")
-    p.add_argument("--prompt", required=True, help="JSON mapping with system, user (template) and header")
-    p.add_argument("--text-field", default=None, help="the cases column the student reads (text students)")
-    p.add_argument("--image-field", default=None, help="the cases column of the image path a vision student sees")
-    p.add_argument("--k", type=int, required=True, help="labels the student is asked to name")
+    add_prompt_arguments(p)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--threads", type=int, default=1, help="CPU threads per process")
@@ -172,13 +169,26 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
+    """What the student is asked, from what: the options `predict` and `mint.core.panel` share."""
+    p.add_argument("--prompt", required=True, help="JSON mapping with system, user (template) and header")
+    p.add_argument("--text-field", default=None, help="the cases column the student reads (text students)")
+    p.add_argument("--image-field", default=None, help="the cases column of the image path a vision student sees")
+    p.add_argument("--k", type=int, required=True, help="labels the student is asked to name")
+
+
+def parse_prompt(text: str) -> dict[str, Any]:
+    """The --prompt option's JSON mapping."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise MintError(f"--prompt: not a JSON mapping: {err}") from err
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     a = make_parser().parse_args(argv)
     with rank_log(a.log):
-        try:
-            prompt = json.loads(a.prompt)
-        except json.JSONDecodeError as err:
-            raise MintError(f"--prompt: not a JSON mapping: {err}") from err
+        prompt = parse_prompt(a.prompt)
         predict(a.model_dir, a.cases, a.out, method=a.method, prompt=prompt, text_field=a.text_field, k=a.k,
                 batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, threads=a.threads, seed=a.seed,
                 image_field=a.image_field)
