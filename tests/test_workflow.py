@@ -310,7 +310,8 @@ READERS = {
     "baselines.neighbours": {"rank_knn", "predict_rag"},
     "baselines.retriever": {"rank_knn", "predict_rag"},
     "baselines.rag_diseases": {"predict_rag"},
-    "seed": {"build_cohort", "train_teacher", "rank_diseases", "build_preferences", "predict_student", "predict_rag", "make_report"},
+    "seed": {"build_cohort", "train_teacher", "rank_diseases", "build_preferences", "predict_student", "predict_rag",
+             "make_report"},
 }
 NEW_VALUES = {"knowledge.default_frequency": 0.4, "cohort.simulated.note_facial_share": 0.3, "cohort.split.test": 0.25,
               "cohort.split.test_cases": ["any_case"], "cohort.split.test_publications": ["PMID:1"],
