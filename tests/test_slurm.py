@@ -183,12 +183,15 @@ def test_tissue_slurm_outputs_are_byte_identical_to_a_local_run(tissue_runs, pat
 
 def test_slurm_report_lists_every_method(runs):
     table = pl.read_csv(runs["slurm"] / "results/report/metrics.csv")
-    assert {"teacher_note_photo", "base", "sft", "dpo", "orpo"} <= set(table["method"])
+    assert {"teacher_note_photo_knowledge", "teacher_note_photo", "base", "sft", "dpo", "orpo", "orpo_panel"} <= set(
+        table["method"])
 
 
 def test_tissue_slurm_report_lists_every_method(tissue_runs):
     table = pl.read_csv(tissue_runs["slurm"] / "results/report/metrics.csv")
-    assert table["method"].to_list() == ["teacher_image_nuclei", "teacher_image", "base", "sft", "dpo", "orpo"]
+    students = ["base", "sft", "dpo", "orpo"]
+    assert table["method"].to_list() == ["teacher_image_nuclei", "teacher_image", *students,
+                                         *(f"{m}_panel" for m in students)]
 
 
 def test_a_job_slurm_refuses_fails_clearly_and_the_rerun_reuses_what_was_made(cluster, tmp_path):
