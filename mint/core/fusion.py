@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.special import log_softmax
 
 from mint.core.io import MintError
 
@@ -50,9 +51,7 @@ def fit_weights(features: np.ndarray, truth: np.ndarray, l2: float = 1e-3, max_i
 
 def fused_scores(features: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """(n_cases, n_labels) log-probabilities of the fused model."""
-    logits = np.asarray(features, dtype=np.float64) @ np.asarray(weights, dtype=np.float64)
-    top = logits.max(axis=1, keepdims=True)
-    return logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+    return log_softmax(np.asarray(features, dtype=np.float64) @ np.asarray(weights, dtype=np.float64), axis=1)
 
 
 def within_case_z(scores: np.ndarray) -> np.ndarray:
@@ -69,11 +68,8 @@ def restricted_log_softmax(logits: np.ndarray, allowed: np.ndarray) -> np.ndarra
     allowed = np.asarray(allowed, dtype=bool)
     if not allowed.any():
         return np.zeros_like(logits, dtype=np.float32)
-    sub = logits[:, allowed].astype(np.float64)
-    top = sub.max(axis=1, keepdims=True)
-    sub = sub - top - np.log(np.exp(sub - top).sum(axis=1, keepdims=True))
     out = np.zeros(logits.shape, dtype=np.float32)
-    out[:, allowed] = sub
+    out[:, allowed] = log_softmax(logits[:, allowed].astype(np.float64), axis=1)
     return out
 
 

@@ -242,7 +242,7 @@ def rank_diseases(
     ckpt = load_checkpoint(model_path)
     if ckpt["classes"] != panel["label_id"].to_list():
         raise MintError(f"{model_path}: teacher was trained on other candidates than {candidates_path}")
-    text, photos, _, classes = _tensors(cases, panel, embeddings_path, image_size)
+    text, photos, labels, classes = _tensors(cases, panel, embeddings_path, image_size)
 
     def scores_of(state_dict, rows) -> dict[str, np.ndarray]:
         model = FusionTeacher(ckpt["text_dim"], len(ckpt["classes"]), ckpt["hidden"])
@@ -259,13 +259,13 @@ def rank_diseases(
             scores[m][rows] = fold_scores[m]
     settings: dict[str, Any] = {"image_size": image_size}
     if knowledge is not None:
-        scores.update(_fuse(cases, classes, scores, knowledge))
+        scores.update(_fuse(cases, classes, labels, scores, knowledge))
         settings["knowledge"] = True
     # Streamed, a row group at a time: the rows are cases x labels x modalities.
     write_rankings(out_path, cases["case_id"].to_list(), classes, scores, provenance(settings))
 
 
-def _fuse(cases: pl.DataFrame, classes: list[str], heads: dict[str, np.ndarray],
+def _fuse(cases: pl.DataFrame, classes: list[str], labels: np.ndarray, heads: dict[str, np.ndarray],
           knowledge: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The knowledge-aware modalities (`knowledge_teacher.py`); writes the fitted fusion to knowledge['fusion']."""
     from mint.apps.rare_disease import knowledge_teacher
@@ -280,9 +280,7 @@ def _fuse(cases: pl.DataFrame, classes: list[str], heads: dict[str, np.ndarray],
     print(f"knowledge: Phenomizer similarities of {cases.height} cases to {len(classes)} diseases")
     sims = knowledge_teacher.knowledge_scores(annotations, terms, classes, cases["hpo_ids"].to_list())
     learnt = knowledge_teacher.learnt_labels(cases, classes, knowledge["synthetic_sources"])
-    index = {c: i for i, c in enumerate(classes)}
-    truth = np.array([index[c] for c in cases["label_id"].to_list()], dtype=np.int64)
-    fused, fitted = knowledge_teacher.fuse_with_knowledge(heads, sims, learnt, truth, validation, knowledge["seed"])
+    fused, fitted = knowledge_teacher.fuse_with_knowledge(heads, sims, learnt, labels, validation, knowledge["seed"])
     for modality, info in fitted["modalities"].items():
         print(f"knowledge: {modality}: feature set {info['feature_set']} (validation CV top-1 "
               + ", ".join(f"{fs} {100 * cv['top1']:.1f}%" for fs, cv in info["cv"].items()) + ")")
