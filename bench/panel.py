@@ -3,12 +3,14 @@ candidate without the prompt cache.
 
 Both score every label of a panel of `--labels` made-up disease names (2 to 8 words, as OMIM names
 run) for the same rare-disease questions (made-up notes of 2 to 14 findings, `bench.predict.questions`),
-with the same model, in batches of `--batch-size` candidates:
+with the same model (`--names-from` ranks a real panel's names instead):
 
-- cached: `mint.core.panel.score_panel`: the prompt once per case, then the candidates' tokens against
-  copies of its key/value cache;
-- without the cache: each candidate as the whole prompt + answer start + name, batched (right-padded,
-  the logits kept only where the candidates' tokens are), so every candidate pays for the prompt again.
+- cached: `mint.core.panel.score_panel`: the prompt once per case, then the names' token trie (a
+  prefix that several names share run once) against its key/value cache, `--batch-size` trie nodes
+  a forward pass;
+- without the cache: each candidate as the whole prompt + answer start + name, `--batch-size`
+  candidates a batch (right-padded, the logits kept only where the candidates' tokens are), so every
+  candidate pays for the prompt again.
 
 The model has the builtin student's shape from `--student-config` (default the benchmark's,
 config/student/benchmark.yaml: 4 layers, hidden 128, vocabulary up to 4,000), freshly initialised,
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import torch
 
 from bench.predict import questions
@@ -100,9 +103,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--student-config", type=Path, default=Path("config/student/benchmark.yaml"))
     p.add_argument("--skip-uncached", action="store_true", help="time the cached ranking only")
+    p.add_argument("--names-from", type=Path,
+                   help="a candidates.parquet whose names to rank instead of made-up ones (e.g. a benchmark run's "
+                        "results/cohort/candidates.parquet); --labels then takes its first N")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    prompts, names = questions(a.cases), disease_names(a.labels)
+    prompts = questions(a.cases)
+    names = (pl.read_parquet(a.names_from)["name"].to_list()[:a.labels] if a.names_from
+             else disease_names(a.labels))
     model, tokenizer = build_model(a.student_config, prompts, names)
     texts = [tokenizer.apply_chat_template(q, add_generation_prompt=True, tokenize=False) for q in prompts]
     n_prompt = statistics.median(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)

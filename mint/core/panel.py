@@ -63,6 +63,80 @@ def _forward(model, cache=None, **inputs):
     return out.logits, out.cache
 
 
+def prefix_chunks(tails: Sequence[Sequence[int]], capacity: int) -> list[dict[tuple[int, ...], int]]:
+    """The candidates' token prefixes that must go through the model, cut into chunks of about `capacity`.
+
+    A candidate of tokens t scores `log p(t[0])` from the prompt's own logits, then `log p(t[d])` from
+    the output at its prefix `t[:d]` (d = 1 .. len(t) - 1): those prefixes are the nodes of a token
+    trie, and candidates that begin alike share them ("Noonan syndrome" and "Noonan syndrome 1"). The
+    candidates are taken in token order, so neighbours share prefixes; each chunk maps its prefixes to
+    their places, every node after its own ancestors. A chunk is closed when the next candidate's new
+    prefixes would take it past `capacity` (then its whole path starts the next chunk: a chunk is never
+    split inside a candidate, so one longer than `capacity` gets a chunk of its own size).
+    Returns one dict per chunk, and `chunk_of` lists it by candidate in `assign_chunks`.
+    """
+    return assign_chunks(tails, capacity)[0]
+
+
+def assign_chunks(
+    tails: Sequence[Sequence[int]], capacity: int,
+) -> tuple[list[dict[tuple[int, ...], int]], list[int]]:
+    """(chunks, chunk of each candidate; -1 for a one-token candidate, which needs no node): see `prefix_chunks`."""
+    chunks: list[dict[tuple[int, ...], int]] = []
+    chunk_of = [-1] * len(tails)
+    current: dict[tuple[int, ...], int] = {}
+    for j in sorted(range(len(tails)), key=lambda j: list(tails[j])):
+        path = [tuple(tails[j][:d]) for d in range(1, len(tails[j]))]
+        if not path:
+            continue
+        new = [q for q in path if q not in current]
+        if current and len(current) + len(new) > capacity:
+            chunks.append(current)
+            current, new = {}, path
+        for q in new:
+            current[q] = len(current)
+        chunk_of[j] = len(chunks)
+    if current:
+        chunks.append(current)
+    return chunks, chunk_of
+
+
+class _Chunk:
+    """One forward pass of trie nodes after a prompt of `prompt_len` tokens: ids, positions, the tree mask,
+    and which (node, next token) pairs add to which candidate's score."""
+
+    def __init__(self, nodes: dict[tuple[int, ...], int], members: list[int], tails, device, dtype):
+        n = len(nodes)
+        prefixes = list(nodes)
+        self.ids = torch.tensor([[q[-1] for q in prefixes]], device=device)
+        self.depth = torch.tensor([[len(q) - 1 for q in prefixes]], device=device)
+        seen = torch.zeros((n, n), dtype=torch.bool)
+        for q, i in nodes.items():
+            seen[i, [nodes[q[:e]] for e in range(1, len(q) + 1)]] = True  # itself and its ancestors
+        self.tree = torch.zeros((n, n), dtype=dtype).masked_fill_(~seen, torch.finfo(dtype).min).to(device)
+        rows, nexts, owners = [], [], []
+        for j in members:
+            t = tails[j]
+            for d in range(1, len(t)):
+                rows.append(nodes[tuple(t[:d])])
+                nexts.append(t[d])
+                owners.append(j)
+        self.rows = torch.tensor(rows, device=device)
+        self.nexts = torch.tensor(nexts, device=device)
+        self.owners = torch.tensor(owners, device=device)
+
+    def scores(self, model, prompt_cache, prompt_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the candidates these scores belong to, the sum of their nodes' next-token log-probabilities)."""
+        n = self.ids.shape[1]
+        mask = torch.cat([torch.zeros((n, prompt_len), dtype=self.tree.dtype, device=self.tree.device), self.tree], 1)
+        cache = copy.deepcopy(prompt_cache)  # the forward pass appends to it
+        logits = _forward(model, cache, input_ids=self.ids, position_ids=prompt_len + self.depth,
+                          attention_mask=mask[None, None])[0][0].float()
+        # log p(token) = its logit - logsumexp of the row: no vocabulary-wide log_softmax written out.
+        logp = logits[self.rows, self.nexts] - torch.logsumexp(logits, dim=-1)[self.rows]
+        return self.owners, logp
+
+
 @torch.no_grad()
 def score_panel(
     model, processing, prompts: Sequence[list[dict]], names: Sequence[str], header: str, k: int, *,
@@ -75,9 +149,15 @@ def score_panel(
     not divided by its length: it is then the probability of the event "the first item is this
     name" (the line break after it closes the name), which a per-token average is not; a longer
     name costs only what the student thinks it costs. Ties keep panel order (`RankingsWriter`).
-    Candidates are batched by token length, so a batch pads little.
+
+    The candidates' tokens go through the model as a token trie (`prefix_chunks`): a prefix that
+    several names share is run once, `batch_size` trie nodes a forward pass, each attending to the
+    prompt's cache and to its own ancestors only (a tree-shaped attention mask, positions by depth).
     """
     model.eval()
+    if "flash" in str(getattr(model.config, "_attn_implementation", "")):
+        raise MintError("full-panel ranking needs an attention that takes a custom mask (sdpa or eager), "
+                        f"not {model.config._attn_implementation}")
     tokenizer = getattr(processing, "tokenizer", processing)
     if not prompts:
         return np.zeros((0, len(names)))
@@ -92,13 +172,14 @@ def score_panel(
         texts = render_prompts(processing, prompts, [[None]] * len(prompts), start)
     # The tokens a name adds do not depend on the case: every prompt ends in the same answer start.
     tails = candidate_tokens(tokenizer, texts[0], continuations, names)
-    lengths = torch.tensor([len(t) for t in tails])
-    order = torch.argsort(lengths, stable=True)
-    padded = torch.full((len(tails), int(lengths.max())), tokenizer.pad_token_id or 0, dtype=torch.long)
-    for j, tail in enumerate(tails):
-        padded[j, :len(tail)] = torch.tensor(tail)
     device = model.device
-    padded, lengths, order = padded.to(device), lengths.to(device), order.to(device)
+    chunks, chunk_of = assign_chunks(tails, batch_size)
+    members: list[list[int]] = [[] for _ in chunks]
+    for j, c in enumerate(chunk_of):
+        if c >= 0:
+            members[c].append(j)
+    passes = [_Chunk(nodes, m, tails, device, model.dtype) for nodes, m in zip(chunks, members)]
+    firsts = torch.tensor([t[0] for t in tails], device=device)
     scores = np.empty((len(prompts), len(names)))
     for i in tqdm(range(len(prompts)), desc="rank panel", unit="case", disable=not progress):
         if images is None:
@@ -110,20 +191,11 @@ def score_panel(
 
             enc = encode_prompts(processing, [prompts[i]], [[Image.open(images[i]).convert("RGB")]], start)
         logits, prompt_cache = _forward(model, **enc.to(device))
-        first = torch.log_softmax(logits[0, -1].float(), dim=-1)
-        row = torch.empty(len(names), device=device)
-        for s in range(0, len(names), batch_size):
-            idx = order[s:s + batch_size]
-            n_tok = lengths[idx]
-            ids = padded[idx, :int(n_tok.max())]
-            cache = copy.deepcopy(prompt_cache)  # the forward pass appends to it
-            cache.batch_repeat_interleave(len(idx))
-            # Right padding: a candidate's tokens come before its pads, so causal attention never sees them.
-            logits = _forward(model, cache, input_ids=ids)[0][:, :-1].float()
-            # log p(token) = its logit - logsumexp of the row: no vocabulary-wide log_softmax written out.
-            logp = logits.gather(-1, ids[:, 1:, None])[..., 0] - torch.logsumexp(logits, dim=-1)
-            inside = torch.arange(ids.shape[1] - 1, device=device)[None, :] < (n_tok[:, None] - 1)
-            row[idx] = first[ids[:, 0]] + (logp * inside).sum(dim=1)
+        row = torch.log_softmax(logits[0, -1].float(), dim=-1)[firsts]
+        prompt_len = prompt_cache.get_seq_length()
+        for chunk in passes:
+            owners, logp = chunk.scores(model, prompt_cache, prompt_len)
+            row.index_add_(0, owners, logp)
         scores[i] = row.cpu().double().numpy()
     return scores
 
