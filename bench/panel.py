@@ -25,6 +25,7 @@ largest difference between the two scores of a (case, label).
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from pathlib import Path
@@ -93,16 +94,43 @@ def score_without_cache(model, tokenizer, prompts: list, names: list[str], batch
     return scores
 
 
+@torch.no_grad()
+def score_rows_with_cache(model, tokenizer, prompts: list, names: list[str], batch_size: int) -> np.ndarray:
+    """The way before the trie: the prompt's cache copied for each batch of candidates, one row per candidate
+    (right-padded), so a prefix that several names share goes through the model once per name."""
+    start = first_item("", PROMPT.header, K)[0]
+    continuations = [first_item(n, PROMPT.header, K)[1] for n in names]
+    scores = np.empty((len(prompts), len(names)))
+    for i, prompt in enumerate(prompts):
+        text = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False) + start
+        tails = candidate_tokens(tokenizer, text, continuations, names)
+        out = model(**tokenizer(text, return_tensors="pt", add_special_tokens=False), use_cache=True)
+        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        order = sorted(range(len(tails)), key=lambda j: len(tails[j]))
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            width = max(len(tails[j]) for j in idx)
+            ids = torch.tensor([tails[j] + [tokenizer.pad_token_id] * (width - len(tails[j])) for j in idx])
+            cache = copy.deepcopy(out.cache)
+            cache.batch_repeat_interleave(len(idx))
+            logits = model(input_ids=ids, cache=cache, use_cache=True).logits[:, :-1].float()
+            logp = logits.gather(-1, ids[:, 1:, None])[..., 0] - torch.logsumexp(logits, dim=-1)
+            inside = torch.arange(width - 1)[None, :] < torch.tensor([len(tails[j]) - 1 for j in idx])[:, None]
+            scores[i, idx] = (first[ids[:, 0]] + (logp * inside).sum(dim=1)).double().numpy()
+    return scores
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=int, default=8)
     p.add_argument("--labels", type=int, default=800, help="panel size (the phenopacket benchmark's: 800)")
     p.add_argument("--batch-size", type=int, default=256,
-                   help="candidates a forward pass (evaluation.panel_batch_size)")
+                   help="trie nodes (score_panel) or candidates (the other ways) a forward pass "
+                        "(evaluation.panel_batch_size)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--student-config", type=Path, default=Path("config/student/benchmark.yaml"))
-    p.add_argument("--skip-uncached", action="store_true", help="time the cached ranking only")
+    p.add_argument("--skip-uncached", action="store_true", help="time the cached ways only")
     p.add_argument("--names-from", type=Path,
                    help="a candidates.parquet whose names to rank instead of made-up ones (e.g. a benchmark run's "
                         "results/cohort/candidates.parquet); --labels then takes its first N")
@@ -115,32 +143,36 @@ def main(argv: list[str] | None = None) -> None:
     texts = [tokenizer.apply_chat_template(q, add_generation_prompt=True, tokenize=False) for q in prompts]
     n_prompt = statistics.median(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
     start, continuations = first_item("", PROMPT.header, K)[0], [first_item(n, PROMPT.header, K)[1] for n in names]
-    n_name = statistics.mean(len(t) for t in candidate_tokens(tokenizer, texts[0] + start, continuations, names))
-    cached_s, plain_s, cached_cpu, plain_cpu = [], [], [], []
+    tails = candidate_tokens(tokenizer, texts[0] + start, continuations, names)
+    n_nodes = len({tuple(t[:d]) for t in tails for d in range(1, len(t))})
+    ways = {"trie + prompt cache (score_panel)":
+            lambda: score_panel(model, tokenizer, prompts, names, PROMPT.header, K, batch_size=a.batch_size),
+            "prompt cache, a row per name":
+            lambda: score_rows_with_cache(model, tokenizer, prompts, names, a.batch_size)}
+    if not a.skip_uncached:
+        ways["without the prompt cache"] = lambda: score_without_cache(model, tokenizer, prompts, names, a.batch_size)
+    wall = {w: [] for w in ways}
+    cpu = {w: [] for w in ways}
+    scores = {}
     for _ in range(a.repeats):
-        t, cpu = time.perf_counter(), time.process_time()
-        cached = score_panel(model, tokenizer, prompts, names, PROMPT.header, K, batch_size=a.batch_size)
-        cached_s.append(time.perf_counter() - t)
-        cached_cpu.append(time.process_time() - cpu)
-        if not a.skip_uncached:
-            t, cpu = time.perf_counter(), time.process_time()
-            plain = score_without_cache(model, tokenizer, prompts, names, a.batch_size)
-            plain_s.append(time.perf_counter() - t)
-            plain_cpu.append(time.process_time() - cpu)
+        for w, run in ways.items():
+            t, c = time.perf_counter(), time.process_time()
+            scores[w] = run()
+            wall[w].append(time.perf_counter() - t)
+            cpu[w].append(time.process_time() - c)
     print(f"model: {a.student_config} shape, {sum(p.numel() for p in model.parameters()):,} parameters, "
           f"vocabulary {len(tokenizer)}; cases {a.cases} (prompt median {n_prompt:.0f} tokens), labels {a.labels} "
-          f"(name {n_name:.1f} tokens on average), batch size {a.batch_size}, threads {a.threads}, repeats {a.repeats}")
-    rates = {}
-    for name, wall, cpu in (("cached (score_panel)", cached_s, cached_cpu),
-                            ("without the prompt cache", plain_s, plain_cpu)):
-        if wall:
-            rates[name] = (a.cases / statistics.median(wall), a.cases / statistics.median(cpu))
-            print(f"{name + ':':26s}{rates[name][0]:8.2f} cases/s wall, {rates[name][1]:8.2f} per CPU second  "
-                  f"(runs: {', '.join(f'{x:.1f}' for x in wall)} s wall, {', '.join(f'{x:.1f}' for x in cpu)} s CPU)")
-    if len(rates) == 2:
-        (cw, cc), (uw, uc) = rates.values()
-        print(f"ratio: {cw / uw:.1f}x wall, {cc / uc:.1f}x CPU; largest score difference: "
-              f"{np.abs(cached - plain).max():.1e}")
+          f"(name {statistics.mean(map(len, tails)):.1f} tokens on average, {sum(len(t) - 1 for t in tails)} tokens "
+          f"after the first, {n_nodes} trie nodes), batch size {a.batch_size}, threads {a.threads}, "
+          f"repeats {a.repeats}")
+    rates = {w: (a.cases / statistics.median(wall[w]), a.cases / statistics.median(cpu[w])) for w in ways}
+    for w in ways:
+        print(f"{w + ':':36s}{rates[w][0]:8.2f} cases/s wall, {rates[w][1]:8.2f} per CPU second  "
+              f"(runs: {', '.join(f'{x:.1f}' for x in wall[w])} s wall, {', '.join(f'{x:.1f}' for x in cpu[w])} s CPU)")
+    first, *others = ways
+    for w in others:
+        print(f"ratio to {w}: {rates[first][0] / rates[w][0]:.1f}x wall, {rates[first][1] / rates[w][1]:.1f}x CPU; "
+              f"largest score difference: {np.abs(scores[first] - scores[w]).max():.1e}")
 
 
 if __name__ == "__main__":

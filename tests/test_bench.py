@@ -62,9 +62,8 @@ def test_panel_bench_runs_and_finds_the_same_scores():
                           "--repeats", "1", "--student-config", "tests/data/tiny/student.yaml"],
                          capture_output=True, text=True, cwd=REPO, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
-    assert "ratio:" in res.stdout
-    difference = float(res.stdout.split("largest score difference: ")[1].split()[0])
-    assert difference < 1e-4
+    differences = [float(part.split()[0]) for part in res.stdout.split("largest score difference: ")[1:]]
+    assert len(differences) == 2 and max(differences) < 1e-4  # the trie against a row per name, and no cache
 
 
 def test_train_speed_bench_runs_both_ways_on_the_same_objective(tmp_path):
