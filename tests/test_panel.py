@@ -15,7 +15,7 @@ from mint.apps.rare_disease.prompts import PROMPT
 from mint.apps.rare_disease.student import build_tiny_llama, render_chat, train_tokenizer
 from mint.core import schemas
 from mint.core.io import MintError, read_parquet
-from mint.core.panel import MODALITY, candidate_tokens, rank_panel, score_panel
+from mint.core.panel import MODALITY, assign_chunks, candidate_tokens, rank_panel, score_panel
 from mint.core.prompts import build_prompt, first_item, format_answer
 from tests.factories import make_cases, make_labels, write_cohort
 
@@ -70,6 +70,19 @@ def test_scores_do_not_depend_on_the_batch_size(student):
     one = score_panel(model, tokenizer, prompts, NAMES, HEADER, 3, batch_size=1)
     whole = score_panel(model, tokenizer, prompts, NAMES, HEADER, 3, batch_size=len(NAMES))
     np.testing.assert_allclose(whole, one, rtol=0, atol=1e-4)
+
+
+def test_the_trie_runs_a_shared_prefix_once_and_keeps_each_path_in_one_chunk():
+    tails = [[5, 1, 2], [5, 1, 2, 3], [5, 1, 4], [7], [7, 8, 9, 10, 11, 12], [6, 1]]
+    chunks, chunk_of = assign_chunks(tails, capacity=4)
+    assert chunk_of[3] == -1  # one token: scored from the prompt's own logits, no node
+    for j, tail in enumerate(tails):
+        if chunk_of[j] >= 0:  # every prefix a candidate scores from lies in its chunk, after its own parent
+            nodes = chunks[chunk_of[j]]
+            places = [nodes[tuple(tail[:d])] for d in range(1, len(tail))]
+            assert places == sorted(places)
+    assert sorted(len(c) for c in chunks) == [4, 5]  # (5), (5,1), (5,1,2), (6) | the 5-node path of [7, 8, ...]
+    assert sum(map(len, chunks)) < sum(len(t) - 1 for t in tails)  # (5) and (5, 1) run once for three names
 
 
 def test_a_tokenizer_that_merges_across_the_cut_is_refused(student):

@@ -63,7 +63,9 @@ def _forward(model, cache=None, **inputs):
     return out.logits, out.cache
 
 
-def prefix_chunks(tails: Sequence[Sequence[int]], capacity: int) -> list[dict[tuple[int, ...], int]]:
+def assign_chunks(
+    tails: Sequence[Sequence[int]], capacity: int,
+) -> tuple[list[dict[tuple[int, ...], int]], list[int]]:
     """The candidates' token prefixes that must go through the model, cut into chunks of about `capacity`.
 
     A candidate of tokens t scores `log p(t[0])` from the prompt's own logits, then `log p(t[d])` from
@@ -71,17 +73,10 @@ def prefix_chunks(tails: Sequence[Sequence[int]], capacity: int) -> list[dict[tu
     trie, and candidates that begin alike share them ("Noonan syndrome" and "Noonan syndrome 1"). The
     candidates are taken in token order, so neighbours share prefixes; each chunk maps its prefixes to
     their places, every node after its own ancestors. A chunk is closed when the next candidate's new
-    prefixes would take it past `capacity` (then its whole path starts the next chunk: a chunk is never
-    split inside a candidate, so one longer than `capacity` gets a chunk of its own size).
-    Returns one dict per chunk, and `chunk_of` lists it by candidate in `assign_chunks`.
+    prefixes would take it past `capacity` (then its whole path starts the next chunk: a candidate is
+    never split across chunks, so one longer than `capacity` gets a chunk of its own size).
+    Returns (the chunks, the chunk of each candidate: -1 for a one-token candidate, which needs no node).
     """
-    return assign_chunks(tails, capacity)[0]
-
-
-def assign_chunks(
-    tails: Sequence[Sequence[int]], capacity: int,
-) -> tuple[list[dict[tuple[int, ...], int]], list[int]]:
-    """(chunks, chunk of each candidate; -1 for a one-token candidate, which needs no node): see `prefix_chunks`."""
     chunks: list[dict[tuple[int, ...], int]] = []
     chunk_of = [-1] * len(tails)
     current: dict[tuple[int, ...], int] = {}
@@ -150,7 +145,7 @@ def score_panel(
     name" (the line break after it closes the name), which a per-token average is not; a longer
     name costs only what the student thinks it costs. Ties keep panel order (`RankingsWriter`).
 
-    The candidates' tokens go through the model as a token trie (`prefix_chunks`): a prefix that
+    The candidates' tokens go through the model as a token trie (`assign_chunks`): a prefix that
     several names share is run once, `batch_size` trie nodes a forward pass, each attending to the
     prompt's cache and to its own ancestors only (a tree-shaped attention mask, positions by depth).
     """
