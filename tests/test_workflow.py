@@ -306,6 +306,8 @@ READERS = {
     "evaluation.fuzzy_cutoff": {"score_student"},
     "evaluation.bootstrap": {"make_report"},
     "evaluation.ks": {"score_teacher", "score_ranker", "score_student_panel", "make_report"},
+    "evaluation.split": {"predict_student", "predict_rag", "score_student", "score_teacher", "score_ranker",
+                         "rank_student", "score_student_panel", "rank_phenomizer", "rank_knn", "make_report"},
     "baselines.phenomizer_mode": {"rank_phenomizer"},
     "baselines.neighbours": {"rank_knn", "predict_rag"},
     "baselines.retriever": {"rank_knn", "predict_rag"},
@@ -321,7 +323,7 @@ NEW_VALUES = {"knowledge.default_frequency": 0.4, "cohort.simulated.note_facial_
               "prompt.system": "You name diseases.", "evaluation.max_new_tokens": 20, "evaluation.batch_size": 8,
               "evaluation.panel_batch_size": 16,
               "evaluation.threads": 2, "evaluation.fuzzy_cutoff": 0.9, "evaluation.bootstrap": 60,
-              "evaluation.ks": [1, 3], "baselines.phenomizer_mode": "bma", "baselines.neighbours": 5,
+              "evaluation.ks": [1, 3], "evaluation.split": "validation", "baselines.phenomizer_mode": "bma", "baselines.neighbours": 5,
               "baselines.retriever": "bm25", "baselines.rag_diseases": 3, "seed": 8}
 
 

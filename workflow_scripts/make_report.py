@@ -11,4 +11,5 @@ with step_log(snakemake.log[0]):
                 teacher_metrics=snakemake.input.teacher[0] if snakemake.input.teacher else None,
                 cases_path=snakemake.input.cases, candidates_path=snakemake.input.candidates,
                 excluded_path=snakemake.input.excluded, rankings_path=snakemake.input.rankings,
-                modality=p.modality, q=p.q, teacher_description=p.teacher_description)
+                modality=p.modality, q=p.q, teacher_description=p.teacher_description,
+                split=p.split)

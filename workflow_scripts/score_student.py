@@ -6,4 +6,5 @@ p = snakemake.params
 with step_log(snakemake.log[0]):
     score_student(snakemake.input.cases, snakemake.input.candidates, snakemake.input.vocabulary,
                   snakemake.input.predictions, snakemake.output.scores, k=p.k, header=p.header,
-                  fuzzy_cutoff=p.fuzzy_cutoff, normalise=load_application(p.application).normalise, seed=p.seed)
+                  fuzzy_cutoff=p.fuzzy_cutoff, normalise=load_application(p.application).normalise, seed=p.seed,
+                  split=p.split)

@@ -39,9 +39,18 @@ def load_labels(path: str | Path) -> pl.DataFrame:
     return read_parquet(path, schemas.LABELS)
 
 
+def cases_in(cases: pl.DataFrame, split: str = "test") -> pl.DataFrame:
+    """The cases of `split` (the one scored: `evaluation.split`) in case order; an error when there are none."""
+    out = cases.filter(pl.col("split") == split).sort("case_id")
+    if out.height == 0:
+        raise MintError(f"the cohort has no {split} cases to score (config key 'evaluation.split': {split!r}); "
+                        f"give the cohort {split} cases (cohort.split) or score another split")
+    return out
+
+
 def split_truth(cases: pl.DataFrame, split: str = "test") -> pl.DataFrame:
-    """(case_id, label_id) of the cases of `split`."""
-    return cases.filter(pl.col("split") == split).select("case_id", "label_id")
+    """(case_id, label_id) of the cases of `split` (`cases_in`)."""
+    return cases_in(cases, split).select("case_id", "label_id")
 
 
 def assign_split(cases: pl.DataFrame, validation: float, test: float, seed: int) -> pl.DataFrame:

@@ -25,13 +25,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import torch
 from tqdm import tqdm
 
-from mint.core.cohort import load_cases, load_labels
+from mint.core.cohort import cases_in, load_cases, load_labels
 from mint.core.io import MintError, provenance
-from mint.core.predict import add_prompt_arguments, parse_prompt
+from mint.core.predict import add_prompt_arguments, add_split_argument, parse_prompt
 from mint.core.prompts import build_prompt, first_item
 from mint.core.rankings import RankingsWriter
 from mint.core.workflow import rank_log
@@ -209,7 +208,7 @@ def rank_panel(
     from mint.core.train import load_trained
 
     torch.set_num_threads(threads)
-    cases = load_cases(cases_path).filter(pl.col("split") == split).sort("case_id")
+    cases = cases_in(load_cases(cases_path), split)
     for field in (text_field, image_field):
         if field is not None and field not in cases.columns:
             raise MintError(f"{cases_path}: no column {field!r}, the student's input")
@@ -242,6 +241,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_prompt_arguments(p)
     p.add_argument("--batch-size", type=int, default=256, help="candidates per forward pass")
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
+    add_split_argument(p)
     p.add_argument("--log", default=None, help="log file")
     return p
 
@@ -251,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     with rank_log(a.log):
         prompt = parse_prompt(a.prompt)
         rank_panel(a.model_dir, a.cases, a.candidates, a.out, prompt=prompt, text_field=a.text_field, k=a.k,
-                   batch_size=a.batch_size, threads=a.threads, image_field=a.image_field)
+                   batch_size=a.batch_size, threads=a.threads, split=a.split,
+                   image_field=a.image_field)
 
 
 if __name__ == "__main__":

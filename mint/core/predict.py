@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from mint.core import schemas
-from mint.core.cohort import load_cases
+from mint.core.cohort import cases_in, load_cases
 from mint.core.io import MintError, provenance, write_parquet
 from mint.core.launch import use_cpu
 from mint.core.prompts import build_prompt, parse_answer
@@ -137,7 +137,7 @@ def predict(
     nothing else. Several processes (accelerate launch) share the work; only process 0 writes.
     """
     state = process_state()
-    cases = load_cases(cases_path).filter(pl.col("split") == split).sort("case_id")
+    cases = cases_in(load_cases(cases_path), split)
     for field in (text_field, image_field):
         if field is not None and field not in cases.columns:
             raise MintError(f"{cases_path}: no column {field!r}, the student's input")
@@ -165,6 +165,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="CPU threads per process")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--method", default="student", help="the value of the 'method' column")
+    add_split_argument(p)
     p.add_argument("--log", default=None, help="log file (process k > 0 writes <stem>.rank<k>.log beside it)")
     return p
 
@@ -175,6 +176,10 @@ def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-field", default=None, help="the cases column the student reads (text students)")
     p.add_argument("--image-field", default=None, help="the cases column of the image path a vision student sees")
     p.add_argument("--k", type=int, required=True, help="labels the student is asked to name")
+
+
+def add_split_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", default="test", choices=("test", "validation"), help="the cases to answer")
 
 
 def parse_prompt(text: str) -> dict[str, Any]:
@@ -191,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         prompt = parse_prompt(a.prompt)
         predict(a.model_dir, a.cases, a.out, method=a.method, prompt=prompt, text_field=a.text_field, k=a.k,
                 batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, threads=a.threads, seed=a.seed,
-                image_field=a.image_field)
+                split=a.split, image_field=a.image_field)
 
 
 if __name__ == "__main__":

@@ -46,14 +46,21 @@ STUDENT_ROWS = {"base": "base model", "sft": "SFT", "dpo": "DPO (from SFT)", "or
 # A student's full-panel ranking (`mint.core.panel`) is the method `<student><PANEL_SUFFIX>` of the report,
 # its row `<student's row> (full panel)`, after every row that answers.
 PANEL_SUFFIX = "_panel"
+# The summary's first lines when the scores are of the validation cases (`evaluation.split: validation`).
+VALIDATION_BANNER = [
+    "**Scored on the validation cases** (`evaluation.split: validation`), for choosing options without reading "
+    "the test split. The teacher's fusion or calibration was fitted on these cases, so the teacher's rows are "
+    "in-sample here; the students and the rankers never trained on them.",
+    "",
+]
 
 
 def score_student(
     cases_path: str | Path, candidates_path: str | Path, vocabulary_path: str | Path | None,
     predictions_path: str | Path, out_path: str | Path, *, k: int, header: str, fuzzy_cutoff: float,
-    normalise: Callable[[str], str] = normalize_name, seed: int | None = None,
+    normalise: Callable[[str], str] = normalize_name, seed: int | None = None, split: str = "test",
 ) -> None:
-    """CASE_SCORES of a student's answers; `seed`: the training seed of a trained student.
+    """CASE_SCORES of a student's answers to the `split` cases; `seed`: the training seed of a trained student.
 
     Names are matched over the vocabulary (the candidates when there is none), candidates first.
     """
@@ -62,20 +69,20 @@ def score_student(
     matcher = NameMatcher(vocabulary, prefer=candidates["label_id"].to_list(), cutoff=fuzzy_cutoff,
                           normalise=normalise)
     preds = read_parquet(predictions_path, schemas.PREDICTIONS)
-    scores = score_predictions(preds, split_truth(load_cases(cases_path)), matcher, k, header, seed=seed)
+    scores = score_predictions(preds, split_truth(load_cases(cases_path), split), matcher, k, header, seed=seed)
     write_parquet(scores, out_path, schemas.CASE_SCORES,
                   provenance({"k": k, "header": header, "fuzzy_cutoff": fuzzy_cutoff}, seed=seed))
 
 
 def score_ranker(cases_path: str | Path, rankings_path: str | Path, out_path: str | Path, *, modality: str,
-                 method: str, k: int, chunk: int = 50_000, seed: int | None = None) -> None:
-    """CASE_SCORES of a ranker (the teacher in one modality, a baseline, or a student ranking the whole
-    panel, `mint.core.panel`), from its top `k` labels; `seed`: a trained student's training seed.
+                 method: str, k: int, chunk: int = 50_000, seed: int | None = None, split: str = "test") -> None:
+    """CASE_SCORES on the `split` cases of a ranker (the teacher in one modality, a baseline, or a student
+    ranking the whole panel, `mint.core.panel`), from its top `k` labels; `seed`: a trained student's training seed.
 
     A ranker ranks every candidate, so it is scored on as many labels as the largest k the report asks.
     Its rankings are read streamed, `chunk` cases at a time (`mint.core.rankings.RankedLists`).
     """
-    truth = split_truth(load_cases(cases_path))
+    truth = split_truth(load_cases(cases_path), split)
     with RankedLists(rankings_path, modality, top=k, cases=truth, scratch=Path(out_path).parent) as ranked:
         parts = [score_rankings(rows, truth.join(rows.select("case_id").unique(), on="case_id"), k, method, seed)
                  for rows in _ranked_rows(ranked, modality, chunk)]
@@ -128,7 +135,7 @@ def make_report(
     k: int, ks: Sequence[int], n_boot: int, seed: int, teacher_metrics: str | Path | None = None,
     cases_path: str | Path | None = None, candidates_path: str | Path | None = None,
     excluded_path: str | Path | None = None, rankings_path: str | Path | None = None, modality: str | None = None,
-    q: int | None = None, teacher_description: str | None = None,
+    q: int | None = None, teacher_description: str | None = None, split: str = "test",
 ) -> pl.DataFrame:
     """Write the comparison under `out_dir`; with the cohort files, also the cohort and per-label sections.
 
@@ -136,7 +143,7 @@ def make_report(
     With the teacher's rankings (`modality`: the one that made the pairs, `q`: the rejected list's
     length), also `agreement.csv` (coverage of the teacher's top k, avoidance of its bottom q) and
     `confusion.png` (true label against the label MINT names first). `teacher_description`: which
-    teacher ranked, from what (a line of the summary).
+    teacher ranked, from what (a line of the summary). `split`: the cases the scores are of (`evaluation.split`).
     """
     rows = row_labels(app)
     scores = pl.concat([read_parquet(p, schemas.CASE_SCORES) for p in score_paths])
@@ -146,7 +153,8 @@ def make_report(
     # Rows in a fixed order (teachers, rankers, then the students), whatever the input order.
     table = table.sort(pl.col("method").map_elements(_order_key(rows), return_dtype=pl.Int64), maintain_order=True)
     out = Path(out_dir)
-    prov = provenance({"k": k, "ks": list(ks), "bootstrap": n_boot, "application": app.name}, seed=seed)
+    prov = provenance({"k": k, "ks": list(ks), "bootstrap": n_boot, "application": app.name, "split": split},
+                      seed=seed)
     with atomic_path(out / "metrics.csv") as tmp:
         table.write_csv(tmp)
     training = [load_json(Path(d) / "metrics.json") for d in train_dirs]
@@ -168,7 +176,7 @@ def make_report(
     if cases_path and candidates_path:
         cases = load_cases(cases_path)
         cohort = _cohort_facts(cases, load_labels(candidates_path), excluded_path)
-        seen_section = _seen_section(scores, cases, table, app, ks, n_boot, seed, out / "by_seen_label.csv")
+        seen_section = _seen_section(scores, cases, table, app, ks, n_boot, seed, out / "by_seen_label.csv", split)
         per_label = _per_label(scores, cases, app.synthetic_sources)
         with atomic_path(out / "per_label.csv") as tmp:
             per_label.write_csv(tmp)
@@ -185,13 +193,13 @@ def make_report(
             method = "orpo" if "orpo" in table["method"].to_list() else table["method"][-1]
             _plot_confusion(scores, method, load_labels(candidates_path), rows, app, out / "confusion.png")
     teacher = load_json(teacher_metrics) if teacher_metrics else None
-    write_json({"metrics": table.to_dicts(), "training": training, "orpo_vs": comparisons, "teacher_vs": teacher_vs,
-                "cohort": cohort, "teacher": teacher}, out / "metrics.json", prov)
-    _plot_accuracy(table, k, app, out / "accuracy.png")
+    write_json({"split": split, "metrics": table.to_dicts(), "training": training, "orpo_vs": comparisons,
+                "teacher_vs": teacher_vs, "cohort": cohort, "teacher": teacher}, out / "metrics.json", prov)
+    _plot_accuracy(table, k, app, out / "accuracy.png", split)
     _plot_training(train_dirs, rows, out / "training.png")
     context = {"table": table, "k": k, "ks": list(ks), "teacher_metrics": teacher, "cohort": cohort, "cases": cases,
                "agreement": agreement, "q": q, "teacher_description": teacher_description,
-               "seen_section": seen_section, "teacher_vs": teacher_vs}
+               "seen_section": seen_section, "teacher_vs": teacher_vs, "split": split}
     _write_summary(app, rows, context, training, comparisons, out / "summary.md")
     return table
 
@@ -216,10 +224,10 @@ def _cohort_facts(cases: pl.DataFrame, candidates: pl.DataFrame, excluded_path: 
 
 
 def _seen_section(scores: pl.DataFrame, cases: pl.DataFrame, table: pl.DataFrame, app: Application,
-                  ks: Sequence[int], n_boot: int, seed: int, path: Path) -> list[str]:
+                  ks: Sequence[int], n_boot: int, seed: int, path: Path, split: str = "test") -> list[str]:
     """Summary lines "By whether the label has a real training case", and the table as `path` (CSV).
 
-    Every row of the main `table` (its order and labels), on the test cases whose label is seen
+    Every row of the main `table` (its order and labels), on the `split` cases whose label is seen
     (`mint.core.evaluate.seen_labels`) and on the others; one line instead when one group is empty.
     """
     by = summarize_by_seen(scores, seen_labels(cases, app.synthetic_sources), ks=tuple(ks), n_boot=n_boot, seed=seed)
@@ -237,13 +245,13 @@ def _seen_section(scores: pl.DataFrame, cases: pl.DataFrame, table: pl.DataFrame
     synthetic = " or ".join(f"`{s}`" for s in app.synthetic_sources) or "none"
     lines = ["", "## By whether the label has a real training case", ""]
     if not all(sizes.values()):
-        which = "every test case's" if sizes["seen"] else "no test case's"
+        which = f"every {split} case's" if sizes["seen"] else f"no {split} case's"
         return lines + [f"Not split: {which} {app.label_noun} has a real training case (source not {synthetic}), "
                         "so either group would repeat the main table."]
     rest = [x for x in ks if x != 1]
     tops = ["top1", *([f"top{max(rest)}"] if rest else [])]
     head = [f"{top.replace('top', 'top-')} % {g} ({sizes[g]} cases)" for g in SEEN_GROUPS for top in tops]
-    lines += [f"A test case's {app.label_noun} is *seen* when at least one of its training cases comes from a real "
+    lines += [f"A {split} case's {app.label_noun} is *seen* when at least one of its training cases comes from a real "
               f"source (not {synthetic}; validation cases do not count). Means over seeds and 95% bootstrap "
               f"intervals as in the main table; `{path.name}` has every metric.", "",
               "| method | " + " | ".join(head) + " |", "|" + "---|" * (len(head) + 1)]
@@ -330,7 +338,9 @@ def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[s
     lines = [
         "# MINT evaluation",
         "",
-        f"Test cases: {table['n_cases'].max()}. Students answer from {app.student_input} only, with a list of "
+        *(VALIDATION_BANNER if context.get("split") == "validation" else []),
+        f"{context.get('split', 'test').capitalize()} cases: {table['n_cases'].max()}. Students answer from "
+        f"{app.student_input} only, with a list of "
         f"k={k} {app.labels_noun} (so top-{max(ks) if ks else k} of a student can be at most its top-{k}); the "
         f"teacher and the rankers rank every candidate, and so does a student's '(full panel)' row: every "
         f"candidate by the student's likelihood of naming it first. Brackets: 95% bootstrap intervals over cases"
@@ -419,7 +429,7 @@ def _pyplot():
     return plt
 
 
-def _plot_accuracy(table: pl.DataFrame, k: int, app: Application, path: Path) -> None:
+def _plot_accuracy(table: pl.DataFrame, k: int, app: Application, path: Path, split: str = "test") -> None:
     plt = _pyplot()
     metrics = ["top1"] + ([f"top{k}"] if f"top{k}" in table.columns and k != 1 else [])
     fig, ax = plt.subplots(figsize=(1.2 * table.height + 2, 3.6))
@@ -431,10 +441,10 @@ def _plot_accuracy(table: pl.DataFrame, k: int, app: Application, path: Path) ->
         ax.bar(xs, vals, width, yerr=err, capsize=3, label=m.replace("top", "top-"))
     ax.set_xticks([i + width * (len(metrics) - 1) / 2 for i in range(table.height)])
     ax.set_xticklabels(table["label"].to_list(), rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"{split} accuracy (%)")
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8)
-    ax.set_title(f"{app.label_noun.capitalize()} prediction on the test cases (95% bootstrap intervals)", fontsize=9)
+    ax.set_title(f"{app.label_noun.capitalize()} prediction on the {split} cases (95% bootstrap intervals)", fontsize=9)
     _save(fig, path)
 
 

@@ -163,6 +163,7 @@ rule rank_phenomizer:
         "benchmarks/rank_phenomizer.tsv"
     params:
         mode=config["baselines"]["phenomizer_mode"],
+        split=config["evaluation"]["split"],
     conda:
         "../../envs/mint.yaml"
     resources:
@@ -183,6 +184,7 @@ rule rank_knn:
     params:
         retriever=config["baselines"]["retriever"],
         neighbours=config["baselines"]["neighbours"],
+        split=config["evaluation"]["split"],
     conda:
         "../../envs/mint.yaml"
     resources:
@@ -215,6 +217,7 @@ rule predict_rag:
         max_new_tokens=config["evaluation"]["max_new_tokens"],
         eval_threads=config["evaluation"]["threads"],
         seed=config["seed"],
+        split=config["evaluation"]["split"],
     conda:
         "../../envs/mint.yaml"
     threads: 1

@@ -20,6 +20,7 @@ rule predict_student:
         max_new_tokens=config["evaluation"]["max_new_tokens"],
         eval_threads=config["evaluation"]["threads"],
         seed=config["seed"],
+        split=config["evaluation"]["split"],
     conda:
         "../../envs/mint.yaml"
     threads: 1
@@ -30,12 +31,12 @@ rule predict_student:
     wildcard_constraints:
         run=PREDICT_RUN,
     shell:
-        # The test cases are shared out over one process per GPU (CPU: one process); see mint/core/launch.py.
+        # The cases of evaluation.split are shared out over one process per GPU (CPU: one process); see mint/core/launch.py.
         "PROCESSES=$(python -m mint.core.launch {resources.gpu}); "
         "accelerate launch --config_file {input.accelerate:q} $PROCESSES -m mint.core.predict "
         "{params.model:q} {input.cases:q} {output.predictions:q} --prompt {params.prompt:q} {params.text_field} {params.image_field} "
         "--k {params.k} --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens} "
-        "--threads {params.eval_threads} --seed {params.seed} --method {params.method} --log {log:q}"
+        "--threads {params.eval_threads} --seed {params.seed} --method {params.method} --split {params.split} --log {log:q}"
 
 
 rule score_student:
@@ -53,6 +54,7 @@ rule score_student:
         header=APP.prompt.header,
         fuzzy_cutoff=config["evaluation"]["fuzzy_cutoff"],
         seed=run_seed,
+        split=config["evaluation"]["split"],
     conda:
         "../../envs/mint.yaml"
     resources:
@@ -76,6 +78,7 @@ rule score_teacher:
         modality=lambda wildcards: wildcards.modality,
         method=lambda wildcards: f"teacher_{wildcards.modality}",
         k=max(config["evaluation"]["ks"]),
+        split=config["evaluation"]["split"],
     conda:
         "../../envs/mint.yaml"
     resources:
@@ -101,6 +104,7 @@ if APP.rankers:
             modality=lambda wildcards: wildcards.ranker,
             method=lambda wildcards: wildcards.ranker,
             k=max(config["evaluation"]["ks"]),
+            split=config["evaluation"]["split"],
         conda:
             "../../envs/mint.yaml"
         resources:
@@ -130,6 +134,7 @@ rule rank_student:
         k=config["preferences"]["k"],
         batch_size=config["evaluation"]["panel_batch_size"],
         eval_threads=config["evaluation"]["threads"],
+        split=config["evaluation"]["split"],
     conda:
         "../../envs/mint.yaml"
     threads: 1
@@ -155,6 +160,7 @@ rule score_student_panel:
         method=lambda wildcards: f"{run_method(wildcards)}{PANEL_SUFFIX}",
         k=max(config["evaluation"]["ks"]),
         seed=run_seed,
+        split=config["evaluation"]["split"],
     conda:
         "../../envs/mint.yaml"
     resources:

@@ -25,6 +25,7 @@ rule make_report:
         ks=config["evaluation"]["ks"],
         bootstrap=config["evaluation"]["bootstrap"],
         seed=config["seed"],
+        split=config["evaluation"]["split"],
     conda:
         "../../envs/mint.yaml"
     resources:

@@ -8,4 +8,5 @@ with step_log(snakemake.log[0]):
     predict_rag(p.model, snakemake.input.cases, snakemake.input.candidates, snakemake.input.embeddings,
                 snakemake.output.predictions, method=p.method, prompt=json.loads(p.prompt), k=p.k,
                 retriever=p.retriever, n_neighbours=p.neighbours, rag_diseases=p.rag_diseases,
-                batch_size=p.batch_size, max_new_tokens=p.max_new_tokens, threads=p.eval_threads, seed=p.seed)
+                batch_size=p.batch_size, max_new_tokens=p.max_new_tokens, threads=p.eval_threads, seed=p.seed,
+                split=p.split)

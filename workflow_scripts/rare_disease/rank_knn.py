@@ -4,4 +4,4 @@ from mint.core.workflow import step_log
 with step_log(snakemake.log[0]):
     knn_rankings(snakemake.input.cases, snakemake.input.candidates, snakemake.input.embeddings,
                  snakemake.output.rankings, retriever=snakemake.params.retriever,
-                 n_neighbours=snakemake.params.neighbours)
+                 n_neighbours=snakemake.params.neighbours, split=snakemake.params.split)

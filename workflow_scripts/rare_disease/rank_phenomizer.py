@@ -3,4 +3,5 @@ from mint.core.workflow import step_log
 
 with step_log(snakemake.log[0]):
     rank_cohort(snakemake.input.annotations, snakemake.input.terms, snakemake.input.cases,
-                snakemake.input.candidates, snakemake.output.rankings, mode=snakemake.params.mode)
+                snakemake.input.candidates, snakemake.output.rankings, mode=snakemake.params.mode,
+                split=snakemake.params.split)

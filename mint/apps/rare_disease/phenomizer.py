@@ -226,13 +226,13 @@ def rank_cohort(annotations_path: str | Path, terms_path: str | Path, cases_path
                 split: str | None = "test") -> None:
     """Write the Phenomizer RANKINGS of the cohort's cases in `split` (None: all) that list HPO terms."""
     from mint.apps.rare_disease import schemas as knowledge_schemas
-    from mint.core.cohort import load_cases, load_labels
+    from mint.core.cohort import cases_in, load_cases, load_labels
 
     annotations = read_parquet(annotations_path, knowledge_schemas.ANNOTATIONS)
     terms = read_parquet(terms_path, knowledge_schemas.TERMS)
     cases, panel = load_cases(cases_path), load_labels(candidates_path)
     if split is not None:
-        cases = cases.filter(pl.col("split") == split)
+        cases = cases_in(cases, split)
     without = cases.filter(pl.col("hpo_ids").is_null())
     if without.height:
         print(f"phenomizer: skipping {without.height} case(s) without HPO terms, e.g. {without['case_id'][0]!r}")
@@ -247,10 +247,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("cohort_dir")
     parser.add_argument("out_path")
     parser.add_argument("--mode", choices=MODES, default="one_way")
+    parser.add_argument("--split", choices=("test", "validation"), default="test")
     args = parser.parse_args(argv)
     k, c = Path(args.knowledge_dir), Path(args.cohort_dir)
     rank_cohort(k / "annotations.parquet", k / "terms.parquet", c / "cases.parquet", c / "candidates.parquet",
-                args.out_path, args.mode)
+                args.out_path, args.mode, args.split)
 
 
 if __name__ == "__main__":

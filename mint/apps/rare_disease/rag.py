@@ -26,7 +26,7 @@ import polars as pl
 
 from mint.apps.rare_disease.prompts import PROMPT
 from mint.core import schemas
-from mint.core.cohort import load_cases, load_labels
+from mint.core.cohort import cases_in, load_cases, load_labels
 from mint.core.config import load_config
 from mint.core.io import MintError, provenance, read_parquet, write_parquet
 from mint.core.prompts import build_prompt
@@ -79,11 +79,11 @@ def rag_context(diagnoses: Sequence[str]) -> str:
     return "Diagnoses of the most similar earlier patients, most similar first: " + "; ".join(diagnoses) + "."
 
 
-def _retrieve(cases_path, candidates_path, embeddings_path, retriever: str, n_neighbours: int):
-    """Test cases, training cases and the neighbours of each test case among the training cases."""
+def _retrieve(cases_path, candidates_path, embeddings_path, retriever: str, n_neighbours: int, split: str = "test"):
+    """The `split` cases, training cases and the neighbours of each `split` case among the training cases."""
     cases, panel = load_cases(cases_path), load_labels(candidates_path)
     train = cases.filter(pl.col("split") == "train").sort("case_id")
-    test = cases.filter(pl.col("split") == "test").sort("case_id")
+    test = cases_in(cases, split)
     train_emb = query_emb = None
     if retriever == "minilm":
         emb = read_parquet(embeddings_path)
@@ -99,9 +99,10 @@ def _retrieve(cases_path, candidates_path, embeddings_path, retriever: str, n_ne
 
 
 def knn_rankings(cases_path, candidates_path, embeddings_path, out_path, *, retriever: str,
-                 n_neighbours: int) -> None:
-    """RANKINGS (modality `knn`) of the test cases by their nearest training patients."""
-    test, train, panel, idx, sim = _retrieve(cases_path, candidates_path, embeddings_path, retriever, n_neighbours)
+                 n_neighbours: int, split: str = "test") -> None:
+    """RANKINGS (modality `knn`) of the `split` cases by their nearest training patients."""
+    test, train, panel, idx, sim = _retrieve(cases_path, candidates_path, embeddings_path, retriever, n_neighbours,
+                                             split)
     classes = panel["label_id"].to_list()
     index = {d: i for i, d in enumerate(classes)}
     labels = np.array([index[d] for d in train["label_id"].to_list()], dtype=np.int64)
@@ -113,12 +114,13 @@ def knn_rankings(cases_path, candidates_path, embeddings_path, out_path, *, retr
 def predict_rag(
     model_dir: str, cases_path, candidates_path, embeddings_path, out_path, *, method: str,
     prompt: Mapping[str, str], k: int, retriever: str, n_neighbours: int, rag_diseases: int, batch_size: int,
-    max_new_tokens: int, threads: int, seed: int,
+    max_new_tokens: int, threads: int, seed: int, split: str = "test",
 ) -> None:
-    """The student's answers when the neighbours' diagnoses precede each test note (PREDICTIONS)."""
+    """The student's answers when the neighbours' diagnoses precede each `split` note (PREDICTIONS)."""
     from mint.core.predict import answer_prompts, write_predictions
 
-    test, train, panel, idx, _ = _retrieve(cases_path, candidates_path, embeddings_path, retriever, n_neighbours)
+    test, train, panel, idx, _ = _retrieve(cases_path, candidates_path, embeddings_path, retriever, n_neighbours,
+                                           split)
     name_of = dict(zip(panel["label_id"].to_list(), panel["name"].to_list()))
     train_dx = train["label_id"].to_list()
     prompts = []
@@ -148,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 method=a.method, prompt=PROMPT.resolved(config["prompt"]), k=config["preferences"]["k"],
                 retriever=b["retriever"], n_neighbours=b["neighbours"], rag_diseases=b["rag_diseases"],
                 batch_size=ev["batch_size"], max_new_tokens=ev["max_new_tokens"], threads=ev["threads"],
-                seed=config["seed"])
+                seed=config["seed"], split=ev["split"])
 
 
 if __name__ == "__main__":
