@@ -49,7 +49,7 @@ PANEL_SUFFIX = "_panel"
 # The summary's first lines when the scores are of the validation cases (`evaluation.split: validation`).
 VALIDATION_BANNER = [
     "**Scored on the validation cases** (`evaluation.split: validation`), for choosing options without reading "
-    "the test split. The teacher's fusion or calibration was fitted on these cases, so the teacher's rows are "
+    "the test split. The teacher's fusion or epoch was chosen on these cases, so the teacher's rows are "
     "in-sample here; the students and the rankers never trained on them.",
     "",
 ]
