@@ -91,3 +91,27 @@ def test_reruns_bench_plans_a_change_with_a_dry_run(tmp_path):
     # The recipe was edited in a copy of the config, which is a link to the repository's again afterwards.
     assert (tmp_path / "config").resolve() == REPO / "config"
     assert "5.0e-4" not in (REPO / "config" / "recipes" / "tiny" / "orpo.yaml").read_text()
+
+
+def test_compare_runs_pairs_each_run_with_the_first(tmp_path):
+    """Two runs' score files of one method: each is renamed and paired against the first on shared cases."""
+    import polars as pl
+
+    from bench.compare_runs import compare, load_named
+    from mint.core import schemas
+    from mint.core.evaluate import CASE_SCORE_SCHEMA
+    from mint.core.io import MintError, write_parquet
+
+    paths = []
+    for name, ranks in (("a", [1, None, None, 2]), ("b", [1, 1, 1, None])):
+        rows = {"case_id": ["c1", "c2", "c3", "c4"], "method": ["orpo"] * 4, "label_id": ["A"] * 4,
+                "predicted_ids": [["A"]] * 4, "rank": ranks, "n_predicted": [1] * 4, "n_hallucinated": [0] * 4,
+                "format_ok": [True] * 4, "seed": [1] * 4}
+        path = tmp_path / f"{name}.parquet"
+        write_parquet(pl.DataFrame(rows, schema=CASE_SCORE_SCHEMA), path, schemas.CASE_SCORES)
+        paths.append(f"{name}={path}")
+    lines = compare(load_named(paths), ks=(1, 10), n_boot=50)
+    assert lines[2].startswith("| a | 4 | 25.0 [") and lines[3].startswith("| b | 4 | 75.0 [")
+    assert lines[-2].startswith("| b | top1 | +50.0 |") and lines[-1].startswith("| b | top10 | +25.0 |")
+    with pytest.raises(MintError, match="name=path"):
+        load_named([str(tmp_path / "a.parquet")])

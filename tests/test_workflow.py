@@ -323,7 +323,8 @@ NEW_VALUES = {"knowledge.default_frequency": 0.4, "cohort.simulated.note_facial_
               "prompt.system": "You name diseases.", "evaluation.max_new_tokens": 20, "evaluation.batch_size": 8,
               "evaluation.panel_batch_size": 16,
               "evaluation.threads": 2, "evaluation.fuzzy_cutoff": 0.9, "evaluation.bootstrap": 60,
-              "evaluation.ks": [1, 3], "evaluation.split": "validation", "baselines.phenomizer_mode": "bma", "baselines.neighbours": 5,
+              "evaluation.ks": [1, 3], "evaluation.split": "validation", "baselines.phenomizer_mode": "bma",
+              "baselines.neighbours": 5,
               "baselines.retriever": "bm25", "baselines.rag_diseases": 3, "seed": 8}
 
 
