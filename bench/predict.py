@@ -7,9 +7,14 @@ findings, greedily, with the workflow's `evaluation.max_new_tokens` (64):
 
 - batched: `mint.core.predict.generate_answers` (prompts sorted by length, left-padded batches of
   `--batch-size`, the workflow's `evaluation.batch_size` default 64);
+- batched with `generate`: the same batches, each through one `model.generate` call (the workflow's
+  way before `mint.core.predict.greedy_tokens`, which lets a finished answer leave its batch);
 - per case: tokenise one prompt, one `model.generate`, decode, as the paper's scripts do.
 
-Prints the median cases/s of each over `--repeats` (alternating), their ratio, and how many answers
+`--notes-from cases.parquet` asks about the first `--cases` notes of a split of a real cohort
+(with `--student`, a trained student of that cohort) instead of made-up notes.
+
+Prints the median cases/s of each over `--repeats` (alternating), the ratios, and how many answers
 are the same.
 
     python -m bench.predict --cases 128 --repeats 3 --threads 1
@@ -81,6 +86,32 @@ def questions(n: int, seed: int = 1) -> list[list[dict]]:
 
 
 @torch.no_grad()
+def answer_with_generate(model, tokenizer, prompts: list[list[dict]], batch_size: int,
+                         max_new_tokens: int) -> list[str]:
+    """The batches `generate_answers` makes, each through one `model.generate` call (finished rows stay in)."""
+    model.eval()
+    tokenizer.padding_side = "left"
+    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    answers = [""] * len(texts)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        for i, row in zip(idx, out[:, enc["input_ids"].shape[1]:]):
+            answers[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+    return answers
+
+
+def real_questions(path: Path, n: int, split: str) -> list[list[dict]]:
+    """Questions about the first `n` notes (by case id) of `split` in a cohort's cases.parquet."""
+    cases = pl.read_parquet(path).filter(pl.col("split") == split).sort("case_id").head(n)
+    return [build_prompt(PROMPT.resolved(None), K, note, "note") for note in cases["note"].to_list()]
+
+
+@torch.no_grad()
 def answer_one_by_one(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int) -> list[str]:
     """The plain way: one tokenised prompt, one `generate` call, one decode per case."""
     model.eval()
@@ -103,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--pretrain-steps", type=int, default=150)
     p.add_argument("--student", type=Path, help="a student folder to use instead of building one")
+    p.add_argument("--notes-from", type=Path, help="a cohort's cases.parquet: ask about its real notes")
+    p.add_argument("--split", default="validation", help="with --notes-from: the split whose notes to use")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory(prefix="mint-predict-") as tmp:
@@ -110,23 +143,32 @@ def main(argv: list[str] | None = None) -> None:
         folder = a.student or build_student(Path(tmp), a.pretrain_steps, a.threads)
         print(f"student: {folder} ({time.perf_counter() - t0:.0f} s to build)", flush=True)
         model, tokenizer = load_student(str(folder))
-        prompts = questions(a.cases)
-        batched_s, single_s = [], []
+        prompts = real_questions(a.notes_from, a.cases, a.split) if a.notes_from else questions(a.cases)
+        ways = {"batched (generate_answers)": lambda: generate_answers(model, tokenizer, prompts, a.batch_size,
+                                                                       a.max_new_tokens),
+                "batched, one generate call a batch": lambda: answer_with_generate(model, tokenizer, prompts,
+                                                                                   a.batch_size, a.max_new_tokens),
+                "one generate call per case": lambda: answer_one_by_one(model, tokenizer, prompts, a.max_new_tokens)}
+        seconds: dict[str, list[float]] = {name: [] for name in ways}
+        answers: dict[str, list[str]] = {}
         for _ in range(a.repeats):
-            t = time.perf_counter()
-            batched = generate_answers(model, tokenizer, prompts, a.batch_size, a.max_new_tokens)
-            batched_s.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            single = answer_one_by_one(model, tokenizer, prompts, a.max_new_tokens)
-            single_s.append(time.perf_counter() - t)
-    same = sum(x == y for x, y in zip(batched, single))
-    words = statistics.mean(len(x.split()) for x in batched)
-    b, s = a.cases / statistics.median(batched_s), a.cases / statistics.median(single_s)
-    print(f"cases: {a.cases}, batch size {a.batch_size}, max_new_tokens {a.max_new_tokens}, threads {a.threads}, "
-          f"repeats {a.repeats}; answers {words:.1f} words on average")
-    print(f"batched (generate_answers): {b:8.2f} cases/s  (runs: {', '.join(f'{x:.1f}' for x in batched_s)} s)")
-    print(f"one generate call per case: {s:8.2f} cases/s  (runs: {', '.join(f'{x:.1f}' for x in single_s)} s)")
-    print(f"ratio: {b / s:.1f}x; same answers: {same} of {a.cases}")
+            for name, way in ways.items():
+                t = time.perf_counter()
+                answers[name] = way()
+                seconds[name].append(time.perf_counter() - t)
+    n = len(prompts)
+    rate = {name: n / statistics.median(s) for name, s in seconds.items()}
+    names = list(ways)
+    words = statistics.mean(len(x.split()) for x in answers[names[0]])
+    print(f"cases: {n}{' real notes of ' + str(a.notes_from) if a.notes_from else ''}, batch size {a.batch_size}, "
+          f"max_new_tokens {a.max_new_tokens}, threads {a.threads}, repeats {a.repeats}; answers {words:.1f} words "
+          "on average")
+    for name in names:
+        print(f"{name + ':':38s} {rate[name]:8.2f} cases/s  (runs: {', '.join(f'{x:.1f}' for x in seconds[name])} s)")
+    for name in names[:2]:
+        same = sum(x == y for x, y in zip(answers[name], answers[names[2]]))
+        print(f"ratio {name} / one call per case: {rate[name] / rate[names[2]]:.1f}x; same answers: {same} of {n}")
+    print(f"ratio batched (generate_answers) / one generate call a batch: {rate[names[0]] / rate[names[1]]:.2f}x")
 
 
 if __name__ == "__main__":

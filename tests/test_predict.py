@@ -33,3 +33,23 @@ def test_batched_answers_equal_one_call_per_case(student):
     one_by_one = [generate_answers(model, tokenizer, [p], batch_size=1, max_new_tokens=12)[0] for p in prompts]
     assert batched == one_by_one
     assert len(set(batched)) > 1 and all(batched)  # real, different answers, not all empty
+
+
+def test_the_decode_loop_gives_what_generate_gives(student):
+    """`greedy_tokens` (finished rows leave the batch) against HF's `generate`, one case at a time."""
+    from mint.core.predict import greedy_tokens
+
+    model, tokenizer, prompts = student
+    tokenizer.padding_side = "left"
+    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    # The untrained model seldom ends: call the third token of the first answer the end token, so that
+    # rows end at different steps and leave the batch.
+    end = greedy_tokens(model, enc["input_ids"], enc["attention_mask"], 12, tokenizer.eos_token_id)[0][2]
+    rows = greedy_tokens(model, enc["input_ids"], enc["attention_mask"], 12, end)
+    assert len(rows[0]) <= 3 and len({len(r) for r in rows}) > 1
+    for text, row in zip(texts, rows):
+        one = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        out = model.generate(**one, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                             eos_token_id=end)[0, one["input_ids"].shape[1]:].tolist()
+        assert row == out

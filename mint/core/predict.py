@@ -74,11 +74,17 @@ def generate_answers(
 
             pictures = [[Image.open(images[i]).convert("RGB")] for i in idx]
             enc = encode_prompts(processing, [prompts[i] for i in idx], pictures)
-        out = model.generate(
-            **enc.to(model.device), max_new_tokens=max_new_tokens, do_sample=False,
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        )
-        for i, row in zip(idx, out[:, enc["input_ids"].shape[1] :]):
+        enc = enc.to(model.device)
+        if images is None:
+            rows = greedy_tokens(model, enc["input_ids"], enc["attention_mask"], max_new_tokens,
+                                 tokenizer.eos_token_id)
+        else:
+            out = model.generate(
+                **enc, max_new_tokens=max_new_tokens, do_sample=False,
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            )
+            rows = out[:, enc["input_ids"].shape[1] :].tolist()
+        for i, row in zip(idx, rows):
             done.append((i, tokenizer.decode(row, skip_special_tokens=True).strip()))
     if n_proc > 1:
         from accelerate.utils import gather_object
@@ -88,6 +94,41 @@ def generate_answers(
     for i, answer in done:
         answers[i] = answer
     return answers
+
+
+@torch.no_grad()
+def greedy_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
+                  eos_token_id: int) -> list[list[int]]:
+    """Greedy new tokens of each row of a left-padded batch (a text model), up to and with its end token.
+
+    What `model.generate(do_sample=False)` gives, but a row leaves the batch, and the key/value
+    cache, as soon as it has ended, so the long answers of a batch do not carry the finished ones.
+    """
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+    rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+    mask, position = attention_mask, positions[:, -1:]
+    tokens: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
+    for step in range(max_new_tokens):
+        nxt = logits[:, -1].argmax(-1)
+        for r, token in zip(rows.tolist(), nxt.tolist()):
+            tokens[r].append(token)
+        alive = nxt != eos_token_id
+        if step == max_new_tokens - 1 or not alive.any():
+            break
+        if not alive.all():
+            keep = alive.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, nxt, mask, position = rows[keep], nxt[keep], mask[keep], position[keep]
+        mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+        position = position + 1
+        logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position, past_key_values=cache,
+                       use_cache=True).logits
+    return tokens
 
 
 def answer_prompts(
