@@ -109,7 +109,7 @@ def greedy_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     cache = DynamicCache(config=model.config)
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+                   cache=cache, use_cache=True, logits_to_keep=1).logits
     rows = torch.arange(input_ids.shape[0], device=input_ids.device)
     mask, position = attention_mask, positions[:, -1:]
     tokens: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
@@ -126,7 +126,7 @@ def greedy_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
             rows, nxt, mask, position = rows[keep], nxt[keep], mask[keep], position[keep]
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
         position = position + 1
-        logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position, past_key_values=cache,
+        logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position, cache=cache,
                        use_cache=True).logits
     return tokens
 
