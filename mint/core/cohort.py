@@ -13,6 +13,7 @@ records in `split_source` where each case's split came from (`SPLIT_SOURCES`).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from mint.core import schemas
 from mint.core.io import MintError, read_parquet
 
 SPLITS = ("train", "validation", "test")
+# The splits the students, the teacher and the baselines can be scored on (`evaluation.split`).
+SCORED_SPLITS = ("test", "validation")
 # Where a case's split came from: given with the input (a `split` column, or folds); a config list of test
 # cases or groups;
 # the given split of the case's group (no group on two sides); the seeded split; or a rule of the
@@ -37,6 +40,11 @@ def load_cases(path: str | Path) -> pl.DataFrame:
 def load_labels(path: str | Path) -> pl.DataFrame:
     """A candidates or vocabulary table (LABELS)."""
     return read_parquet(path, schemas.LABELS)
+
+
+def add_split_argument(p: argparse.ArgumentParser) -> None:
+    """The `--split` option of a step that scores or answers one split (`SCORED_SPLITS`)."""
+    p.add_argument("--split", default="test", choices=SCORED_SPLITS, help="the cases to score")
 
 
 def cases_in(cases: pl.DataFrame, split: str = "test") -> pl.DataFrame:

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from mint.core.cohort import cases_in, load_cases, load_labels
+from mint.core.cohort import add_split_argument, cases_in, load_cases, load_labels
 from mint.core.io import MintError, provenance
-from mint.core.predict import add_prompt_arguments, add_split_argument, parse_prompt
+from mint.core.predict import add_prompt_arguments, parse_prompt
 from mint.core.prompts import build_prompt, first_item
 from mint.core.rankings import RankingsWriter
 from mint.core.workflow import rank_log

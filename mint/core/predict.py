@@ -24,7 +24,7 @@ import torch
 from tqdm import tqdm
 
 from mint.core import schemas
-from mint.core.cohort import cases_in, load_cases
+from mint.core.cohort import add_split_argument, cases_in, load_cases
 from mint.core.io import MintError, provenance, write_parquet
 from mint.core.launch import use_cpu
 from mint.core.prompts import build_prompt, parse_answer
@@ -217,10 +217,6 @@ def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-field", default=None, help="the cases column the student reads (text students)")
     p.add_argument("--image-field", default=None, help="the cases column of the image path a vision student sees")
     p.add_argument("--k", type=int, required=True, help="labels the student is asked to name")
-
-
-def add_split_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--split", default="test", choices=("test", "validation"), help="the cases to answer")
 
 
 def parse_prompt(text: str) -> dict[str, Any]:

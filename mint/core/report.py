@@ -338,8 +338,8 @@ def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[s
     lines = [
         "# MINT evaluation",
         "",
-        *(VALIDATION_BANNER if context.get("split") == "validation" else []),
-        f"{context.get('split', 'test').capitalize()} cases: {table['n_cases'].max()}. Students answer from "
+        *(VALIDATION_BANNER if context["split"] == "validation" else []),
+        f"{context['split'].capitalize()} cases: {table['n_cases'].max()}. Students answer from "
         f"{app.student_input} only, with a list of "
         f"k={k} {app.labels_noun} (so top-{max(ks) if ks else k} of a student can be at most its top-{k}); the "
         f"teacher and the rankers rank every candidate, and so does a student's '(full panel)' row: every "

@@ -32,6 +32,7 @@ import polars as pl
 from tqdm import tqdm
 
 from mint.core import schemas
+from mint.core.cohort import add_split_argument
 from mint.core.io import MintError, provenance, read_parquet, write_parquet
 
 MODES = ("one_way", "symmetric", "bma")
@@ -247,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("cohort_dir")
     parser.add_argument("out_path")
     parser.add_argument("--mode", choices=MODES, default="one_way")
-    parser.add_argument("--split", choices=("test", "validation"), default="test")
+    add_split_argument(parser)
     args = parser.parse_args(argv)
     k, c = Path(args.knowledge_dir), Path(args.cohort_dir)
     rank_cohort(k / "annotations.parquet", k / "terms.parquet", c / "cases.parquet", c / "candidates.parquet",
