@@ -6,7 +6,10 @@ that it answers in the list format and stops) the same questions about made-up n
 findings, greedily, with the workflow's `evaluation.max_new_tokens` (64):
 
 - batched: `mint.core.predict.generate_answers` (prompts sorted by length, left-padded batches of
-  `--batch-size`, the workflow's `evaluation.batch_size` default 64);
+  `--batch-size`, the workflow's `evaluation.batch_size` default 64), whose prefill passes the
+  batch's shared first tokens once (`mint.core.predict.prefill`);
+- batched, whole prompts: the same, but each row's prompt passes through the model whole (the
+  workflow's way before the shared prefix);
 - batched with `generate`: the same batches, each through one `model.generate` call (the workflow's
   way before `mint.core.predict.greedy_tokens`, which lets a finished answer leave its batch);
 - per case: tokenise one prompt, one `model.generate`, decode, as the paper's scripts do.
@@ -14,8 +17,10 @@ findings, greedily, with the workflow's `evaluation.max_new_tokens` (64):
 `--notes-from cases.parquet` asks about the first `--cases` notes of a split of a real cohort
 (with `--student`, a trained student of that cohort) instead of made-up notes.
 
-Prints the median cases/s of each over `--repeats` (alternating), the ratios, and how many answers
-are the same.
+Prints the median cases/s of each over `--repeats` (alternating), the ratios, how many answers
+are the same, and where the workflow's way spends its time: the prefill passes (the prompts) against
+the decode passes, timed in one more run. One call per case cannot get faster than its time over
+that prefill time, whatever the decoding does.
 
     python -m bench.predict --cases 128 --repeats 3 --threads 1
 """
@@ -23,6 +28,7 @@ are the same.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import time
@@ -36,6 +42,7 @@ from mint.apps.rare_disease import schemas as knowledge_schemas
 from mint.apps.rare_disease.knowledge import knowledge_files
 from mint.apps.rare_disease.prompts import PROMPT
 from mint.apps.rare_disease.student import build_builtin_student
+from mint.core import predict as core_predict
 from mint.core.io import write_parquet
 from mint.core.models import load_student
 from mint.core.predict import generate_answers
@@ -105,6 +112,38 @@ def answer_with_generate(model, tokenizer, prompts: list[list[dict]], batch_size
     return answers
 
 
+@contextlib.contextmanager
+def whole_prompts():
+    """`generate_answers` as before the shared prefix: no row shares its first tokens."""
+    shared_prefix = core_predict.shared_prefix
+    core_predict.shared_prefix = lambda *_: 0
+    try:
+        yield
+    finally:
+        core_predict.shared_prefix = shared_prefix
+
+
+def time_passes(model, run) -> dict[str, float]:
+    """Seconds of `run()` inside prefill passes (more than one input token a row), decode passes, and in all."""
+    spent = {"prefill": 0.0, "decode": 0.0}
+    forward = model.forward
+
+    def timed(*args, **kwargs):
+        t = time.perf_counter()
+        out = forward(*args, **kwargs)
+        spent["prefill" if kwargs["input_ids"].shape[1] > 1 else "decode"] += time.perf_counter() - t
+        return out
+
+    model.forward = timed
+    try:
+        t = time.perf_counter()
+        run()
+        spent["all"] = time.perf_counter() - t
+    finally:
+        model.forward = forward
+    return spent
+
+
 def real_questions(path: Path, n: int, split: str) -> list[list[dict]]:
     """Questions about the first `n` notes (by case id) of `split` in a cohort's cases.parquet."""
     cases = pl.read_parquet(path).filter(pl.col("split") == split).sort("case_id").head(n)
@@ -144,8 +183,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"student: {folder} ({time.perf_counter() - t0:.0f} s to build)", flush=True)
         model, tokenizer = load_student(str(folder))
         prompts = real_questions(a.notes_from, a.cases, a.split) if a.notes_from else questions(a.cases)
-        ways = {"batched (generate_answers)": lambda: generate_answers(model, tokenizer, prompts, a.batch_size,
-                                                                       a.max_new_tokens),
+        answer = lambda: generate_answers(model, tokenizer, prompts, a.batch_size, a.max_new_tokens)  # noqa: E731
+
+        def answer_whole():
+            with whole_prompts():
+                return answer()
+
+        ways = {"batched (generate_answers)": answer,
+                "batched, whole prompts": answer_whole,
                 "batched, one generate call a batch": lambda: answer_with_generate(model, tokenizer, prompts,
                                                                                    a.batch_size, a.max_new_tokens),
                 "one generate call per case": lambda: answer_one_by_one(model, tokenizer, prompts, a.max_new_tokens)}
@@ -156,19 +201,26 @@ def main(argv: list[str] | None = None) -> None:
                 t = time.perf_counter()
                 answers[name] = way()
                 seconds[name].append(time.perf_counter() - t)
+        spent = time_passes(model, answer)
     n = len(prompts)
     rate = {name: n / statistics.median(s) for name, s in seconds.items()}
     names = list(ways)
+    plain = names[-1]
     words = statistics.mean(len(x.split()) for x in answers[names[0]])
     print(f"cases: {n}{' real notes of ' + str(a.notes_from) if a.notes_from else ''}, batch size {a.batch_size}, "
           f"max_new_tokens {a.max_new_tokens}, threads {a.threads}, repeats {a.repeats}; answers {words:.1f} words "
           "on average")
     for name in names:
         print(f"{name + ':':38s} {rate[name]:8.2f} cases/s  (runs: {', '.join(f'{x:.1f}' for x in seconds[name])} s)")
-    for name in names[:2]:
-        same = sum(x == y for x, y in zip(answers[name], answers[names[2]]))
-        print(f"ratio {name} / one call per case: {rate[name] / rate[names[2]]:.1f}x; same answers: {same} of {n}")
-    print(f"ratio batched (generate_answers) / one generate call a batch: {rate[names[0]] / rate[names[1]]:.2f}x")
+    for name in names[:-1]:
+        same = sum(x == y for x, y in zip(answers[name], answers[plain]))
+        print(f"ratio {name} / one call per case: {rate[name] / rate[plain]:.1f}x; same answers: {same} of {n}")
+    for name in names[1:-1]:
+        print(f"ratio batched (generate_answers) / {name}: {rate[names[0]] / rate[name]:.2f}x")
+    print(f"batched (generate_answers), one more run: {spent['all']:.2f} s, of which prefill passes "
+          f"{spent['prefill']:.2f} s ({spent['prefill'] / spent['all']:.0%}), decode passes {spent['decode']:.2f} s; "
+          f"one call per case / that prefill: {n / rate[plain] / spent['prefill']:.1f}x (the most any decoding "
+          "could reach with this prefill)")
 
 
 if __name__ == "__main__":

@@ -53,3 +53,36 @@ def test_the_decode_loop_gives_what_generate_gives(student):
         out = model.generate(**one, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id,
                              eos_token_id=end)[0, one["input_ids"].shape[1]:].tolist()
         assert row == out
+
+
+def test_prefill_passes_the_shared_first_tokens_once(student):
+    """The shared-prefix prefill gives each row the last logits of its own forward pass, from fewer tokens."""
+    from transformers import DynamicCache
+
+    from mint.core.predict import prefill, shared_prefix
+
+    model, tokenizer, prompts = student
+    tokenizer.padding_side = "left"
+    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    texts.append(texts[2] + " and more")  # a row that begins with the whole of another
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    shared = shared_prefix(enc["input_ids"], enc["attention_mask"])
+    assert 10 < shared < int(enc["attention_mask"].sum(1).min())
+    fed = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: fed.append(kwargs["input_ids"].numel()),
+                                           with_kwargs=True)
+    try:
+        with torch.no_grad():
+            logits, mask, position = prefill(model, enc["input_ids"], enc["attention_mask"], DynamicCache())
+    finally:
+        hook.remove()
+    assert sum(fed) < enc["input_ids"].numel() - (len(texts) - 2) * shared
+    lengths = enc["attention_mask"].sum(1)
+    assert mask.sum(1).tolist() == lengths.tolist() and (position[:, 0] == lengths - 1).all()
+    for text, row in zip(texts, logits):
+        one = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            alone = model(**one, logits_to_keep=1).logits[0]
+        torch.testing.assert_close(row, alone, rtol=1e-4, atol=1e-4)
+    single = enc["input_ids"][:1], enc["attention_mask"][:1]
+    assert shared_prefix(*single) == int(single[1].sum()) - 1  # one row: all but its last token

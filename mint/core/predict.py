@@ -96,22 +96,59 @@ def generate_answers(
     return answers
 
 
+def shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int:
+    """How many first tokens all rows of a left-padded batch share, leaving each row at least one of its own."""
+    lengths = attention_mask.sum(1).tolist()
+    rows = [row[len(row) - n :] for row, n in zip(input_ids.tolist(), lengths)]
+    shared = 0
+    for tokens in zip(*rows):
+        if shared >= min(lengths) - 1 or len(set(tokens)) > 1:
+            break
+        shared += 1
+    return shared
+
+
+def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache) -> tuple[torch.Tensor, ...]:
+    """Fill `cache` with a left-padded batch; (last logits, the cache's mask, the last positions).
+
+    The tokens every row begins with (a chat template's system turn, a note's opening words) pass
+    through the model once, not once a row: their keys and values are repeated to the batch, and
+    the rest of each row follows them, left-padded (the mask then has its holes in the middle).
+    """
+    n_rows, shared = input_ids.shape[0], shared_prefix(input_ids, attention_mask)
+    if n_rows > 1 and shared > 0:
+        lengths = attention_mask.sum(1)
+        width = int(lengths.max()) - shared
+        first = input_ids[lengths.argmax(), -int(lengths.max()) :][None, :shared]
+        model(input_ids=first, position_ids=torch.arange(shared, device=first.device)[None], cache=cache,
+              use_cache=True, logits_to_keep=1)
+        cache.batch_repeat_interleave(n_rows)
+        # Each row's own tokens are its last (length - shared); the columns before them are padding.
+        own = torch.arange(width, device=lengths.device) >= (width - (lengths - shared))[:, None]
+        input_ids, rest = input_ids[:, -width:], own.to(attention_mask.dtype)
+        attention_mask = torch.cat([attention_mask.new_ones(n_rows, shared), rest], dim=1)
+        positions = (shared + rest.long().cumsum(-1) - 1).clamp(min=0)
+    else:
+        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                   cache=cache, use_cache=True, logits_to_keep=1).logits
+    return logits, attention_mask, positions[:, -1:]
+
+
 @torch.no_grad()
 def greedy_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
                   eos_token_id: int) -> list[list[int]]:
     """Greedy new tokens of each row of a left-padded batch (a text model), up to and with its end token.
 
-    What `model.generate(do_sample=False)` gives, but a row leaves the batch, and the key/value
-    cache, as soon as it has ended, so the long answers of a batch do not carry the finished ones.
+    What `model.generate(do_sample=False)` gives, but the batch's shared first tokens are computed
+    once (`prefill`), and a row leaves the batch, and the key/value cache, as soon as it has ended,
+    so the long answers of a batch do not carry the finished ones.
     """
     from transformers import DynamicCache
 
     cache = DynamicCache(config=model.config)
-    positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                   cache=cache, use_cache=True, logits_to_keep=1).logits
+    logits, mask, position = prefill(model, input_ids, attention_mask, cache)
     rows = torch.arange(input_ids.shape[0], device=input_ids.device)
-    mask, position = attention_mask, positions[:, -1:]
     tokens: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
     for step in range(max_new_tokens):
         nxt = logits[:, -1].argmax(-1)
