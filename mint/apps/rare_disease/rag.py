@@ -83,7 +83,7 @@ def _retrieve(cases_path, candidates_path, embeddings_path, retriever: str, n_ne
     """The `split` cases, training cases and the neighbours of each `split` case among the training cases."""
     cases, panel = load_cases(cases_path), load_labels(candidates_path)
     train = cases.filter(pl.col("split") == "train").sort("case_id")
-    test = cases_in(cases, split)
+    scored = cases_in(cases, split)
     train_emb = query_emb = None
     if retriever == "minilm":
         emb = read_parquet(embeddings_path)
@@ -92,22 +92,22 @@ def _retrieve(cases_path, candidates_path, embeddings_path, retriever: str, n_ne
         if missing:
             raise MintError(f"{embeddings_path}: no embedding for case(s) {missing[:3]}; rerun embed_notes")
         train_emb = np.asarray([by_id[c] for c in train["case_id"].to_list()], dtype=np.float32)
-        query_emb = np.asarray([by_id[c] for c in test["case_id"].to_list()], dtype=np.float32)
-    idx, sim = neighbours(train["note"].to_list(), test["note"].to_list(), n_neighbours, retriever,
+        query_emb = np.asarray([by_id[c] for c in scored["case_id"].to_list()], dtype=np.float32)
+    idx, sim = neighbours(train["note"].to_list(), scored["note"].to_list(), n_neighbours, retriever,
                           train_emb, query_emb)
-    return test, train, panel, idx, sim
+    return scored, train, panel, idx, sim
 
 
 def knn_rankings(cases_path, candidates_path, embeddings_path, out_path, *, retriever: str,
                  n_neighbours: int, split: str = "test") -> None:
     """RANKINGS (modality `knn`) of the `split` cases by their nearest training patients."""
-    test, train, panel, idx, sim = _retrieve(cases_path, candidates_path, embeddings_path, retriever, n_neighbours,
-                                             split)
+    scored, train, panel, idx, sim = _retrieve(cases_path, candidates_path, embeddings_path, retriever, n_neighbours,
+                                               split)
     classes = panel["label_id"].to_list()
     index = {d: i for i, d in enumerate(classes)}
     labels = np.array([index[d] for d in train["label_id"].to_list()], dtype=np.int64)
     scores = knn_scores(idx, sim, labels, len(classes))
-    write_parquet(rankings_frame(test["case_id"].to_list(), classes, scores, "knn"), out_path, schemas.RANKINGS,
+    write_parquet(rankings_frame(scored["case_id"].to_list(), classes, scores, "knn"), out_path, schemas.RANKINGS,
                   provenance({"retriever": retriever, "neighbours": n_neighbours}))
 
 
@@ -119,19 +119,19 @@ def predict_rag(
     """The student's answers when the neighbours' diagnoses precede each `split` note (PREDICTIONS)."""
     from mint.core.predict import answer_prompts, write_predictions
 
-    test, train, panel, idx, _ = _retrieve(cases_path, candidates_path, embeddings_path, retriever, n_neighbours,
-                                           split)
+    scored, train, panel, idx, _ = _retrieve(cases_path, candidates_path, embeddings_path, retriever, n_neighbours,
+                                             split)
     name_of = dict(zip(panel["label_id"].to_list(), panel["name"].to_list()))
     train_dx = train["label_id"].to_list()
     prompts = []
-    for note, row in zip(test["note"].to_list(), idx):
+    for note, row in zip(scored["note"].to_list(), idx):
         diagnoses = list(dict.fromkeys(name_of[train_dx[j]] for j in row))[:rag_diseases]
         prompts.append(build_prompt(prompt, k, note, "note", context=rag_context(diagnoses)))
     answers = answer_prompts(model_dir, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
                              threads=threads, seed=seed)
     settings = {"prompt": dict(prompt), "k": k, "retriever": retriever, "neighbours": n_neighbours,
                 "rag_diseases": rag_diseases, "batch_size": batch_size, "max_new_tokens": max_new_tokens}
-    write_predictions(test["case_id"].to_list(), method, answers, prompt["header"], out_path,
+    write_predictions(scored["case_id"].to_list(), method, answers, prompt["header"], out_path,
                       provenance(settings, seed=seed, model=str(model_dir)))
 
 
