@@ -18,9 +18,9 @@ findings, greedily, with the workflow's `evaluation.max_new_tokens` (64):
 (with `--student`, a trained student of that cohort) instead of made-up notes.
 
 Prints the median cases/s of each over `--repeats` (alternating), the ratios, how many answers
-are the same, and where the workflow's way spends its time: the prefill passes (the prompts) against
-the decode passes, timed in one more run. One call per case cannot get faster than its time over
-that prefill time, whatever the decoding does.
+are the same, and where the two batched ways spend their time: the prefill passes (the prompts)
+against the decode passes, timed by pass in `--repeats` more runs of each. No decoding can make
+the workflow's way faster than one call per case's time over that prefill time.
 
     python -m bench.predict --cases 128 --repeats 3 --threads 1
 """
@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
             with whole_prompts():
                 return answer()
 
+        names_timed = ("batched (generate_answers)", "batched, whole prompts")
         ways = {"batched (generate_answers)": answer,
                 "batched, whole prompts": answer_whole,
                 "batched, one generate call a batch": lambda: answer_with_generate(model, tokenizer, prompts,
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
                 t = time.perf_counter()
                 answers[name] = way()
                 seconds[name].append(time.perf_counter() - t)
-        spent = time_passes(model, answer)
+        passes = {name: [time_passes(model, ways[name]) for _ in range(a.repeats)] for name in names_timed}
     n = len(prompts)
     rate = {name: n / statistics.median(s) for name, s in seconds.items()}
     names = list(ways)
@@ -217,10 +218,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ratio {name} / one call per case: {rate[name] / rate[plain]:.1f}x; same answers: {same} of {n}")
     for name in names[1:-1]:
         print(f"ratio batched (generate_answers) / {name}: {rate[names[0]] / rate[name]:.2f}x")
-    print(f"batched (generate_answers), one more run: {spent['all']:.2f} s, of which prefill passes "
-          f"{spent['prefill']:.2f} s ({spent['prefill'] / spent['all']:.0%}), decode passes {spent['decode']:.2f} s; "
-          f"one call per case / that prefill: {n / rate[plain] / spent['prefill']:.1f}x (the most any decoding "
-          "could reach with this prefill)")
+    prefill = {name: statistics.median(p["prefill"] for p in passes[name]) for name in names_timed}
+    for name in names_timed:
+        spent = {part: statistics.median(p[part] for p in passes[name]) for part in ("all", "prefill", "decode")}
+        print(f"{name}, {a.repeats} more runs timed by pass (medians): {spent['all']:.2f} s, of which prefill "
+              f"passes {spent['prefill']:.2f} s ({spent['prefill'] / spent['all']:.0%}), decode passes "
+              f"{spent['decode']:.2f} s")
+    shared, whole = (prefill[name] for name in names_timed)
+    print(f"prefill: shared first tokens once / whole prompts: {whole / shared:.2f}x; one call per case / the "
+          f"workflow's prefill: {n / rate[plain] / shared:.1f}x (the most any decoding could reach with this prefill)")
 
 
 if __name__ == "__main__":
