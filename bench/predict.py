@@ -183,13 +183,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"student: {folder} ({time.perf_counter() - t0:.0f} s to build)", flush=True)
         model, tokenizer = load_student(str(folder))
         prompts = real_questions(a.notes_from, a.cases, a.split) if a.notes_from else questions(a.cases)
-        answer = lambda: generate_answers(model, tokenizer, prompts, a.batch_size, a.max_new_tokens)  # noqa: E731
+        def answer():
+            return generate_answers(model, tokenizer, prompts, a.batch_size, a.max_new_tokens)
 
         def answer_whole():
             with whole_prompts():
                 return answer()
 
-        names_timed = ("batched (generate_answers)", "batched, whole prompts")
         ways = {"batched (generate_answers)": answer,
                 "batched, whole prompts": answer_whole,
                 "batched, one generate call a batch": lambda: answer_with_generate(model, tokenizer, prompts,
@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> None:
                 t = time.perf_counter()
                 answers[name] = way()
                 seconds[name].append(time.perf_counter() - t)
-        passes = {name: [time_passes(model, ways[name]) for _ in range(a.repeats)] for name in names_timed}
+        timed = {"batched (generate_answers)": answer, "batched, whole prompts": answer_whole}
+        passes = {name: [time_passes(model, run) for _ in range(a.repeats)] for name, run in timed.items()}
     n = len(prompts)
     rate = {name: n / statistics.median(s) for name, s in seconds.items()}
     names = list(ways)
@@ -218,13 +219,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ratio {name} / one call per case: {rate[name] / rate[plain]:.1f}x; same answers: {same} of {n}")
     for name in names[1:-1]:
         print(f"ratio batched (generate_answers) / {name}: {rate[names[0]] / rate[name]:.2f}x")
-    prefill = {name: statistics.median(p["prefill"] for p in passes[name]) for name in names_timed}
-    for name in names_timed:
-        spent = {part: statistics.median(p[part] for p in passes[name]) for part in ("all", "prefill", "decode")}
+    spent_by = {name: {part: statistics.median(p[part] for p in runs) for part in ("all", "prefill", "decode")}
+                for name, runs in passes.items()}
+    for name, spent in spent_by.items():
         print(f"{name}, {a.repeats} more runs timed by pass (medians): {spent['all']:.2f} s, of which prefill "
               f"passes {spent['prefill']:.2f} s ({spent['prefill'] / spent['all']:.0%}), decode passes "
               f"{spent['decode']:.2f} s")
-    shared, whole = (prefill[name] for name in names_timed)
+    shared, whole = (spent["prefill"] for spent in spent_by.values())
     print(f"prefill: shared first tokens once / whole prompts: {whole / shared:.2f}x; one call per case / the "
           f"workflow's prefill: {n / rate[plain] / shared:.1f}x (the most any decoding could reach with this prefill)")
 
