@@ -7,9 +7,13 @@ epoch over `--rows` rows):
 
 - workflow: `mint.core.train.train_student`, as the `train` rule runs it (recipe as it is,
   `--threads` torch threads: the rule's `threads: 1`), output folder written;
-- plain: the same TRL trainer class and recipe `args`, but every batch padded to `max_length`
-  (the paper's scripts pad to a fixed length), random batches (no length grouping), the data
-  tokenised anew, no precomputed reference log-probs, torch's default threads.
+- plain: the same TRL trainer class (with TRL's own forward pass) and recipe `args`, but every batch
+  padded to `max_length` (the paper's scripts pad to a fixed length), random batches (no length
+  grouping), the data tokenised anew, no precomputed reference log-probs, torch's default threads.
+
+For ORPO a third way, "workflow, TRL's forward", is the workflow with TRL's forward pass instead of
+`mint.core.trl_compat.shared_prefix_forward` (each pair's prompt run once, the LM head on the answers only):
+the workflow's ORPO before that change, so the ratio of the two is what that change gives.
 
 Tokens/s counts real tokens only (prompt and answer, no padding; both answers of a pair), the same
 number for both, over the whole call (model load, tokenising, training), over TRL's
@@ -29,6 +33,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import polars as pl
@@ -121,6 +126,13 @@ class PadToMaxLength:
         return batch
 
 
+def trl_forward(trainer_cls: type) -> type:
+    """The trainer class with TRL's own forward pass (ORPO: not `mint.core.trl_compat.shared_prefix_forward`)."""
+    if not hasattr(trainer_cls, "shared_prefix"):
+        return trainer_cls
+    return type(trainer_cls.__name__, (trainer_cls,), {"shared_prefix": False})
+
+
 def plain_train(recipe_path: Path, student: Path, data: Path, out: Path, threads: int) -> tuple[float, float, list]:
     """The plain TRL set-up; (seconds in all, TRL's train_runtime, log history)."""
     t0 = time.perf_counter()
@@ -128,6 +140,7 @@ def plain_train(recipe_path: Path, student: Path, data: Path, out: Path, threads
     recipe = load_recipe(recipe_path)
     model, tokenizer = load_student(str(student))
     config_cls, trainer_cls = trainer_classes(recipe["method"], completion_only_nll=recipe["nll"] == "completion")
+    trainer_cls = trl_forward(trainer_cls)  # the paper's scripts: TRL's forward pass
     args = {**recipe["args"], "train_sampling_strategy": "random", "precompute_ref_log_probs": False}
     fields = set(config_cls.__dataclass_fields__)
     targs = config_cls(output_dir=str(out), report_to=[], use_cpu=use_cpu(),  # as train_student: a GPU if there is one
@@ -151,6 +164,20 @@ def workflow_train(recipe_path: Path, student: Path, data: Path, out: Path, thre
     return seconds, metrics["train_runtime"], history
 
 
+def workflow_trl_forward_train(recipe_path: Path, student: Path, data: Path, out: Path,
+                               threads: int) -> tuple[float, float, list]:
+    """ORPO only: the workflow as above, but with TRL's forward pass (each pair's prompt run twice, the LM head
+    at every position) instead of `shared_prefix_forward`: the workflow's ORPO before that change."""
+    import mint.core.train as train_module
+
+    def trl_forward_classes(method, **kwargs):
+        config_cls, trainer_cls = trainer_classes(method, **kwargs)
+        return config_cls, trl_forward(trainer_cls)
+
+    with mock.patch.object(train_module, "trainer_classes", trl_forward_classes):
+        return workflow_train(recipe_path, student, data, out, threads)
+
+
 def bench_recipe(recipes: Path, method: str, folder: Path) -> Path:
     """The method's recipe, one epoch, logging every step (the same for both ways)."""
     recipe = load_yaml(recipes / f"{method}.yaml")
@@ -171,6 +198,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--methods", nargs="+", default=["orpo", "sft", "dpo"])
     p.add_argument("--recipes", type=Path, default=Path("config/recipes/benchmark"))
     p.add_argument("--student-config", type=Path, default=Path("config/student/benchmark.yaml"))
+    p.add_argument("--student", type=Path, help="a base student folder to train (e.g. a benchmark run's "
+                                                 "results/student) instead of a fresh one of --student-config")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="the workflow's torch threads (the train rule's threads)")
     p.add_argument("--plain-threads", type=int, default=torch.get_num_threads(), help="default: torch's default")
@@ -188,16 +217,19 @@ def main(argv: list[str] | None = None) -> dict:
         write_parquet(prefs, tmp / "preferences.parquet", schemas.PREFERENCES)
         write_parquet(sft, tmp / "sft.parquet", schemas.SFT)
         texts = [render_chat(r["prompt"] + r["chosen"]) + render_chat(r["rejected"]) for r in prefs.to_dicts()]
-        student = build_model(tmp / "student", a.student_config, texts)
+        student = a.student or build_model(tmp / "student", a.student_config, texts)
         _, tokenizer = load_student(str(student))
-        print(f"rows: {prefs.height} pairs, {sft.height} SFT rows; recipes {a.recipes}; student shape "
-              f"{a.student_config}; threads: workflow {a.threads}, plain {a.plain_threads}; repeats {a.repeats}",
+        print(f"rows: {prefs.height} pairs, {sft.height} SFT rows; recipes {a.recipes}; student "
+              f"{a.student or a.student_config}, vocabulary {len(tokenizer)}; threads: workflow {a.threads}, "
+              f"plain {a.plain_threads}; repeats {a.repeats}",
               flush=True)
         for method in a.methods:
             data = tmp / ("sft.parquet" if method == "sft" else "preferences.parquet")
             recipe = bench_recipe(a.recipes, method, tmp)
             tokens = real_tokens(method, data, tokenizer)
             ways = [("workflow", workflow_train, a.threads), ("plain", plain_train, a.plain_threads)]
+            if method == "orpo":
+                ways.append(("workflow, TRL's forward", workflow_trl_forward_train, a.threads))
             runs = {way: [] for way, _, _ in ways}
             for r in range(a.repeats):
                 for way, fn, threads in ways:
@@ -217,16 +249,23 @@ def main(argv: list[str] | None = None) -> dict:
             row["ratio"] = row["workflow"]["tokens_per_s"] / row["plain"]["tokens_per_s"]
             row["train_ratio"] = row["workflow"]["train_tokens_per_s"] / row["plain"]["train_tokens_per_s"]
             row["cpu_ratio"] = row["workflow"]["tokens_per_cpu_s"] / row["plain"]["tokens_per_cpu_s"]
+            trl_way = "workflow, TRL's forward"
+            if trl_way in row:
+                row["forward_ratio"] = row["workflow"]["tokens_per_s"] / row[trl_way]["tokens_per_s"]
+                row["forward_cpu_ratio"] = row["workflow"]["tokens_per_cpu_s"] / row[trl_way]["tokens_per_cpu_s"]
             results[method] = row
             print(f"{method}: {tokens} real tokens, {row['steps']} steps")
             for way in runs:
                 w = row[way]
-                print(f"  {way:8s} {w['tokens_per_s']:9.1f} tokens/s (whole call, runs {w['runs_s']} s), "
+                print(f"  {way:24s} {w['tokens_per_s']:9.1f} tokens/s (whole call, runs {w['runs_s']} s), "
                       f"{w['train_tokens_per_s']:9.1f} tokens/s in train(), "
                       f"{w['tokens_per_cpu_s']:9.1f} tokens per CPU second; loss first {w['first_loss']:.4f} "
                       f"last {w['last_loss']:.4f}")
             print(f"  {method} ratio: {row['ratio']:.2f}x (train() only: {row['train_ratio']:.2f}x; per CPU second: "
                   f"{row['cpu_ratio']:.2f}x)", flush=True)
+            if "forward_ratio" in row:
+                print(f"  {method} shared-prefix forward against TRL's: {row['forward_ratio']:.2f}x "
+                      f"(per CPU second: {row['forward_cpu_ratio']:.2f}x)", flush=True)
     if a.json:
         a.json.write_text(json.dumps(results, indent=1) + "\n")
     return results

@@ -9,30 +9,158 @@ from __future__ import annotations
 import warnings
 
 
+def shared_prefix_rows(chosen_ids, chosen_lens, rejected_ids, rejected_lens, dtype):
+    """One row per pair: the chosen sequence, then the rejected one's tokens after the prefix they share.
+
+    `chosen_ids`/`rejected_ids`: (batch, length) right-padded prompt + answer ids, real lengths in
+    `*_lens`. Returns (input_ids, position_ids, a 4D additive attention mask of `dtype`, and for each
+    side the packed place of every sequence position: `places[i, j]` is where the hidden state of
+    that side's position j of pair i is in the packed row). The rejected tokens after the shared
+    prefix (length s) take positions s, s+1, ... and attend to the prefix and to each other, not to
+    the chosen answer, so every position sees exactly what it sees in its own sequence.
+    """
+    import torch
+
+    batch = chosen_ids.shape[0]
+    shared, total = [], []
+    for i in range(batch):
+        c, r = int(chosen_lens[i]), int(rejected_lens[i])
+        n = min(c, r)
+        same = (chosen_ids[i, :n] == rejected_ids[i, :n]).long()
+        s = int(same.cumprod(0).sum())  # length of the common prefix
+        shared.append(s)
+        total.append(c + r - s)
+    width = max(total)
+    device = chosen_ids.device
+    ids = chosen_ids.new_zeros((batch, width))
+    pos = torch.zeros((batch, width), dtype=torch.long, device=device)
+    allow = torch.zeros((batch, width, width), dtype=torch.bool, device=device)
+    length = max(chosen_ids.shape[1], rejected_ids.shape[1])
+    chosen_at = torch.zeros((batch, length), dtype=torch.long, device=device)
+    rejected_at = torch.zeros((batch, length), dtype=torch.long, device=device)
+    for i in range(batch):
+        c, r, s = int(chosen_lens[i]), int(rejected_lens[i]), shared[i]
+        ids[i, :c] = chosen_ids[i, :c]
+        ids[i, c:c + r - s] = rejected_ids[i, s:r]
+        pos[i, :c] = torch.arange(c, device=device)
+        pos[i, c:c + r - s] = torch.arange(s, r, device=device)
+        allow[i, :c, :c] = torch.ones((c, c), dtype=torch.bool, device=device).tril()
+        allow[i, c:c + r - s, :s] = True
+        allow[i, c:c + r - s, c:c + r - s] = torch.ones((r - s, r - s), dtype=torch.bool, device=device).tril()
+        allow[i, c + r - s:, 0] = True  # padding sees one key: no row without any
+        chosen_at[i, :c] = torch.arange(c, device=device)
+        rejected_at[i, :s] = torch.arange(s, device=device)
+        rejected_at[i, s:r] = torch.arange(c, c + r - s, device=device)
+    mask = torch.zeros((batch, 1, width, width), dtype=dtype, device=device)
+    mask.masked_fill_(~allow[:, None], torch.finfo(dtype).min)
+    return ids, pos, mask, chosen_at, rejected_at
+
+
+def shared_prefix_forward(model, batch):
+    """ORPO's forward pass on a batch of pairs, the prompt run once a pair and the LM head only where an
+    answer token is predicted (decoder-only text models).
+
+    Returns what `ORPOTrainer.concatenated_forward` returns, with MINT's `nll: completion`: (chosen
+    and rejected mean log-probabilities of the answer tokens, the chosen and the rejected answer
+    tokens' logits (tokens x vocabulary), the NLL of the chosen answers' tokens). TRL's way runs
+    each pair's prompt twice (once with each answer) and projects every position, prompt and
+    padding included, onto the vocabulary; the results are the same up to float rounding (tested
+    against TRL's way in tests/test_launch.py).
+    """
+    import torch
+    from torch import nn
+
+    chosen_ids, rejected_ids = batch["chosen_input_ids"], batch["rejected_input_ids"]
+    chosen_lens = batch["chosen_attention_mask"].sum(-1)
+    rejected_lens = batch["rejected_attention_mask"].sum(-1)
+    body, head = model.get_decoder(), model.get_output_embeddings()
+    dtype = next(model.parameters()).dtype
+    ids, pos, mask, chosen_at, rejected_at = shared_prefix_rows(chosen_ids, chosen_lens, rejected_ids,
+                                                                rejected_lens, dtype)
+    hidden = body(input_ids=ids, position_ids=pos, attention_mask=mask, use_cache=False).last_hidden_state
+    rows = torch.arange(ids.shape[0], device=ids.device)[:, None]
+
+    def answer(labels, places):
+        places = places[:, : labels.shape[1] - 1]  # the token at j + 1 is predicted from position j
+        labels = labels[:, 1:]
+        keep = labels != -100
+        pair, j = keep.nonzero(as_tuple=True)
+        logits = head(hidden[rows.expand_as(keep)[keep], places[keep]])
+        targets = labels[pair, j]
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[:, None])[:, 0]
+        sums = torch.zeros(labels.shape[0], device=logp.device).index_add(0, pair, logp)
+        return sums / keep.sum(-1), logits, targets
+
+    chosen_logps, chosen_logits, targets = answer(batch["chosen_labels"], chosen_at)
+    rejected_logps, rejected_logits, _ = answer(batch["rejected_labels"], rejected_at)
+    nll = nn.functional.cross_entropy(chosen_logits.float(), targets)
+    return chosen_logps, rejected_logps, chosen_logits, rejected_logits, nll
+
+
 def _completion_only_orpo(orpo_trainer: type) -> type:
-    """ORPO whose NLL term covers the answer only.
+    """ORPO whose NLL term covers the answer only, with each pair's prompt run once.
 
     TRL's ORPOTrainer computes the NLL of a decoder-only model "over the full prompt and
     response", which here means learning to write the clinical notes: for the builtin tiny
     student that is most of its capacity, and it is not what MINT asks (the prompt is the
     question, the teacher's list the answer). The odds-ratio term is unchanged.
+
+    The forward pass is `shared_prefix_forward` (the prompt once a pair, the LM head on the
+    answers only). Its first batch is also run TRL's way, in eval mode, and compared; where they
+    differ (a model whose logits are not its LM head of its last hidden state, an attention that
+    takes no custom mask) or the model is wrapped for distributed training, TRL's way is used.
     """
     import torch
     from torch import nn
 
     class CompletionOnlyORPOTrainer(orpo_trainer):
-        def concatenated_forward(self, model, batch):
+        # None: decided on the first batch; False: TRL's way (bench.train_speed times both)
+        shared_prefix: bool | None = None
+
+        def _trl_forward(self, model, batch):
             out = list(super().concatenated_forward(model, batch))
             chosen_logits = out[2]  # (batch, seq - 1, vocab): already shifted for a decoder-only model
             labels = batch["chosen_labels"][:, 1:].to(chosen_logits.device)  # prompt and padding are -100
             labels = labels[:, : chosen_logits.shape[1]]
             logits = chosen_logits[:, : labels.shape[1]]
-            if self.is_encoder_decoder:
-                return tuple(out)
             out[4] = nn.functional.cross_entropy(
                 logits.reshape(-1, logits.shape[-1]), torch.as_tensor(labels).reshape(-1), ignore_index=-100
             )
             return tuple(out)
+
+        def _check_shared_prefix(self, model, batch) -> bool:
+            if (self.is_encoder_decoder or self.aux_loss_enabled or not hasattr(model, "get_decoder")
+                    or "flash" in str(getattr(model.config, "_attn_implementation", ""))):
+                return False
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.no_grad():
+                    fast = shared_prefix_forward(model, batch)
+                    slow = self._trl_forward(model, batch)
+            except Exception as e:  # noqa: BLE001 - any failure means: train TRL's way
+                warnings.warn(f"ORPO: the shared-prefix forward pass failed ({e}); training TRL's way", stacklevel=2)
+                return False
+            finally:
+                model.train(was_training)
+            tol = 1e-4 if fast[0].dtype == torch.float32 else 5e-2
+            gaps = [(a.float() - b.float()).abs().max().item()
+                    for a, b in ((fast[0], slow[0]), (fast[1], slow[1]), (fast[4], slow[4]))]
+            if max(gaps) > tol:
+                warnings.warn("ORPO: the shared-prefix forward pass differs from TRL's on the first batch (largest "
+                              f"differences: chosen {gaps[0]:.1e}, rejected {gaps[1]:.1e}, NLL {gaps[2]:.1e}); "
+                              "training TRL's way", stacklevel=2)
+                return False
+            return True
+
+        def concatenated_forward(self, model, batch):
+            if self.is_encoder_decoder:
+                return super().concatenated_forward(model, batch)
+            if self.shared_prefix is None:
+                self.shared_prefix = self._check_shared_prefix(model, batch)
+            if self.shared_prefix:
+                return shared_prefix_forward(model, batch)
+            return self._trl_forward(model, batch)
 
     return CompletionOnlyORPOTrainer
 
