@@ -78,14 +78,12 @@ def shared_prefix_forward(model, batch):
     ids, pos, mask, chosen_at, rejected_at = shared_prefix_rows(chosen_ids, chosen_lens, rejected_ids,
                                                                 rejected_lens, dtype)
     hidden = body(input_ids=ids, position_ids=pos, attention_mask=mask, use_cache=False).last_hidden_state
-    rows = torch.arange(ids.shape[0], device=ids.device)[:, None]
 
     def answer(labels, places):
-        places = places[:, : labels.shape[1] - 1]  # the token at j + 1 is predicted from position j
-        labels = labels[:, 1:]
+        labels = labels[:, 1:]  # the token at j + 1 is predicted from the hidden state at position j
         keep = labels != -100
         pair, j = keep.nonzero(as_tuple=True)
-        logits = head(hidden[rows.expand_as(keep)[keep], places[keep]])
+        logits = head(hidden[pair, places[pair, j]])
         targets = labels[pair, j]
         logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[:, None])[:, 0]
         sums = torch.zeros(labels.shape[0], device=logp.device).index_add(0, pair, logp)
