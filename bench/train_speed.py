@@ -11,9 +11,10 @@ epoch over `--rows` rows):
   padded to `max_length` (the paper's scripts pad to a fixed length), random batches (no length
   grouping), the data tokenised anew, no precomputed reference log-probs, torch's default threads.
 
-For ORPO a third way, "workflow, TRL's forward", is the workflow with TRL's forward pass instead of
-`mint.core.trl_compat.shared_prefix_forward` (each pair's prompt run once, the LM head on the answers only):
-the workflow's ORPO before that change, so the ratio of the two is what that change gives.
+A third way, "workflow, TRL's forward", is the workflow with TRL's forward pass instead of its own
+(`mint.core.trl_compat`: for ORPO and DPO each pair's prompt run once, `shared_prefix_forward` and
+`shared_prefix_fused_forward`; for all three the LM head on the answers only): the workflow before
+those changes, so the ratio of the two is what they give.
 
 Tokens/s counts real tokens only (prompt and answer, no padding; both answers of a pair), the same
 number for both, over the whole call (model load, tokenising, training), over TRL's
@@ -126,11 +127,14 @@ class PadToMaxLength:
         return batch
 
 
+FAST_FORWARD = ("orpo", "sft", "dpo")  # the methods with a forward pass of the workflow's own
+
+
 def trl_forward(trainer_cls: type) -> type:
-    """The trainer class with TRL's own forward pass (ORPO: not `mint.core.trl_compat.shared_prefix_forward`)."""
-    if not hasattr(trainer_cls, "shared_prefix"):
+    """The trainer class with TRL's own forward pass instead of the workflow's (`mint.core.trl_compat`)."""
+    if not hasattr(trainer_cls, "fast_forward"):
         return trainer_cls
-    return type(trainer_cls.__name__, (trainer_cls,), {"shared_prefix": False})
+    return type(trainer_cls.__name__, (trainer_cls,), {"fast_forward": False})
 
 
 def plain_train(recipe_path: Path, student: Path, data: Path, out: Path, threads: int) -> tuple[float, float, list]:
@@ -166,8 +170,8 @@ def workflow_train(recipe_path: Path, student: Path, data: Path, out: Path, thre
 
 def workflow_trl_forward_train(recipe_path: Path, student: Path, data: Path, out: Path,
                                threads: int) -> tuple[float, float, list]:
-    """ORPO only: the workflow as above, but with TRL's forward pass (each pair's prompt run twice, the LM head
-    at every position) instead of `shared_prefix_forward`: the workflow's ORPO before that change."""
+    """The workflow as above, but with TRL's forward pass (each pair's prompt run twice, the LM head at every
+    position) instead of its own: the workflow before that change."""
     import mint.core.train as train_module
 
     def trl_forward_classes(method, **kwargs):
@@ -203,7 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="the workflow's torch threads (the train rule's threads)")
     p.add_argument("--plain-threads", type=int, default=torch.get_num_threads(), help="default: torch's default")
-    p.add_argument("--skip-plain", action="store_true", help="ORPO: time the workflow against TRL's forward only")
+    p.add_argument("--skip-plain", action="store_true",
+                   help="time the workflow against TRL's forward only (no plain TRL set-up)")
     p.add_argument("--json", type=Path, help="write the figures here too")
     a = p.parse_args(argv)
     results = {}
@@ -229,9 +234,9 @@ def main(argv: list[str] | None = None) -> dict:
             recipe = bench_recipe(a.recipes, method, tmp)
             tokens = real_tokens(method, data, tokenizer)
             ways = [("workflow", workflow_train, a.threads)]
-            if not (a.skip_plain and method == "orpo"):
+            if not (a.skip_plain and method in FAST_FORWARD):
                 ways.append(("plain", plain_train, a.plain_threads))
-            if method == "orpo":
+            if method in FAST_FORWARD:
                 ways.append(("workflow, TRL's forward", workflow_trl_forward_train, a.threads))
             runs = {way: [] for way, _, _ in ways}
             for r in range(a.repeats):
@@ -269,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"  {method} ratio: {row['ratio']:.2f}x (train() only: {row['train_ratio']:.2f}x; "
                       f"per CPU second: {row['cpu_ratio']:.2f}x)", flush=True)
             if "forward_ratio" in row:
-                print(f"  {method} shared-prefix forward against TRL's: {row['forward_ratio']:.2f}x "
+                print(f"  {method} own forward against TRL's: {row['forward_ratio']:.2f}x "
                       f"(per CPU second: {row['forward_cpu_ratio']:.2f}x)", flush=True)
     if a.json:
         a.json.write_text(json.dumps(results, indent=1) + "\n")

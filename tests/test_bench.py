@@ -79,12 +79,14 @@ def test_train_speed_bench_runs_both_ways_on_the_same_objective(tmp_path):
         assert f"{method} ratio:" in res.stdout
         assert row["real_tokens"] > 0 and row["workflow"]["tokens_per_s"] > 0 and row["plain"]["tokens_per_s"] > 0
         assert row["workflow"]["first_loss"] == pytest.approx(row["plain"]["first_loss"], abs=1e-3), method
-    # ORPO's shared-prefix forward pass against TRL's, in the same workflow: the same losses, step for step
-    trl_way = result["orpo"]["workflow, TRL's forward"]
-    assert "shared-prefix forward against TRL's" in res.stdout and result["orpo"]["forward_ratio"] > 0
-    assert "training TRL's way" not in res.stderr  # the workflow's ORPO did not fall back to TRL's forward pass
-    for end in ("first_loss", "last_loss"):
-        assert result["orpo"]["workflow"][end] == pytest.approx(trl_way[end], abs=1e-4)
+    # The workflow's own forward passes (ORPO, DPO: shared prefix; SFT: LM head on the answer) against TRL's,
+    # in the same workflow: the same losses
+    assert "training TRL's way" not in res.stderr  # the workflow did not fall back to TRL's forward pass
+    for method in ("orpo", "sft", "dpo"):
+        trl_way = result[method]["workflow, TRL's forward"]
+        assert f"{method} own forward against TRL's" in res.stdout and result[method]["forward_ratio"] > 0
+        for end in ("first_loss", "last_loss"):
+            assert result[method]["workflow"][end] == pytest.approx(trl_way[end], abs=1e-4), (method, end)
 
 
 def test_reruns_bench_plans_a_change_with_a_dry_run(tmp_path):

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import types
 import warnings
 
 
@@ -56,6 +58,16 @@ def shared_prefix_rows(chosen_ids, chosen_lens, rejected_ids, rejected_lens, dty
     return ids, pos, mask, chosen_at, rejected_at
 
 
+def _packed_hidden(model, chosen_ids, chosen_lens, rejected_ids, rejected_lens):
+    """The decoder's last hidden states of `shared_prefix_rows`, and each side's packed places."""
+    dtype = next(model.parameters()).dtype
+    ids, pos, mask, chosen_at, rejected_at = shared_prefix_rows(chosen_ids, chosen_lens, rejected_ids,
+                                                                rejected_lens, dtype)
+    hidden = model.get_decoder()(input_ids=ids, position_ids=pos, attention_mask=mask,
+                                 use_cache=False).last_hidden_state
+    return hidden, chosen_at, rejected_at
+
+
 def shared_prefix_forward(model, batch):
     """ORPO's forward pass on a batch of pairs, the prompt run once a pair and the LM head only where an
     answer token is predicted (decoder-only text models).
@@ -65,19 +77,15 @@ def shared_prefix_forward(model, batch):
     tokens' logits (tokens x vocabulary), the NLL of the chosen answers' tokens). TRL's way runs
     each pair's prompt twice (once with each answer) and projects every position, prompt and
     padding included, onto the vocabulary; the results are the same up to float rounding (tested
-    against TRL's way in tests/test_launch.py).
+    against TRL's way in tests/test_fast_forward.py).
     """
     import torch
     from torch import nn
 
-    chosen_ids, rejected_ids = batch["chosen_input_ids"], batch["rejected_input_ids"]
-    chosen_lens = batch["chosen_attention_mask"].sum(-1)
-    rejected_lens = batch["rejected_attention_mask"].sum(-1)
-    body, head = model.get_decoder(), model.get_output_embeddings()
-    dtype = next(model.parameters()).dtype
-    ids, pos, mask, chosen_at, rejected_at = shared_prefix_rows(chosen_ids, chosen_lens, rejected_ids,
-                                                                rejected_lens, dtype)
-    hidden = body(input_ids=ids, position_ids=pos, attention_mask=mask, use_cache=False).last_hidden_state
+    hidden, chosen_at, rejected_at = _packed_hidden(
+        model, batch["chosen_input_ids"], batch["chosen_attention_mask"].sum(-1),
+        batch["rejected_input_ids"], batch["rejected_attention_mask"].sum(-1))
+    head = model.get_output_embeddings()
 
     def answer(labels, places):
         labels = labels[:, 1:]  # the token at j + 1 is predicted from the hidden state at position j
@@ -93,6 +101,89 @@ def shared_prefix_forward(model, batch):
     rejected_logps, rejected_logits, _ = answer(batch["rejected_labels"], rejected_at)
     nll = nn.functional.cross_entropy(chosen_logits.float(), targets)
     return chosen_logps, rejected_logps, chosen_logits, rejected_logits, nll
+
+
+def _fused_output(hidden, head, shifted):
+    """TRL's `FusedCausalLMOutput` for `hidden` (one row per label of `shifted` that is not -100, in row-major
+    order): every per-token field in `shifted`'s shape, zero where the label is -100, from TRL's chunked kernel."""
+    from trl.kernels import ChunkedLogProbFunction
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    keep = shifted != -100
+    per_token = ChunkedLogProbFunction.apply(
+        hidden, head.weight, head.bias, shifted[keep], 1.0, 32768, None, 1.0,
+        ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1"))
+    log_probs, entropy, log_sum_sq_probs, mean_logits, is_top1 = (
+        None if x is None else x.new_zeros(keep.shape).masked_scatter(keep, x) for x in per_token)
+    return FusedCausalLMOutput(loss=-log_probs.sum() / keep.sum().clamp(min=1), log_probs=log_probs,
+                               entropy=entropy, log_sum_sq_probs=log_sum_sq_probs, mean_logits=mean_logits,
+                               is_top1=is_top1, label_mask=keep)
+
+
+def shared_prefix_fused_forward(model, labels, input_ids, attention_mask, **_):
+    """DPO's fused-LM-head forward pass (TRL's `add_fused_lm_head`) on a batch [chosen rows; rejected rows],
+    each pair's shared prefix run once and the LM head only where a label is not -100.
+
+    `input_ids`/`attention_mask` (2 x pairs, length), right-padded, as `DataCollatorForPreference` makes
+    them; `labels` are the ids with prompt and padding set to -100. Returns TRL's `FusedCausalLMOutput`
+    with every per-token field (log-probability, entropy, log sum p^2, mean logit, is-top-1) in TRL's
+    shape (2 x pairs, length - 1), zero where the label is -100, computed by TRL's own chunked kernel.
+    """
+    import torch
+
+    half = input_ids.shape[0] // 2
+    lens = attention_mask.sum(-1)
+    hidden, chosen_at, rejected_at = _packed_hidden(model, input_ids[:half], lens[:half], input_ids[half:],
+                                                    lens[half:])
+    places = torch.cat([chosen_at, rejected_at])
+    shifted = labels[:, 1:]  # the token at j + 1 is predicted from the hidden state at position j
+    row, j = (shifted != -100).nonzero(as_tuple=True)
+    return _fused_output(hidden[row % half, places[row, j]], model.get_output_embeddings(), shifted)
+
+
+def answer_only_fused_forward(model, labels, **inputs):
+    """TRL's fused-LM-head forward pass with the LM head only where a label is not -100 (SFT: the answer).
+
+    TRL's `add_fused_lm_head` projects only those positions on Triton devices (GPUs) and every position
+    elsewhere (the CPU); this does the former everywhere. Same output as TRL's."""
+    hidden = model.get_decoder()(**inputs).last_hidden_state[:, :-1]
+    shifted = labels[:, 1:]
+    return _fused_output(hidden[shifted != -100], model.get_output_embeddings(), shifted)
+
+
+def _plain_decoder(model) -> bool:
+    """Whether `model` can take the shared-prefix path at all: a decoder-only model with `get_decoder`, whose
+    attention takes a custom 4D mask (not flash attention)."""
+    return (hasattr(model, "get_decoder") and not getattr(model.config, "is_encoder_decoder", False)
+            and "flash" not in str(getattr(model.config, "_attn_implementation", "")))
+
+
+def _check_first_batch(method: str, model, fast, slow, names: tuple[str, ...]) -> bool:
+    """Whether the shared-prefix path (`fast()`) gives what TRL's way (`slow()`) gives on the first batch, in
+    eval mode: both return tensors in the order of `names`. A failure or a difference above 1e-4 (float32;
+    5e-2 otherwise) warns and answers False: the caller then trains TRL's way."""
+    import torch
+
+    if not _plain_decoder(model):
+        return False
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            fast_out, slow_out = fast(), slow()
+    except Exception as e:  # noqa: BLE001 - any failure means: train TRL's way
+        warnings.warn(f"{method}: the shared-prefix forward pass failed ({e}); training TRL's way", stacklevel=3)
+        return False
+    finally:
+        model.train(was_training)
+    tol = 1e-4 if fast_out[0].dtype == torch.float32 else 5e-2
+    gaps = {name: (a.float() - b.float()).abs().max().item() for name, a, b in zip(names, fast_out, slow_out)}
+    if max(gaps.values()) > tol:
+        worst = ", ".join(f"{name} {gap:.1e}" for name, gap in gaps.items())
+        warnings.warn(f"{method}: the shared-prefix forward pass differs from TRL's on the first batch (largest "
+                      f"differences: {worst}); training TRL's way", stacklevel=3)
+        return False
+    return True
 
 
 def _completion_only_orpo(orpo_trainer: type) -> type:
@@ -112,8 +203,7 @@ def _completion_only_orpo(orpo_trainer: type) -> type:
     from torch import nn
 
     class CompletionOnlyORPOTrainer(orpo_trainer):
-        # None: decided on the first batch; False: TRL's way (bench.train_speed times both)
-        shared_prefix: bool | None = None
+        fast_forward: bool | None = None  # None: decided on the first batch; False: TRL's way
 
         def _trl_forward(self, model, batch):
             out = list(super().concatenated_forward(model, batch))
@@ -127,40 +217,116 @@ def _completion_only_orpo(orpo_trainer: type) -> type:
             return tuple(out)
 
         def _check_shared_prefix(self, model, batch) -> bool:
-            if (self.is_encoder_decoder or self.aux_loss_enabled or not hasattr(model, "get_decoder")
-                    or "flash" in str(getattr(model.config, "_attn_implementation", ""))):
+            if self.is_encoder_decoder or self.aux_loss_enabled:
                 return False
-            was_training = model.training
-            model.eval()
-            try:
-                with torch.no_grad():
-                    fast = shared_prefix_forward(model, batch)
-                    slow = self._trl_forward(model, batch)
-            except Exception as e:  # noqa: BLE001 - any failure means: train TRL's way
-                warnings.warn(f"ORPO: the shared-prefix forward pass failed ({e}); training TRL's way", stacklevel=2)
-                return False
-            finally:
-                model.train(was_training)
-            tol = 1e-4 if fast[0].dtype == torch.float32 else 5e-2
-            gaps = [(a.float() - b.float()).abs().max().item()
-                    for a, b in ((fast[0], slow[0]), (fast[1], slow[1]), (fast[4], slow[4]))]
-            if max(gaps) > tol:
-                warnings.warn("ORPO: the shared-prefix forward pass differs from TRL's on the first batch (largest "
-                              f"differences: chosen {gaps[0]:.1e}, rejected {gaps[1]:.1e}, NLL {gaps[2]:.1e}); "
-                              "training TRL's way", stacklevel=2)
-                return False
-            return True
+
+            def fast():
+                out = shared_prefix_forward(model, batch)
+                return out[0], out[1], out[4]
+
+            def slow():
+                out = self._trl_forward(model, batch)
+                return out[0], out[1], out[4]
+
+            return _check_first_batch("ORPO", model, fast, slow, ("chosen", "rejected", "NLL"))
 
         def concatenated_forward(self, model, batch):
             if self.is_encoder_decoder:
                 return super().concatenated_forward(model, batch)
-            if self.shared_prefix is None:
-                self.shared_prefix = self._check_shared_prefix(model, batch)
-            if self.shared_prefix:
+            if self.fast_forward is None:
+                self.fast_forward = self._check_shared_prefix(model, batch)
+            if self.fast_forward:
                 return shared_prefix_forward(model, batch)
             return self._trl_forward(model, batch)
 
     return CompletionOnlyORPOTrainer
+
+
+@contextlib.contextmanager
+def _fused_head_replaced(trainer, method: str, fast, usable):
+    """While TRL's trainer computes a loss (or reference log-probabilities), its calls
+    `model(..., labels=..., fused_lm_head=True)` go to `fast(model, labels, **inputs)` where
+    `usable(inputs)`, else to TRL's fused LM head (`add_fused_lm_head`), which is put back afterwards.
+
+    `trainer.fast_forward`: None until the first usable batch, which is also run TRL's way (eval mode)
+    and compared (`_check_first_batch`); then True, or False (a difference or a failure) for TRL's way.
+    """
+    if trainer.fast_forward is False or trainer.aux_loss_enabled:
+        yield
+        return
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    target = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped  # TRL's choice
+    trl_forward = target.forward
+
+    def forward(module, *args, fused_lm_head=False, labels=None, **inputs):
+        if fused_lm_head and not args and labels is not None and usable(inputs):
+            if trainer.fast_forward is None:
+                trainer.fast_forward = _check_first_batch(
+                    method, module, lambda: (fast(module, labels, **inputs).log_probs,),
+                    lambda: (trl_forward(labels=labels, fused_lm_head=True, **inputs).log_probs,),
+                    ("log-probabilities",))
+            if trainer.fast_forward:
+                return fast(module, labels, **inputs)
+        return trl_forward(*args, fused_lm_head=fused_lm_head, labels=labels, **inputs)
+
+    target.forward = types.MethodType(forward, target)
+    try:
+        yield
+    finally:
+        target.forward = trl_forward
+
+
+def _pairs(inputs: dict) -> bool:
+    """A DPO batch `shared_prefix_fused_forward` takes: [chosen; rejected] right-padded text rows."""
+    ids, mask = inputs.get("input_ids"), inputs.get("attention_mask")
+    return (ids is not None and mask is not None and mask.dim() == 2 and ids.shape[0] % 2 == 0
+            and set(inputs) <= {"input_ids", "attention_mask", "use_cache"}
+            and bool((mask.cumprod(-1) == mask).all()))
+
+
+def _text_rows(inputs: dict) -> bool:
+    """A batch `answer_only_fused_forward` takes: text rows (no images)."""
+    return "input_ids" in inputs and set(inputs) <= {"input_ids", "attention_mask", "position_ids", "use_cache"}
+
+
+def _shared_prefix_dpo(dpo_trainer: type) -> type:
+    """TRL's DPOTrainer with each pair's prompt run once and the LM head on the answers only, both in the
+    training step and in the reference log-probabilities computed before training.
+
+    TRL's DPO calls the policy as `model(input_ids=[chosen; rejected], labels=..., fused_lm_head=True)`;
+    while it computes a loss or reference log-probabilities, that call goes to
+    `shared_prefix_fused_forward`, which returns the same per-token fields. The loss, its options and its
+    metrics stay TRL's. As for ORPO, the first batch is also run TRL's way (eval mode) and compared, and a
+    difference, a failure, a flash-attention or an encoder-decoder model, or a call with other inputs
+    (images) goes TRL's way.
+    """
+
+    class SharedPrefixDPOTrainer(dpo_trainer):
+        fast_forward: bool | None = None  # None: decided on the first batch; False: TRL's way
+
+        def compute_ref_log_probs(self, model, inputs):
+            with _fused_head_replaced(self, "DPO", shared_prefix_fused_forward, _pairs):
+                return super().compute_ref_log_probs(model, inputs)
+
+        def _compute_loss(self, model, inputs, return_outputs):
+            with _fused_head_replaced(self, "DPO", shared_prefix_fused_forward, _pairs):
+                return super()._compute_loss(model, inputs, return_outputs)
+
+    return SharedPrefixDPOTrainer
+
+
+def _answer_only_sft(sft_trainer: type) -> type:
+    """TRL's SFTTrainer with the LM head only where a label is not -100 (the answer), on every device
+    (`answer_only_fused_forward`); the first batch is compared with TRL's way, as for DPO."""
+
+    class AnswerOnlySFTTrainer(sft_trainer):
+        fast_forward: bool | None = None  # None: decided on the first batch; False: TRL's way
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            with _fused_head_replaced(self, "SFT", answer_only_fused_forward, _text_rows):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    return AnswerOnlySFTTrainer
 
 
 def trainer_classes(method: str, completion_only_nll: bool = True) -> tuple[type, type]:
@@ -168,11 +334,11 @@ def trainer_classes(method: str, completion_only_nll: bool = True) -> tuple[type
     if method == "sft":
         from trl import SFTConfig, SFTTrainer
 
-        return SFTConfig, SFTTrainer
+        return SFTConfig, _answer_only_sft(SFTTrainer)
     if method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        return DPOConfig, DPOTrainer
+        return DPOConfig, _shared_prefix_dpo(DPOTrainer)
     if method == "orpo":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TRL warns that experimental APIs may change: we pin the version
