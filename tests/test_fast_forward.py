@@ -28,18 +28,21 @@ def rows(n: int) -> list[dict]:
             for i in range(n)]
 
 
-@pytest.fixture(scope="module")
-def trainer(tmp_path_factory):
+def tiny_trainer(folder, method: str, data: list[dict], **args):
+    """`method`'s workflow trainer on a tiny Llama over `data` (6 rows), and its first batch of all 6."""
     tokenizer = build_chat_tokenizer(CORPUS, 400, 256)
-    config_cls, trainer_cls = trainer_classes("orpo")
-    args = config_args(output_dir=str(tmp_path_factory.mktemp("orpo")), beta=0.1, max_length=256,
-                       per_device_train_batch_size=6)
+    config_cls, trainer_cls = trainer_classes(method)
+    args = config_args(output_dir=str(folder), max_length=256, per_device_train_batch_size=6, **args)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = trainer_cls(model=tiny_text_model(tokenizer), args=config_cls(**args),
-                        train_dataset=Dataset.from_list(rows(6)), processing_class=tokenizer)
-    batch = t._prepare_inputs(t.data_collator([t.train_dataset[i] for i in range(6)]))
-    return t, batch
+                        train_dataset=Dataset.from_list(data), processing_class=tokenizer)
+    return t, t._prepare_inputs(t.data_collator([t.train_dataset[i] for i in range(6)]))
+
+
+@pytest.fixture(scope="module")
+def trainer(tmp_path_factory):
+    return tiny_trainer(tmp_path_factory.mktemp("orpo"), "orpo", rows(6), beta=0.1)
 
 
 def test_each_packed_position_sees_what_it_sees_in_its_own_sequence():
@@ -105,16 +108,7 @@ def test_the_first_batch_decides_and_a_difference_falls_back(trainer, monkeypatc
 @pytest.fixture(scope="module")
 def dpo(tmp_path_factory):
     """A DPO trainer whose reference log-probabilities were precomputed (the workflow's default)."""
-    tokenizer = build_chat_tokenizer(CORPUS, 400, 256)
-    config_cls, trainer_cls = trainer_classes("dpo")
-    args = config_args(output_dir=str(tmp_path_factory.mktemp("dpo")), beta=0.1, max_length=256,
-                       per_device_train_batch_size=6, precompute_ref_log_probs=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t = trainer_cls(model=tiny_text_model(tokenizer), args=config_cls(**args),
-                        train_dataset=Dataset.from_list(rows(6)), processing_class=tokenizer)
-    batch = t._prepare_inputs(t.data_collator([t.train_dataset[i] for i in range(6)]))
-    return t, batch
+    return tiny_trainer(tmp_path_factory.mktemp("dpo"), "dpo", rows(6), beta=0.1, precompute_ref_log_probs=True)
 
 
 def test_dpo_fused_forward_equals_trls_fused_head(dpo):
@@ -177,17 +171,8 @@ def test_dpo_a_difference_falls_back_to_trls_way(dpo, monkeypatch):
 
 @pytest.fixture(scope="module")
 def sft(tmp_path_factory):
-    tokenizer = build_chat_tokenizer(CORPUS, 400, 256)
-    config_cls, trainer_cls = trainer_classes("sft")
-    args = config_args(output_dir=str(tmp_path_factory.mktemp("sft")), max_length=256,
-                       per_device_train_batch_size=6)
-    data = Dataset.from_list([{"prompt": r["prompt"], "completion": r["chosen"]} for r in rows(6)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t = trainer_cls(model=tiny_text_model(tokenizer), args=config_cls(**args), train_dataset=data,
-                        processing_class=tokenizer)
-    batch = t._prepare_inputs(t.data_collator([t.train_dataset[i] for i in range(6)]))
-    return t, batch
+    data = [{"prompt": r["prompt"], "completion": r["chosen"]} for r in rows(6)]
+    return tiny_trainer(tmp_path_factory.mktemp("sft"), "sft", data)
 
 
 def test_sft_answer_only_head_equals_trls_and_gradients(sft):
