@@ -160,7 +160,7 @@ def test_dpo_a_difference_falls_back_to_trls_way(dpo, monkeypatch):
 
     monkeypatch.setattr(trl_compat, "shared_prefix_fused_forward", off)
     t.fast_forward = None
-    with pytest.warns(UserWarning, match="DPO: the shared-prefix forward pass differs from TRL's"):
+    with pytest.warns(UserWarning, match="DPO: the workflow's forward pass differs from TRL's"):
         t.compute_loss(t.model, batch)
     assert t.fast_forward is False
     t.fast_forward = True

@@ -152,14 +152,14 @@ def answer_only_fused_forward(model, labels, **inputs):
 
 
 def _plain_decoder(model) -> bool:
-    """Whether `model` can take the shared-prefix path at all: a decoder-only model with `get_decoder`, whose
-    attention takes a custom 4D mask (not flash attention)."""
+    """Whether `model` can take the workflow's own forward passes at all: a decoder-only model with
+    `get_decoder`, whose attention takes a custom 4D mask (not flash attention)."""
     return (hasattr(model, "get_decoder") and not getattr(model.config, "is_encoder_decoder", False)
             and "flash" not in str(getattr(model.config, "_attn_implementation", "")))
 
 
 def _check_first_batch(method: str, model, fast, slow, names: tuple[str, ...]) -> bool:
-    """Whether the shared-prefix path (`fast()`) gives what TRL's way (`slow()`) gives on the first batch, in
+    """Whether the workflow's forward pass (`fast()`) gives what TRL's way (`slow()`) gives on the first batch, in
     eval mode: both return tensors in the order of `names`. A failure or a difference above 1e-4 (float32;
     5e-2 otherwise) warns and answers False: the caller then trains TRL's way."""
     import torch
@@ -172,7 +172,7 @@ def _check_first_batch(method: str, model, fast, slow, names: tuple[str, ...]) -
         with torch.no_grad():
             fast_out, slow_out = fast(), slow()
     except Exception as e:  # noqa: BLE001 - any failure means: train TRL's way
-        warnings.warn(f"{method}: the shared-prefix forward pass failed ({e}); training TRL's way", stacklevel=3)
+        warnings.warn(f"{method}: the workflow's forward pass failed ({e}); training TRL's way", stacklevel=3)
         return False
     finally:
         model.train(was_training)
@@ -180,7 +180,7 @@ def _check_first_batch(method: str, model, fast, slow, names: tuple[str, ...]) -
     gaps = {name: (a.float() - b.float()).abs().max().item() for name, a, b in zip(names, fast_out, slow_out)}
     if max(gaps.values()) > tol:
         worst = ", ".join(f"{name} {gap:.1e}" for name, gap in gaps.items())
-        warnings.warn(f"{method}: the shared-prefix forward pass differs from TRL's on the first batch (largest "
+        warnings.warn(f"{method}: the workflow's forward pass differs from TRL's on the first batch (largest "
                       f"differences: {worst}); training TRL's way", stacklevel=3)
         return False
     return True
