@@ -166,10 +166,13 @@ def student_runs():
 
 
 def panel_scores():
-    """Score files of the students' full-panel rankings (config `evaluation.panel_ranking`), or none."""
+    """Score files of the students' full-panel rankings (config `evaluation.panel_ranking`; the seeds of
+    `evaluation.panel_seeds`, null: all), or none."""
     if not config["evaluation"]["panel_ranking"]:
         return []
-    return [f"results/scores/panel/{run}.parquet" for run in student_runs()]
+    chosen = config["evaluation"]["panel_seeds"]
+    return [f"results/scores/panel/{run}.parquet" for run in student_runs()
+            if chosen is None or run == "base" or int(run.split("/")[0].removeprefix("seed")) in chosen]
 
 
 def score_files():

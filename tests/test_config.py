@@ -54,6 +54,8 @@ def test_defaults_are_filled_in():
         ({"teacher": {"knowledge": True}, "baselines": {"phenomizer": False},
           "cohort": {"source": "manifest", "manifest": {"path": "m.csv"}}}, "teacher.knowledge"),
         ({"cohort": {"split": {"validation": 0}}}, "teacher.knowledge"),
+        ({"evaluation": {"panel_seeds": [2]}, "training": {"seeds": [1, 3]}}, "evaluation.panel_seeds"),
+        ({"evaluation": {"panel_seeds": [2]}, "seed": 1}, "evaluation.panel_seeds"),
     ],
 )
 def test_invalid_config_names_the_key(bad, key):

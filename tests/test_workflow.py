@@ -372,9 +372,12 @@ def test_another_training_seed_reruns_nothing_upstream(tiny_run):
 
 def test_the_full_panel_ranking_is_an_evaluation_option(tiny_run):
     """Each student run ranks the panel once (`evaluation.panel_ranking`, on by default); turned off, only the
-    report is made again, without those rows."""
+    report is made again, without those rows; `evaluation.panel_seeds` limits it to some seeds' students."""
     assert planned_jobs(tiny_run, {"training": {"seeds": [7, 8]}})["rank_student"] == 3
     assert planned_jobs(tiny_run, {"evaluation": {"panel_ranking": False}}) == {"make_report": 1}
+    # `evaluation.panel_seeds`: the new seed trains and answers, but only the listed seed's students rank the panel
+    plan = planned_jobs(tiny_run, {"training": {"seeds": [7, 8]}, "evaluation": {"panel_seeds": [7]}})
+    assert plan["train_student"] == 3 and plan["predict_student"] == 3 and "rank_student" not in plan
 
 
 def test_the_knowledge_aware_teacher_is_a_teacher_option(tiny_run):

@@ -88,6 +88,10 @@ def _check_consistency(cfg: Mapping[str, Any], source: str) -> None:
     methods = cfg["training"]["methods"]
     if "dpo" in methods and "sft" not in methods:
         raise MintError(f"{source}: config key 'training.methods': 'dpo' starts from the SFT model, so add 'sft'")
+    panel_seeds, trained = cfg["evaluation"]["panel_seeds"], cfg["training"]["seeds"] or [cfg["seed"]]
+    if panel_seeds is not None and not set(panel_seeds) <= set(trained):
+        raise MintError(f"{source}: config key 'evaluation.panel_seeds': {sorted(set(panel_seeds) - set(trained))} "
+                        f"not among the training seeds {trained} (training.seeds, or seed)")
 
 
 def check_inputs(cfg: Mapping[str, Any], source: str = "config") -> None:
