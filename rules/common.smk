@@ -171,8 +171,11 @@ def panel_scores():
     if not config["evaluation"]["panel_ranking"]:
         return []
     chosen = config["evaluation"]["panel_seeds"]
-    return [f"results/scores/panel/{run}.parquet" for run in student_runs()
-            if chosen is None or run == "base" or int(run.split("/")[0].removeprefix("seed")) in chosen]
+    return [
+        f"results/scores/panel/{run}.parquet"
+        for run in student_runs()
+        if chosen is None or run == "base" or int(run.split("/")[0].removeprefix("seed")) in chosen
+    ]
 
 
 def score_files():
