@@ -145,10 +145,14 @@ def run_method(wildcards):
     return wildcards.run.split("/")[-1]
 
 
-def run_seed(wildcards):
+def seed_of(run):
     """The training seed of a run ('seed3/orpo' -> 3), None for the base model and retrieval rows."""
-    head = wildcards.run.split("/")[0]
+    head = run.split("/")[0]
     return int(head.removeprefix("seed")) if head.startswith("seed") else None
+
+
+def run_seed(wildcards):
+    return seed_of(wildcards.run)
 
 
 def predict_model_files(wildcards):
@@ -174,7 +178,7 @@ def panel_scores():
     return [
         f"results/scores/panel/{run}.parquet"
         for run in student_runs()
-        if chosen is None or run == "base" or int(run.split("/")[0].removeprefix("seed")) in chosen
+        if chosen is None or run == "base" or seed_of(run) in chosen
     ]
 
 
