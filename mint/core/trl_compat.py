@@ -217,7 +217,7 @@ def _completion_only_orpo(orpo_trainer: type) -> type:
             return tuple(out)
 
         def _check_shared_prefix(self, model, batch) -> bool:
-            if self.is_encoder_decoder or self.aux_loss_enabled:
+            if self.aux_loss_enabled:  # an encoder-decoder model never gets here (concatenated_forward)
                 return False
 
             def fast():
