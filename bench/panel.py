@@ -19,7 +19,16 @@ depend on the weights. Prints the median cases/s of each over `--repeats` (alter
 clock and by the process's CPU time (what a busy machine distorts less), their ratios, and the
 largest difference between the two scores of a (case, label).
 
+A third way, `--top N`: `score_panel(top=N)`, the exact N best labels of each case without running the
+trie nodes that cannot lead to them (`mint.core.panel._top_scores`); the bench checks that its N best
+labels and their scores are the whole panel's. How much it skips depends on how sure the student is,
+so measure it on a trained student (`--model`, a trained student folder) and real cases
+(`--cases-from`, a cohort's cases.parquet: its `--split` cases' notes, the benchmark's prompt):
+
     python -m bench.panel --cases 8 --labels 800 --repeats 3 --threads 1
+    python -m bench.panel --model runs/benchmark/results/train/seed1/orpo --skip-uncached --skip-rows \
+        --cases-from runs/benchmark/results/cohort/cases.parquet \
+        --names-from runs/benchmark/results/cohort/candidates.parquet --top 10 --cases 32
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ from mint.apps.rare_disease.prompts import PROMPT
 from mint.apps.rare_disease.student import DEFAULT_TINY, build_tiny_llama, render_chat, train_tokenizer
 from mint.core.config import deep_update, load_yaml
 from mint.core.panel import candidate_tokens, score_panel
-from mint.core.prompts import first_item, format_answer
+from mint.core.prompts import build_prompt, first_item, format_answer
 
 K = 3
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "te", "vi", "do", "pa", "zi", "bo", "fe", "gu", "hy", "jo"]
@@ -131,24 +140,45 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--student-config", type=Path, default=Path("config/student/benchmark.yaml"))
     p.add_argument("--skip-uncached", action="store_true", help="time the cached ways only")
+    p.add_argument("--skip-rows", action="store_true", help="leave out the way 'prompt cache, a row per name'")
+    p.add_argument("--model", type=Path, help="a trained student folder (instead of a fresh model of "
+                                               "--student-config's shape)")
+    p.add_argument("--cases-from", type=Path, help="a cohort's cases.parquet: rank its first --cases notes of "
+                                                    "--split (instead of made-up notes)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--top", type=int, help="also time score_panel(top=N), the exact N best labels only")
     p.add_argument("--names-from", type=Path,
                    help="a candidates.parquet whose names to rank instead of made-up ones (e.g. a benchmark run's "
                         "results/cohort/candidates.parquet); --labels then takes its first N")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    prompts = questions(a.cases)
+    if a.cases_from:
+        notes = pl.read_parquet(a.cases_from).filter(pl.col("split") == a.split)["note"].to_list()[:a.cases]
+        prompts = [build_prompt(PROMPT.resolved(None), K, note, "note") for note in notes]
+    else:
+        prompts = questions(a.cases)
     names = (pl.read_parquet(a.names_from)["name"].to_list()[:a.labels] if a.names_from
              else disease_names(a.labels))
-    model, tokenizer = build_model(a.student_config, prompts, names)
+    if a.model:
+        from mint.core.train import load_trained
+
+        model, tokenizer = load_trained(str(a.model), kind="text")
+        model.eval()
+    else:
+        model, tokenizer = build_model(a.student_config, prompts, names)
     texts = [tokenizer.apply_chat_template(q, add_generation_prompt=True, tokenize=False) for q in prompts]
     n_prompt = statistics.median(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
     start, continuations = first_item("", PROMPT.header, K)[0], [first_item(n, PROMPT.header, K)[1] for n in names]
     tails = candidate_tokens(tokenizer, texts[0] + start, continuations, names)
     n_nodes = len({tuple(t[:d]) for t in tails for d in range(1, len(t))})
     ways = {"trie + prompt cache (score_panel)":
-            lambda: score_panel(model, tokenizer, prompts, names, PROMPT.header, K, batch_size=a.batch_size),
-            "prompt cache, a row per name":
-            lambda: score_rows_with_cache(model, tokenizer, prompts, names, a.batch_size)}
+            lambda: score_panel(model, tokenizer, prompts, names, PROMPT.header, K, batch_size=a.batch_size)}
+    if a.top:
+        ways[f"top-{a.top} search (score_panel top={a.top})"] = \
+            lambda: score_panel(model, tokenizer, prompts, names, PROMPT.header, K, batch_size=a.batch_size, top=a.top)
+    if not a.skip_rows:
+        ways["prompt cache, a row per name"] = \
+            lambda: score_rows_with_cache(model, tokenizer, prompts, names, a.batch_size)
     if not a.skip_uncached:
         ways["without the prompt cache"] = lambda: score_without_cache(model, tokenizer, prompts, names, a.batch_size)
     wall = {w: [] for w in ways}
@@ -171,8 +201,21 @@ def main(argv: list[str] | None = None) -> None:
               f"(runs: {', '.join(f'{x:.1f}' for x in wall[w])} s wall, {', '.join(f'{x:.1f}' for x in cpu[w])} s CPU)")
     first, *others = ways
     for w in others:
+        if w.startswith("top-"):
+            continue
         print(f"ratio to {w}: {rates[first][0] / rates[w][0]:.1f}x wall, {rates[first][1] / rates[w][1]:.1f}x CPU; "
               f"largest score difference: {np.abs(scores[first] - scores[w]).max():.1e}")
+    if a.top:
+        w = next(w for w in ways if w.startswith("top-"))
+        whole, pruned = scores[first], scores[w]
+        best = np.argsort(-whole, axis=1, kind="stable")[:, :a.top]
+        same = (best == np.argsort(-pruned, axis=1, kind="stable")[:, :a.top]).all(axis=1)
+        gap = np.abs(np.take_along_axis(whole, best, 1) - np.take_along_axis(pruned, best, 1)).max()
+        print(f"top-{a.top} search against the whole panel: {rates[w][0] / rates[first][0]:.1f}x wall, "
+              f"{rates[w][1] / rates[first][1]:.1f}x CPU; the same {a.top} best labels in order in {same.sum()} of "
+              f"{len(same)} cases, their scores within {gap:.1e}; labels scored "
+              f"{np.isfinite(pruned).mean():.1%} (median a case {np.median(np.isfinite(pruned).sum(1)):.0f} "
+              f"of {len(names)})")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from mint.core.rankings import RankingsWriter
 from mint.core.workflow import rank_log
 
 MODALITY = "student"  # the modality of a student's rankings (RANKINGS.modality)
+DEAD_NODES = 64  # the top search drops dead nodes from a case's cache when more are dead than this and than live
 
 
 def candidate_tokens(tokenizer, text: str, continuations: Sequence[str], names: Sequence[str]) -> list[list[int]]:
@@ -131,10 +132,127 @@ class _Chunk:
         return self.owners, logp
 
 
+class _Trie:
+    """The candidates' token prefixes as a trie, for the pruned search of `score_panel(top=N)`.
+
+    Prefix p (any `t[:d]`, d >= 1, of a candidate's tokens t) has its last token, its depth d - 1,
+    its parent (-1 at d = 1), its ancestors (itself included, root first), and its children; a prefix
+    with children is a node that must go through the model before they can be scored.
+    """
+
+    def __init__(self, tails: Sequence[Sequence[int]]):
+        index: dict[tuple[int, ...], int] = {}
+        for t in tails:
+            for d in range(1, len(t) + 1):
+                index.setdefault(tuple(t[:d]), len(index))
+        prefixes = list(index)
+        self.token = np.array([q[-1] for q in prefixes])
+        self.depth = np.array([len(q) - 1 for q in prefixes])
+        self.parent = np.array([index[q[:-1]] if len(q) > 1 else -1 for q in prefixes])
+        self.path = [[index[q[:e]] for e in range(1, len(q) + 1)] for q in prefixes]
+        self.children: list[list[int]] = [[] for _ in prefixes]
+        for p in range(len(prefixes)):
+            if self.parent[p] >= 0:
+                self.children[self.parent[p]].append(p)
+        self.end = np.array([index[tuple(t)] for t in tails])  # each candidate's whole prefix
+        self.labels_at: dict[int, list[int]] = {}
+        for j, p in enumerate(self.end):
+            self.labels_at.setdefault(int(p), []).append(j)
+        self.roots = np.flatnonzero(self.parent < 0)
+
+
+def _top_scores(model, trie: _Trie, first_logp: torch.Tensor, prompt_cache, prompt_len: int, top: int,
+                batch_size: int, seeds: int) -> tuple[np.ndarray, int]:
+    """One case's exact scores of every candidate that can be among its `top` best; -inf for the others.
+
+    A name's score is a sum of log-probabilities, each <= 0, so a prefix's score bounds every name
+    that goes on from it. The `seeds` names whose first token is likeliest are scored first; the
+    `top`-th best score known so far, tau, only rises as more names are scored. The trie is then
+    walked depth by depth, and a prefix goes through the model only when its score is >= tau: a
+    name below tau anywhere on its path scores below `top` names already known, so it cannot be
+    among the `top` best (ties included: a prefix equal to tau is kept). Every node goes through the
+    model once, its key/value appended to the case's cache; each attends to the prompt and to its
+    own ancestors (the tree mask over the cache so far). Nodes that no later node descends from are
+    dropped from the cache between depths, so that attention stays as wide as the live paths.
+    Returns (scores, nodes run).
+    """
+    device, dtype = first_logp.device, model.dtype
+    n_prefixes = len(trie.token)
+    known = torch.full((n_prefixes,), float("-inf"), dtype=torch.float64)
+    known[trie.roots] = first_logp[trie.token[trie.roots]].double().cpu()
+    slot = np.full(n_prefixes, -1)  # where a prefix's key/value lies in the cache after the prompt
+    label_scores = np.full(len(trie.end), float("-inf"))
+    done = np.zeros(len(trie.end), dtype=bool)
+    cache, filled, ran = prompt_cache, 0, 0
+
+    def finish(prefixes) -> None:
+        for p in prefixes:
+            for j in trie.labels_at.get(int(p), ()):
+                label_scores[j], done[j] = float(known[p]), True
+
+    def tau() -> float:
+        scored = label_scores[done]
+        return float(np.partition(scored, -top)[-top]) if scored.size >= top else float("-inf")
+
+    def run(nodes: list[int]) -> None:
+        """Nodes whose ancestors are in the cache or before them in `nodes`: through the model, children scored."""
+        nonlocal cache, filled, ran
+        for s in range(0, len(nodes), batch_size):
+            batch = nodes[s:s + batch_size]
+            n = len(batch)
+            slot[batch] = filled + np.arange(n)
+            allowed = torch.zeros((n, prompt_len + filled + n), dtype=torch.bool)
+            allowed[:, :prompt_len] = True
+            rows = [i for i, p in enumerate(batch) for _ in trie.path[p]]
+            cols = [prompt_len + slot[a] for p in batch for a in trie.path[p]]
+            allowed[rows, cols] = True
+            mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+            logits, cache = _forward(model, cache, input_ids=torch.from_numpy(trie.token[batch][None]).to(device),
+                                     position_ids=torch.from_numpy(prompt_len + trie.depth[batch][None]).to(device),
+                                     attention_mask=mask[None, None].to(device))
+            filled += n
+            ran += n
+            logits = logits[0].float()
+            edge_rows = np.array([i for i, p in enumerate(batch) for _ in trie.children[p]])
+            kids = np.array([c for p in batch for c in trie.children[p]])
+            logp = (logits[edge_rows, trie.token[kids]] - torch.logsumexp(logits, dim=-1)[edge_rows]).double().cpu()
+            parents = np.asarray(batch)[edge_rows]
+            for d in np.unique(trie.depth[parents]):  # a parent in this batch is scored before its children
+                at = np.flatnonzero(trie.depth[parents] == d)
+                known[kids[at]] = known[parents[at]] + logp[at]
+            finish(kids)
+
+    finish(trie.roots)
+    # Seeds: the names of the likeliest first tokens, whole (their paths' nodes, parents first).
+    seed_names = np.argsort(-known[[trie.path[p][0] for p in trie.end]].numpy(), kind="stable")[:seeds]
+    seed_nodes = sorted({a for j in seed_names for a in trie.path[trie.end[j]][:-1]},
+                        key=lambda p: trie.depth[p])
+    run(seed_nodes)
+    frontier = [p for p in trie.roots if trie.children[p]]
+    while frontier:
+        bound = tau()
+        todo = [p for p in frontier if known[p] >= bound]
+        # Live: the run nodes on a path to a node of `todo` or below one (a seed's); the others are dead.
+        ahead, on_path = set(todo), {a for p in todo for a in trie.path[p]}
+        live = [a for a in np.flatnonzero(slot >= 0) if a in on_path or not ahead.isdisjoint(trie.path[a])]
+        live.sort(key=lambda a: slot[a])
+        if todo and filled - len(live) > max(DEAD_NODES, len(live)):  # mostly dead: keep the prompt and the live only
+            keep = torch.from_numpy(np.concatenate([np.arange(prompt_len), prompt_len + slot[live]])).to(device)
+            for layer in cache.layers:
+                layer.keys, layer.values = layer.keys[..., keep, :], layer.values[..., keep, :]
+            slot[slot >= 0] = -2  # run, and gone from the cache
+            slot[live] = np.arange(len(live))
+            filled = len(live)
+        run([p for p in todo if slot[p] == -1])
+        frontier = [c for p in todo for c in trie.children[p] if trie.children[c]]
+    return label_scores, ran
+
+
 @torch.no_grad()
 def score_panel(
     model, processing, prompts: Sequence[list[dict]], names: Sequence[str], header: str, k: int, *,
-    batch_size: int, images: Sequence[str] | None = None, progress: bool = False,
+    batch_size: int, images: Sequence[str] | None = None, progress: bool = False, top: int | None = None,
+    seeds: int = 32,
 ) -> np.ndarray:
     """(cases x labels) log-likelihoods of the answer to prompt i naming label j first (see the module).
 
@@ -147,6 +265,9 @@ def score_panel(
     The candidates' tokens go through the model as a token trie (`assign_chunks`): a prefix that
     several names share is run once, `batch_size` trie nodes a forward pass, each attending to the
     prompt's cache and to its own ancestors only (a tree-shaped attention mask, positions by depth).
+
+    `top=N`: only each case's N best labels are sure to be scored (exactly; `_top_scores`): a
+    label that cannot be among them may be left at -inf, and its trie nodes are not run.
     """
     model.eval()
     if "flash" in str(getattr(model.config, "_attn_implementation", "")):
@@ -167,12 +288,15 @@ def score_panel(
     # The tokens a name adds do not depend on the case: every prompt ends in the same answer start.
     tails = candidate_tokens(tokenizer, texts[0], continuations, names)
     device = model.device
-    chunks, chunk_of = assign_chunks(tails, batch_size)
-    members: list[list[int]] = [[] for _ in chunks]
-    for j, c in enumerate(chunk_of):
-        if c >= 0:
-            members[c].append(j)
-    passes = [_Chunk(nodes, m, tails, device, model.dtype) for nodes, m in zip(chunks, members)]
+    if top is None:
+        chunks, chunk_of = assign_chunks(tails, batch_size)
+        members: list[list[int]] = [[] for _ in chunks]
+        for j, c in enumerate(chunk_of):
+            if c >= 0:
+                members[c].append(j)
+        passes = [_Chunk(nodes, m, tails, device, model.dtype) for nodes, m in zip(chunks, members)]
+    else:
+        trie = _Trie(tails)
     firsts = torch.tensor([t[0] for t in tails], device=device)
     scores = np.empty((len(prompts), len(names)))
     for i in tqdm(range(len(prompts)), desc="rank panel", unit="case", disable=not progress):
@@ -185,8 +309,12 @@ def score_panel(
 
             enc = encode_prompts(processing, [prompts[i]], [[Image.open(images[i]).convert("RGB")]], start)
         logits, prompt_cache = _forward(model, **enc.to(device))
-        row = torch.log_softmax(logits[0, -1].float(), dim=-1)[firsts]
         prompt_len = prompt_cache.get_seq_length()
+        if top is not None:
+            first_logp = torch.log_softmax(logits[0, -1].float(), dim=-1)
+            scores[i] = _top_scores(model, trie, first_logp, prompt_cache, prompt_len, top, batch_size, seeds)[0]
+            continue
+        row = torch.log_softmax(logits[0, -1].float(), dim=-1)[firsts]
         for chunk in passes:
             owners, logp = chunk.scores(model, prompt_cache, prompt_len)
             row.index_add_(0, owners, logp)
@@ -197,13 +325,14 @@ def score_panel(
 def rank_panel(
     model_dir: str, cases_path: str | Path, candidates_path: str | Path, out_path: str | Path, *,
     prompt: Mapping[str, str], text_field: str | None, k: int, batch_size: int = 256, threads: int = 1,
-    split: str = "test", image_field: str | None = None, chunk: int = 256,
+    split: str = "test", image_field: str | None = None, chunk: int = 256, top: int | None = None,
 ) -> None:
     """RANKINGS (modality `student`) of every candidate label for each `split` case, by the student in `model_dir`.
 
     The student reads what it reads in `mint.core.predict` (the case's `text_field` and/or the image at
     its `image_field` path) and is asked the same question; `batch_size` candidates go through the model
-    at once. The rankings are written `chunk` cases at a time.
+    at once. The rankings are written `chunk` cases at a time. `top=N`: only each case's N best labels,
+    scored exactly and written (ranks 1..N); the others are not run through the model (`score_panel`).
     """
     from mint.core.train import load_trained
 
@@ -221,14 +350,15 @@ def rank_panel(
     texts = cases[text_field].to_list() if text_field else [None] * cases.height
     paths = cases[image_field].to_list() if image_field else None
     settings = {"prompt": dict(prompt), "text_field": text_field, "image_field": image_field, "k": k,
-                "batch_size": batch_size, "score": "sum of the name's token log-probabilities"}
+                "batch_size": batch_size, "score": "sum of the name's token log-probabilities",
+                "labels": "all" if top is None else f"each case's {top} best"}
     ids = cases["case_id"].to_list()
     with RankingsWriter(out_path, labels["label_id"].to_list(), provenance(settings, model=str(model_dir))) as out:
         for s in tqdm(range(0, len(ids), chunk), desc="rank panel", unit="chunk"):
             prompts = [build_prompt(prompt, k, text, text_field) for text in texts[s:s + chunk]]
             scores = score_panel(model, processing, prompts, labels["name"].to_list(), prompt["header"], k,
-                                 batch_size=batch_size, images=paths[s:s + chunk] if paths else None)
-            out.add(ids[s:s + chunk], scores, MODALITY)
+                                 batch_size=batch_size, images=paths[s:s + chunk] if paths else None, top=top)
+            out.add(ids[s:s + chunk], scores, MODALITY, top=top)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -241,6 +371,8 @@ def make_parser() -> argparse.ArgumentParser:
     add_prompt_arguments(p)
     p.add_argument("--batch-size", type=int, default=256, help="candidates per forward pass")
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
+    p.add_argument("--top", type=int, default=None,
+                   help="rank only each case's N best labels (exactly; faster); default: the whole panel")
     add_split_argument(p)
     p.add_argument("--log", default=None, help="log file")
     return p
@@ -252,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         prompt = parse_prompt(a.prompt)
         rank_panel(a.model_dir, a.cases, a.candidates, a.out, prompt=prompt, text_field=a.text_field, k=a.k,
                    batch_size=a.batch_size, threads=a.threads, split=a.split,
-                   image_field=a.image_field)
+                   image_field=a.image_field, top=a.top)
 
 
 if __name__ == "__main__":

@@ -59,18 +59,23 @@ class RankingsWriter(ParquetStream):
         super().__init__(path, schemas.RANKINGS, prov)
         self.classes = pa.array(list(classes), pa.string())
 
-    def add(self, case_ids: Sequence[str], scores: np.ndarray, modality: str) -> None:
-        """Rows of a (cases x labels) score matrix; rank 1 = highest score, ties by label order."""
+    def add(self, case_ids: Sequence[str], scores: np.ndarray, modality: str, top: int | None = None) -> None:
+        """Rows of a (cases x labels) score matrix; rank 1 = highest score, ties by label order.
+
+        `top`: only each case's `top` best labels (rank <= top), in label order.
+        """
         n, m = scores.shape
         if m != len(self.classes) or n != len(case_ids):
             raise MintError(f"{self.path}: scores of shape {scores.shape} for {len(case_ids)} cases and "
                             f"{len(self.classes)} labels")
+        ranks = _ranks(scores).reshape(-1)
+        keep = np.flatnonzero(ranks <= top) if top is not None else np.arange(n * m)
         self.write(pa.table({
-            "case_id": pa.array(list(case_ids), pa.string()).take(np.repeat(np.arange(n), m)),
-            "modality": pa.array([modality], pa.string()).take(np.zeros(n * m, dtype=np.int64)),
-            "label_id": self.classes.take(np.tile(np.arange(m), n)),
-            "score": scores.reshape(-1).astype(np.float64),
-            "rank": _ranks(scores).reshape(-1).astype(np.int32),
+            "case_id": pa.array(list(case_ids), pa.string()).take(keep // m),
+            "modality": pa.array([modality], pa.string()).take(np.zeros(len(keep), dtype=np.int64)),
+            "label_id": self.classes.take(keep % m),
+            "score": scores.reshape(-1)[keep].astype(np.float64),
+            "rank": ranks[keep].astype(np.int32),
         }, schema=schemas.RANKINGS))
 
 

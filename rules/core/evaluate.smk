@@ -133,6 +133,7 @@ rule rank_student:
         image_field=APP.student_image,
         k=config["preferences"]["k"],
         batch_size=config["evaluation"]["panel_batch_size"],
+        top=max(config["evaluation"]["ks"]) if config["evaluation"]["panel_labels"] == "top" else None,
         eval_threads=config["evaluation"]["threads"],
         split=config["evaluation"]["split"],
     conda:
