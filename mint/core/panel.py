@@ -150,6 +150,9 @@ class _Trie:
         self.depth = np.array([len(q) - 1 for q in prefixes])
         self.parent = np.array([index[q[:-1]] if len(q) > 1 else -1 for q in prefixes])
         self.path = [[index[q[:e]] for e in range(1, len(q) + 1)] for q in prefixes]
+        self.paths = np.full((len(prefixes), max(map(len, prefixes))), -1)  # the same, padded with -1
+        for p, path in enumerate(self.path):
+            self.paths[p, :len(path)] = path
         self.children: list[list[int]] = [[] for _ in prefixes]
         for p in range(len(prefixes)):
             if self.parent[p] >= 0:
@@ -203,9 +206,12 @@ def _top_scores(model, trie: _Trie, first_logp: torch.Tensor, prompt_cache, prom
             slot[batch] = filled + np.arange(n)
             allowed = torch.zeros((n, prompt_len + filled + n), dtype=torch.bool)
             allowed[:, :prompt_len] = True
-            rows = [i for i, p in enumerate(batch) for _ in trie.path[p]]
-            cols = [prompt_len + slot[a] for p in batch for a in trie.path[p]]
-            allowed[rows, cols] = True
+            paths = trie.paths[batch]
+            rows, depths = np.nonzero(paths >= 0)
+            seen = slot[paths[rows, depths]]
+            if (seen < 0).any():
+                raise RuntimeError("top search: a node's ancestor is not in the cache")  # a bug, not the input's
+            allowed[rows, prompt_len + seen] = True
             mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
             logits, cache = _forward(model, cache, input_ids=torch.from_numpy(trie.token[batch][None]).to(device),
                                      position_ids=torch.from_numpy(prompt_len + trie.depth[batch][None]).to(device),
@@ -233,9 +239,10 @@ def _top_scores(model, trie: _Trie, first_logp: torch.Tensor, prompt_cache, prom
         bound = tau()
         todo = [p for p in frontier if known[p] >= bound]
         # Live: the run nodes on a path to a node of `todo` or below one (a seed's); the others are dead.
-        ahead, on_path = set(todo), {a for p in todo for a in trie.path[p]}
-        live = [a for a in np.flatnonzero(slot >= 0) if a in on_path or not ahead.isdisjoint(trie.path[a])]
-        live.sort(key=lambda a: slot[a])
+        cached = np.flatnonzero(slot >= 0)
+        on_path = trie.paths[todo].ravel()
+        live = cached[np.isin(cached, on_path) | np.isin(trie.paths[cached], todo).any(axis=1)]
+        live = live[np.argsort(slot[live])]
         if todo and filled - len(live) > max(DEAD_NODES, len(live)):  # mostly dead: keep the prompt and the live only
             keep = torch.from_numpy(np.concatenate([np.arange(prompt_len), prompt_len + slot[live]])).to(device)
             for layer in cache.layers:
