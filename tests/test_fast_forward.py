@@ -198,3 +198,9 @@ def test_sft_answer_only_head_equals_trls_and_gradients(sft):
     assert torch.allclose(losses[0], losses[1], atol=1e-6)
     for a, b in zip(*grads):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["sft", "dpo", "orpo"])
+def test_a_method_has_one_trainer_class(method):
+    """The workflow's trainer class is made once per TRL class, so isinstance holds across calls."""
+    assert trainer_classes(method)[1] is trainer_classes(method)[1]

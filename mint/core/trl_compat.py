@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import types
 import warnings
 
@@ -186,6 +187,7 @@ def _check_first_batch(method: str, model, fast, slow, names: tuple[str, ...]) -
     return True
 
 
+@functools.cache  # one class per TRL class: isinstance holds across calls
 def _completion_only_orpo(orpo_trainer: type) -> type:
     """ORPO whose NLL term covers the answer only, with each pair's prompt run once.
 
@@ -289,6 +291,7 @@ def _text_rows(inputs: dict) -> bool:
     return "input_ids" in inputs and set(inputs) <= {"input_ids", "attention_mask", "position_ids", "use_cache"}
 
 
+@functools.cache  # one class per TRL class: isinstance holds across calls
 def _shared_prefix_dpo(dpo_trainer: type) -> type:
     """TRL's DPOTrainer with each pair's prompt run once and the LM head on the answers only, both in the
     training step and in the reference log-probabilities computed before training.
@@ -315,6 +318,7 @@ def _shared_prefix_dpo(dpo_trainer: type) -> type:
     return SharedPrefixDPOTrainer
 
 
+@functools.cache  # one class per TRL class: isinstance holds across calls
 def _answer_only_sft(sft_trainer: type) -> type:
     """TRL's SFTTrainer with the LM head only where a label is not -100 (the answer), on every device
     (`answer_only_fused_forward`); the first batch is compared with TRL's way, as for DPO."""
