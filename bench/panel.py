@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
             scores[w] = run()
             wall[w].append(time.perf_counter() - t)
             cpu[w].append(time.process_time() - c)
-    print(f"model: {a.model or f'{a.student_config} shape'}, {sum(p.numel() for p in model.parameters()):,} parameters, "
+    shape = a.model or f"{a.student_config} shape"
+    print(f"model: {shape}, {sum(p.numel() for p in model.parameters()):,} parameters, "
           f"vocabulary {len(tokenizer)}; cases {a.cases} (prompt median {n_prompt:.0f} tokens), labels {a.labels} "
           f"(name {statistics.mean(map(len, tails)):.1f} tokens on average, {sum(len(t) - 1 for t in tails)} tokens "
           f"after the first, {n_nodes} trie nodes), batch size {a.batch_size}, threads {a.threads}, "
