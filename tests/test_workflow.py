@@ -362,6 +362,23 @@ def test_every_read_key_is_tested():
     assert set(NEW_VALUES) == set(READERS)
 
 
+def test_only_the_way_to_training_goes_first(tiny_run):
+    """The rules with a scheduling priority are the teacher's ranking, the preferences and the training, all on
+    the way to train_student; without it a 2-thread teacher ranking waited 15 min behind a full-panel ranking."""
+    parents = rule_graph(tiny_run)
+    ahead, todo = set(), ["train_student"]
+    while todo:
+        rule = todo.pop()
+        if rule not in ahead:
+            ahead.add(rule)
+            todo += parents.get(rule, ())
+    rule_with_priority = re.compile(r"^\s*rule (\w+):\n(?:(?!^\s*rule ).*\n)*?\s*priority: 1\b", re.M)
+    prioritised = {m.group(1) for path in (REPO / "rules").rglob("*.smk")
+                   for m in rule_with_priority.finditer(path.read_text())}
+    assert {"rank_diseases", "build_preferences", "train_student"} <= prioritised
+    assert prioritised <= ahead | {"rank_tissues", "rank_tissues_with_clip"}  # the tissue teacher's, as rank_diseases
+
+
 def test_another_training_seed_reruns_nothing_upstream(tiny_run):
     """Another training seed trains, answers and scores each method once more, and nothing upstream."""
     upstream = {"build_knowledge", "build_cohort", "embed_notes", "train_teacher", "rank_diseases", "build_student"}

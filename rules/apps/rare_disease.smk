@@ -121,6 +121,7 @@ if not external_rankings():
         conda:
             "../../envs/mint.yaml"
         threads: 2
+        priority: 1  # on the way to the students' training (rules/core/train.smk)
         resources:
             mem_mb=4000,
             runtime=30,

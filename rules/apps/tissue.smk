@@ -97,6 +97,7 @@ if teacher_model() == "trained":
         conda:
             "../../envs/mint.yaml"
         threads: 2
+        priority: 1  # on the way to the students' training (rules/core/train.smk)
         resources:
             mem_mb=4000,
             runtime=30,
@@ -125,6 +126,7 @@ if teacher_model() == "clip":
         conda:
             "../../envs/mint.yaml"
         threads: 2
+        priority: 1  # on the way to the students' training (rules/core/train.smk)
         resources:
             mem_mb=8000,
             runtime=60,

@@ -139,9 +139,6 @@ rule rank_student:
     conda:
         "../../envs/mint.yaml"
     threads: 1
-    # A leaf of the DAG that takes minutes: after any ready job that leads somewhere (the teacher's ranking
-    # waits for both cores, and the students' training for the preferences).
-    priority: -1
     resources:
         mem_mb=16000,
         runtime=120,

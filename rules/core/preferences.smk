@@ -22,6 +22,7 @@ rule build_preferences:
         seed=config["seed"],
     conda:
         "../../envs/mint.yaml"
+    priority: 1  # on the way to the students' training (rules/core/train.smk)
     resources:
         mem_mb=4000,
         runtime=10,

@@ -19,6 +19,11 @@ rule train_student:
     conda:
         "../../envs/mint.yaml"
     threads: 1
+    # On the way to the students' training (as the teacher's ranking and build_preferences): before
+    # any ready evaluation step. Without it the scheduler fills the cores with those (minutes each), and
+    # a 2-thread step such as the teacher's ranking waits for their end. Not negative on the evaluation
+    # steps instead: Snakemake's ILP scheduler would then never pick them.
+    priority: 1
     resources:
         mem_mb=16000,
         runtime=720,
