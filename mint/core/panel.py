@@ -245,8 +245,9 @@ def _top_scores(model, trie: _Trie, first_logp: torch.Tensor, prompt_cache, prom
         live = live[np.argsort(slot[live])]
         if todo and filled - len(live) > max(DEAD_NODES, len(live)):  # mostly dead: keep the prompt and the live only
             keep = torch.from_numpy(np.concatenate([np.arange(prompt_len), prompt_len + slot[live]])).to(device)
-            for layer in cache.layers:
-                layer.keys, layer.values = layer.keys[..., keep, :], layer.values[..., keep, :]
+            for layer in cache.layers:  # self-attention layers only (Mllama's cross-attention ones hold the image)
+                if getattr(layer, "keys", None) is not None and layer.keys.shape[-2] == prompt_len + filled:
+                    layer.keys, layer.values = layer.keys[..., keep, :], layer.values[..., keep, :]
             slot[slot >= 0] = -2  # run, and gone from the cache
             slot[live] = np.arange(len(live))
             filled = len(live)
