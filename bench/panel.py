@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
                                                     "--split (instead of made-up notes)")
     p.add_argument("--split", default="test")
     p.add_argument("--top", type=int, help="also time score_panel(top=N), the exact N best labels only")
+    p.add_argument("--seeds", type=int, default=32, help="names the top search scores first (score_panel's seeds)")
     p.add_argument("--names-from", type=Path,
                    help="a candidates.parquet whose names to rank instead of made-up ones (e.g. a benchmark run's "
                         "results/cohort/candidates.parquet); --labels then takes its first N")
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
             lambda: score_panel(model, tokenizer, prompts, names, PROMPT.header, K, batch_size=a.batch_size)}
     if a.top:
         ways[f"top-{a.top} search (score_panel top={a.top})"] = \
-            lambda: score_panel(model, tokenizer, prompts, names, PROMPT.header, K, batch_size=a.batch_size, top=a.top)
+            lambda: score_panel(model, tokenizer, prompts, names, PROMPT.header, K, batch_size=a.batch_size, top=a.top,
+                                seeds=a.seeds)
     if not a.skip_rows:
         ways["prompt cache, a row per name"] = \
             lambda: score_rows_with_cache(model, tokenizer, prompts, names, a.batch_size)

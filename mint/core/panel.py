@@ -63,6 +63,11 @@ def _forward(model, cache=None, **inputs):
     return out.logits, out.cache
 
 
+def _additive_mask(allowed: torch.Tensor, dtype) -> torch.Tensor:
+    """The attention mask transformers adds to the scores: 0 where `allowed`, the dtype's minimum elsewhere."""
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
 def assign_chunks(
     tails: Sequence[Sequence[int]], capacity: int,
 ) -> tuple[list[dict[tuple[int, ...], int]], list[int]]:
@@ -108,7 +113,7 @@ class _Chunk:
         seen = torch.zeros((n, n), dtype=torch.bool)
         for q, i in nodes.items():
             seen[i, [nodes[q[:e]] for e in range(1, len(q) + 1)]] = True  # itself and its ancestors
-        self.tree = torch.zeros((n, n), dtype=dtype).masked_fill_(~seen, torch.finfo(dtype).min).to(device)
+        self.tree = _additive_mask(seen, dtype).to(device)
         rows, nexts, owners = [], [], []
         for j in members:
             t = tails[j]
@@ -136,8 +141,9 @@ class _Trie:
     """The candidates' token prefixes as a trie, for the pruned search of `score_panel(top=N)`.
 
     Prefix p (any `t[:d]`, d >= 1, of a candidate's tokens t) has its last token, its depth d - 1,
-    its parent (-1 at d = 1), its ancestors (itself included, root first), and its children; a prefix
-    with children is a node that must go through the model before they can be scored.
+    its parent (-1 at d = 1), its ancestors (`paths[p]`: itself included, root first, padded with -1),
+    and its children; a prefix with children is a node that must go through the model before they
+    can be scored.
     """
 
     def __init__(self, tails: Sequence[Sequence[int]]):
@@ -149,10 +155,9 @@ class _Trie:
         self.token = np.array([q[-1] for q in prefixes])
         self.depth = np.array([len(q) - 1 for q in prefixes])
         self.parent = np.array([index[q[:-1]] if len(q) > 1 else -1 for q in prefixes])
-        self.path = [[index[q[:e]] for e in range(1, len(q) + 1)] for q in prefixes]
-        self.paths = np.full((len(prefixes), max(map(len, prefixes))), -1)  # the same, padded with -1
-        for p, path in enumerate(self.path):
-            self.paths[p, :len(path)] = path
+        self.paths = np.full((len(prefixes), max(map(len, prefixes))), -1)
+        for p, q in enumerate(prefixes):
+            self.paths[p, :len(q)] = [index[q[:e]] for e in range(1, len(q) + 1)]
         self.children: list[list[int]] = [[] for _ in prefixes]
         for p in range(len(prefixes)):
             if self.parent[p] >= 0:
@@ -212,7 +217,7 @@ def _top_scores(model, trie: _Trie, first_logp: torch.Tensor, prompt_cache, prom
             if (seen < 0).any():
                 raise RuntimeError("top search: a node's ancestor is not in the cache")  # a bug, not the input's
             allowed[rows, prompt_len + seen] = True
-            mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+            mask = _additive_mask(allowed, dtype)
             logits, cache = _forward(model, cache, input_ids=torch.from_numpy(trie.token[batch][None]).to(device),
                                      position_ids=torch.from_numpy(prompt_len + trie.depth[batch][None]).to(device),
                                      attention_mask=mask[None, None].to(device))
@@ -230,30 +235,39 @@ def _top_scores(model, trie: _Trie, first_logp: torch.Tensor, prompt_cache, prom
 
     finish(trie.roots)
     # Seeds: the names of the likeliest first tokens, whole (their paths' nodes, parents first).
-    seed_names = np.argsort(-known[[trie.path[p][0] for p in trie.end]].numpy(), kind="stable")[:seeds]
-    seed_nodes = sorted({a for j in seed_names for a in trie.path[trie.end[j]][:-1]},
+    seed_names = np.argsort(-known[trie.paths[trie.end, 0]].numpy(), kind="stable")[:seeds]
+    seed_paths = trie.paths[trie.end[seed_names]]
+    seed_nodes = sorted({int(a) for a in seed_paths[seed_paths >= 0]} - set(trie.end[seed_names].tolist()),
                         key=lambda p: trie.depth[p])
     run(seed_nodes)
     frontier = [p for p in trie.roots if trie.children[p]]
     while frontier:
         bound = tau()
         todo = [p for p in frontier if known[p] >= bound]
-        # Live: the run nodes on a path to a node of `todo` or below one (a seed's); the others are dead.
-        cached = np.flatnonzero(slot >= 0)
-        on_path = trie.paths[todo].ravel()
-        live = cached[np.isin(cached, on_path) | np.isin(trie.paths[cached], todo).any(axis=1)]
-        live = live[np.argsort(slot[live])]
-        if todo and filled - len(live) > max(DEAD_NODES, len(live)):  # mostly dead: keep the prompt and the live only
-            keep = torch.from_numpy(np.concatenate([np.arange(prompt_len), prompt_len + slot[live]])).to(device)
-            for layer in cache.layers:  # self-attention layers only (Mllama's cross-attention ones hold the image)
-                if getattr(layer, "keys", None) is not None and layer.keys.shape[-2] == prompt_len + filled:
-                    layer.keys, layer.values = layer.keys[..., keep, :], layer.values[..., keep, :]
-            slot[slot >= 0] = -2  # run, and gone from the cache
-            slot[live] = np.arange(len(live))
-            filled = len(live)
+        if todo and filled > DEAD_NODES:
+            _drop_dead_nodes(cache, trie, slot, todo, prompt_len)
+            filled = int((slot >= 0).sum())
         run([p for p in todo if slot[p] == -1])
         frontier = [c for p in todo for c in trie.children[p] if trie.children[c]]
     return label_scores, ran
+
+
+def _drop_dead_nodes(cache, trie: _Trie, slot: np.ndarray, todo: list[int], prompt_len: int) -> None:
+    """Keep in `cache` the prompt and the live nodes only, when more are dead than `DEAD_NODES` and than live;
+    `slot` follows (-2: run, and gone from the cache). Live: the run nodes on a path to a node of `todo` or
+    below one (a seed's)."""
+    cached = np.flatnonzero(slot >= 0)
+    live = cached[np.isin(cached, trie.paths[todo].ravel()) | np.isin(trie.paths[cached], todo).any(axis=1)]
+    live = live[np.argsort(slot[live])]
+    filled = len(cached)
+    if filled - len(live) > max(DEAD_NODES, len(live)):
+        keep = np.concatenate([np.arange(prompt_len), prompt_len + slot[live]])
+        for layer in cache.layers:  # self-attention layers only (Mllama's cross-attention ones hold the image)
+            if getattr(layer, "keys", None) is not None and layer.keys.shape[-2] == prompt_len + filled:
+                at = torch.from_numpy(keep).to(layer.keys.device)
+                layer.keys, layer.values = layer.keys[..., at, :], layer.values[..., at, :]
+        slot[slot >= 0] = -2
+        slot[live] = np.arange(len(live))
 
 
 @torch.no_grad()
