@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from mint.core.app import builtin_student_threads as builtin_student_threads_of
 from mint.core.app import load_application, selected_teacher
 from mint.core.config import check_inputs, load_yaml, validate_config
 from mint.core.report import PANEL_SUFFIX
@@ -86,6 +87,11 @@ def student_base_files():
 def builtin_student_settings():
     """The user's settings for the application's builtin student (merged over its packaged ones), if any."""
     return [config["student"]["builtin"]] if config["student"]["builtin"] else []
+
+
+def builtin_student_threads():
+    """The threads build_student reserves: those its pre-training uses (`train.threads` of its settings)."""
+    return builtin_student_threads_of(APP, config["student"]["builtin"])
 
 
 def methods():

@@ -86,3 +86,19 @@ def test_the_knowledge_aware_teacher_is_on_for_hpo_coded_cases_only():
     assert fused.pair_modality == "note_photo_knowledge" and "knowledge" in fused.modalities
     # Without a validation split the fusion has nothing to fit on: allowed when it is off.
     validate_config({"cohort": {"split": {"validation": 0}}, "teacher": {"knowledge": False}}, source="t.yaml")
+
+
+def test_build_student_reserves_the_threads_of_its_pretraining(tmp_path):
+    """`train.threads` of the user's student settings, else of the application's packaged ones, else 1."""
+    from mint.core.app import builtin_student_threads
+    from mint.core.config import load_yaml
+
+    for name in ("rare_disease", "tissue"):
+        app = load_application(name)
+        packaged = load_yaml(app.builtin_student)["train"]["threads"]
+        assert builtin_student_threads(app, None) == packaged
+        (tmp_path / "mine.yaml").write_text("train:\n  threads: 5\n")
+        assert builtin_student_threads(app, tmp_path / "mine.yaml") == 5
+        (tmp_path / "sizes.yaml").write_text("model:\n  hidden_size: 64\n")
+        assert builtin_student_threads(app, tmp_path / "sizes.yaml") == packaged
+    assert builtin_student_threads(load_application("tests.toy_app"), None) == 1

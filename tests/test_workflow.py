@@ -379,6 +379,30 @@ def test_only_the_way_to_training_goes_first(tiny_run):
     assert prioritised <= ahead | {"rank_tissues", "rank_tissues_with_clip"}  # the tissue teacher's, as rank_diseases
 
 
+def test_each_rule_reserves_the_threads_its_step_uses(tmp_path):
+    """Snakemake reserves for a step the threads the config gives it (`teacher.threads`,
+    `evaluation.threads`, the builtin student's `train.threads`), not a number written in the rule."""
+    import yaml
+
+    wd = workdir(tmp_path)
+    student = yaml.safe_load((wd / "tests/data/tiny/student.yaml").read_text())
+    student.setdefault("train", {})["threads"] = 4
+    (wd / "student.yaml").write_text(yaml.safe_dump(student))
+    change = {"teacher": {"threads": 3}, "evaluation": {"threads": 5}, "student": {"builtin": "student.yaml"}}
+    (wd / "change.yaml").write_text(yaml.safe_dump(change))
+    out = snakemake(wd, "--configfile", TINY, str(wd / "change.yaml"), "--dry-run", "--cores", "8").stdout
+    reserved = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        head, threads = re.match(r"(?:local)?rule (\w+):", block), re.search(r"^\s*threads: (\d+)$", block, re.M)
+        if head:
+            reserved.setdefault(head.group(1), set()).add(int(threads.group(1)) if threads else 1)
+    assert {rule: reserved[rule] for rule in ("embed_notes", "train_teacher", "rank_diseases")} == dict.fromkeys(
+        ("embed_notes", "train_teacher", "rank_diseases"), {3})
+    assert reserved["predict_student"] == reserved["rank_student"] == reserved["predict_rag"] == {5}
+    assert reserved["build_student"] == {4}
+    assert reserved["train_student"] == {1}
+
+
 def test_another_training_seed_reruns_nothing_upstream(tiny_run):
     """Another training seed trains, answers and scores each method once more, and nothing upstream."""
     upstream = {"build_knowledge", "build_cohort", "embed_notes", "train_teacher", "rank_diseases", "build_student"}

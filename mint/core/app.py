@@ -90,7 +90,8 @@ class Application:
       validated config selects; None: its one teacher (`teacher_modalities`, `pair_modality`,
       `teacher_metrics`). Either way, a config that names external rankings selects those (`selected_teacher`).
     - `student_kind` ('text' | 'vision'), `student_text` / `student_image`: the cases columns the student
-      reads, `student_input`: how the report names that input.
+      reads, `student_input`: how the report names that input; `builtin_student`: the packaged settings
+      (YAML) of its builtin student, whose `train.threads` its `build_student` rule reserves, or None.
     - `prompt`: system message, user template and answer header; `normalise`: how names are made
       comparable when answers are matched to labels.
     - `rankers`: baselines whose rules write `results/rankings/<name>.parquet` (modality `<name>`), scored
@@ -119,6 +120,7 @@ class Application:
     student_text: str | None = None
     student_image: str | None = None
     student_input: str = "the input"
+    builtin_student: Path | None = None
     vocabulary: bool = False
     teacher_metrics: str | None = None
     normalise: Callable[[str], str] = _identity_normalise
@@ -166,6 +168,19 @@ def load_application(name: str) -> Application:
 def package_file(package: str, name: str) -> Path:
     """A data file shipped inside a package (found with importlib.resources, wherever it is installed)."""
     return Path(str(resources.files(package).joinpath(name)))
+
+
+def builtin_student_threads(app: Application, settings: str | Path | None) -> int:
+    """The threads the builtin student's pre-training uses: `train.threads` of the user's settings file
+    (config `student.builtin`), else of the application's packaged ones, else 1. Its rule reserves as many,
+    so that Snakemake's count of busy cores is the step's own."""
+    from mint.core.config import load_yaml  # mint.core.config imports this module
+
+    threads = 1
+    for path in (app.builtin_student, settings):
+        if path and Path(path).is_file():
+            threads = (load_yaml(path).get("train") or {}).get("threads", threads)
+    return int(threads)
 
 
 def selected_teacher(app: Application, config: Mapping[str, Any]) -> Teacher:

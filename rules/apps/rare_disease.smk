@@ -63,7 +63,7 @@ rule embed_notes:
         threads=config["teacher"]["threads"],
     conda:
         "../../envs/mint.yaml"
-    threads: 2
+    threads: config["teacher"]["threads"]
     resources:
         mem_mb=4000,
         runtime=30,
@@ -88,7 +88,7 @@ rule train_teacher:
         seed=config["seed"],
     conda:
         "../../envs/mint.yaml"
-    threads: 2
+    threads: config["teacher"]["threads"]
     resources:
         mem_mb=4000,
         runtime=60,
@@ -120,7 +120,7 @@ if not external_rankings():
             synthetic_sources=list(APP.synthetic_sources),
         conda:
             "../../envs/mint.yaml"
-        threads: 2
+        threads: config["teacher"]["threads"]
         priority: 1  # on the way to the students' training (rules/core/train.smk)
         resources:
             mem_mb=4000,
@@ -143,7 +143,7 @@ rule build_student:
         "benchmarks/build_student.tsv"
     conda:
         "../../envs/mint.yaml"
-    threads: 2
+    threads: builtin_student_threads()
     resources:
         mem_mb=8000,
         runtime=60,
@@ -221,7 +221,7 @@ rule predict_rag:
         split=config["evaluation"]["split"],
     conda:
         "../../envs/mint.yaml"
-    threads: 1
+    threads: config["evaluation"]["threads"]
     resources:
         mem_mb=16000,
         runtime=120,

@@ -44,7 +44,7 @@ rule embed_texts:
         threads=config["teacher"]["threads"],
     conda:
         "../../envs/mint.yaml"
-    threads: 2
+    threads: config["teacher"]["threads"]
     resources:
         mem_mb=4000,
         runtime=30,
@@ -70,7 +70,7 @@ rule train_teacher:
         seed=config["seed"],
     conda:
         "../../envs/mint.yaml"
-    threads: 2
+    threads: config["teacher"]["threads"]
     resources:
         mem_mb=4000,
         runtime=60,
@@ -96,7 +96,7 @@ if teacher_model() == "trained":
             threads=config["teacher"]["threads"],
         conda:
             "../../envs/mint.yaml"
-        threads: 2
+        threads: config["teacher"]["threads"]
         priority: 1  # on the way to the students' training (rules/core/train.smk)
         resources:
             mem_mb=4000,
@@ -125,7 +125,7 @@ if teacher_model() == "clip":
             threads=config["teacher"]["threads"],
         conda:
             "../../envs/mint.yaml"
-        threads: 2
+        threads: config["teacher"]["threads"]
         priority: 1  # on the way to the students' training (rules/core/train.smk)
         resources:
             mem_mb=8000,
@@ -148,7 +148,7 @@ rule build_student:
         "benchmarks/build_student.tsv"
     conda:
         "../../envs/mint.yaml"
-    threads: 2
+    threads: builtin_student_threads()
     resources:
         mem_mb=8000,
         runtime=60,

@@ -23,7 +23,7 @@ rule predict_student:
         split=config["evaluation"]["split"],
     conda:
         "../../envs/mint.yaml"
-    threads: 1
+    threads: config["evaluation"]["threads"]
     resources:
         mem_mb=16000,
         runtime=120,
@@ -138,7 +138,7 @@ rule rank_student:
         split=config["evaluation"]["split"],
     conda:
         "../../envs/mint.yaml"
-    threads: 1
+    threads: config["evaluation"]["threads"]
     resources:
         mem_mb=16000,
         runtime=120,

@@ -40,6 +40,7 @@ APPLICATION = Application(
     student_kind="text",
     student_text="note",
     student_input="the note",
+    builtin_student=package_file(__name__, "student_tiny.yaml"),
     vocabulary=True,
     teacher_metrics=TEACHER_METRICS,
     normalise=normalise,

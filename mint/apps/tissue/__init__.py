@@ -33,6 +33,7 @@ APPLICATION = Application(
     student_kind="vision",
     student_image="image_path",
     student_input="the image",
+    builtin_student=package_file(__name__, "student_tiny.yaml"),
     teacher_metrics=TEACHER_METRICS,
     normalise=normalise,
     check_config=check_config,
