@@ -112,8 +112,13 @@ def recipe(wildcards):
 
 
 def train_data(wildcards):
-    name = "sft" if wildcards.method == "sft" else "preferences"
-    return f"results/preferences/{name}.parquet"
+    """SFT's targets, or the pairs: the teacher's, or with `preferences.student_errors` those of the seed
+    (rejected: its SFT student's own mistakes, rules/core/preferences.smk)."""
+    if wildcards.method == "sft":
+        return "results/preferences/sft.parquet"
+    if config["preferences"]["student_errors"]:
+        return f"results/preferences/seed{wildcards.seed}/preferences.parquet"
+    return "results/preferences/preferences.parquet"
 
 
 def train_init(wildcards):

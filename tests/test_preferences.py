@@ -4,7 +4,15 @@ import pytest
 from mint.apps.rare_disease.prompts import HEADER, PROMPT
 from mint.core import schemas
 from mint.core.io import MintError, read_parquet
-from mint.core.preferences import build_preferences, mass_size, pick_lists, sft_target, similar_labels
+from mint.core.preferences import (
+    build_preferences,
+    build_student_error_pairs,
+    mass_size,
+    pick_lists,
+    sft_target,
+    similar_labels,
+    student_errors,
+)
 from mint.core.prompts import parse_answer
 from mint.core.rankings import label_similarity
 from tests.factories import make_cases, make_labels, write_cohort, write_rankings
@@ -141,3 +149,36 @@ def test_training_case_without_ranking_is_named(tmp_path):
     with pytest.raises(MintError, match="'note_photo' ranking for training case 'c2'"):
         _build(tmp_path, paths, rankings, "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_student_errors_are_its_best_labels_neither_chosen_nor_true():
+    """The student's own mistakes, best first; the teacher's list fills a short one, never with the truth."""
+    assert student_errors(["d2", "d5", "d1", "d6", "d7"], ["d1", "d2", "d3"], "d4", ["d8", "d7"], 2) == ["d5", "d6"]
+    assert student_errors(["d4", "d1", "d5"], ["d1", "d2", "d3"], "d4", ["d5", "d4", "d8"], 3) == ["d5", "d8"]
+    assert student_errors([], ["d1"], "d2", ["d8", "d7"], 2) == ["d8", "d7"]
+
+
+def test_student_error_pairs_keep_the_teachers_pairs_but_their_rejected(tmp_path):
+    candidates = make_labels(RANKED, [f"Disease {i}" for i in range(1, 9)])
+    cases = make_cases(["d1", "d2", "d3"], ["train", "train", "test"], note=["note one", "note two", "note three"])
+    paths = write_cohort(tmp_path / "cohort", cases, candidates)
+    best_first = list(np.arange(8, 0, -1, dtype=float))
+    teacher = write_rankings(tmp_path / "rank.parquet", {c: best_first for c in ("c1", "c2", "c3")}, RANKED,
+                             "note_photo")
+    _build(tmp_path, paths, teacher, "out")
+    # The student: c1 ranks d5 > d1 > d6 > ..., c2 ranks d2 > d4 > d8 > ... (d2 is c2's truth and chosen).
+    student = write_rankings(tmp_path / "student.parquet",
+                             {"c1": [7, 1, 0, 0, 8, 6, 0, 0], "c2": [0, 9, 0, 8, 0, 0, 0, 7]}, RANKED, "student")
+    build_student_error_pairs(tmp_path / "out/preferences.parquet", paths["cases"], paths["candidates"], student,
+                              tmp_path / "errors.parquet", header=HEADER, q=2)
+    pairs = read_parquet(tmp_path / "errors.parquet", schemas.PREFERENCES)
+    assert pairs["rejected_ids"].to_list() == [["d5", "d6"], ["d4", "d8"]]
+    assert parse_answer(pairs["rejected"][0][0]["content"], HEADER)[0] == ["Disease 5", "Disease 6"]
+    before = read_parquet(tmp_path / "out/preferences.parquet")
+    assert pairs.drop("rejected", "rejected_ids").equals(before.drop("rejected", "rejected_ids"))
+    # A training case the student did not rank is named.
+    write_rankings(tmp_path / "c1_only.parquet", {"c1": list(range(8))}, RANKED, "student")
+    with pytest.raises(MintError, match="no labels for training case 'c2'"):
+        build_student_error_pairs(tmp_path / "out/preferences.parquet", paths["cases"], paths["candidates"],
+                                  tmp_path / "c1_only.parquet", tmp_path / "bad.parquet", header=HEADER, q=2)
+    assert not (tmp_path / "bad.parquet").exists()

@@ -219,15 +219,18 @@ def dry_run(wd: Path, change: dict, *args: str) -> tuple[set[str], set[str]]:
     path = wd / f"change-{abs(hash(yaml.safe_dump(change)))}.yaml"
     path.write_text(yaml.safe_dump(change))
     out = snakemake(wd, "--configfile", TINY, str(path), "--dry-run", "--nolock", *args).stdout
-    planned, flagged, current = set(), set(), None
-    for line in out.splitlines():
-        head = re.match(r"^(?:local)?rule (\w+):", line)
-        if head:
-            current = head.group(1)
-            planned.add(current)
-        elif line.strip().startswith("reason:") and "Params have changed" in line:
-            flagged.add(current)
+    planned, flagged = set(), set()
+    for rule, block in planned_blocks(out):
+        planned.add(rule)
+        if re.search(r"^\s*reason:.*Params have changed", block, re.M):
+            flagged.add(rule)
     return planned - {"all"}, flagged
+
+
+def planned_blocks(dry_run_output: str) -> list[tuple[str, str]]:
+    """(rule, its job's block of lines) for each job a `snakemake --dry-run` prints, in order."""
+    blocks = re.split(r"\n(?=(?:local)?rule \w+:)", "\n" + dry_run_output)
+    return [(head.group(1), block) for block in blocks if (head := re.match(r"(?:local)?rule (\w+):", block))]
 
 
 def rule_graph(wd: Path) -> dict[str, set[str]]:
@@ -392,10 +395,9 @@ def test_each_rule_reserves_the_threads_its_step_uses(tmp_path):
     (wd / "change.yaml").write_text(yaml.safe_dump(change))
     out = snakemake(wd, "--configfile", TINY, str(wd / "change.yaml"), "--dry-run", "--cores", "8").stdout
     reserved = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
-        head, threads = re.match(r"(?:local)?rule (\w+):", block), re.search(r"^\s*threads: (\d+)$", block, re.M)
-        if head:
-            reserved.setdefault(head.group(1), set()).add(int(threads.group(1)) if threads else 1)
+    for rule, block in planned_blocks(out):
+        threads = re.search(r"^\s*threads: (\d+)$", block, re.M)
+        reserved.setdefault(rule, set()).add(int(threads.group(1)) if threads else 1)
     assert {rule: reserved[rule] for rule in ("embed_notes", "train_teacher", "rank_diseases")} == dict.fromkeys(
         ("embed_notes", "train_teacher", "rank_diseases"), {3})
     assert reserved["predict_student"] == reserved["rank_student"] == reserved["predict_rag"] == {5}
@@ -420,6 +422,35 @@ def test_the_full_panel_ranking_is_an_evaluation_option(tiny_run):
     # `evaluation.panel_seeds`: the new seed trains and answers, but only the listed seed's students rank the panel
     plan = planned_jobs(tiny_run, {"training": {"seeds": [7, 8]}, "evaluation": {"panel_seeds": [7]}})
     assert plan["train_student"] == 3 and plan["predict_student"] == 3 and "rank_student" not in plan
+
+
+def test_student_errors_make_each_seeds_pairs_from_its_sft_student(tiny_run):
+    """`preferences.student_errors`: the SFT student of the seed ranks the training cases, its own mistakes
+    become the rejected lists of that seed's pairs, and the preference methods train again on them; SFT, the
+    teacher's pairs and everything upstream stay."""
+    import yaml
+
+    change = {"preferences": {"student_errors": True}}
+    plan = planned_jobs(tiny_run, change)
+    assert plan["rank_training_cases"] == plan["build_student_error_pairs"] == 1
+    assert plan["train_student"] == 2  # dpo and orpo, not sft
+    assert not {"build_preferences", "rank_diseases", "build_student"} & set(plan)
+    (tiny_run / "errors.yaml").write_text(yaml.safe_dump(change))
+    snakemake(tiny_run, "results/preferences/seed1/preferences.parquet", "--configfile", TINY,
+              str(tiny_run / "errors.yaml"))
+    teacher = pl.read_parquet(tiny_run / "results/preferences/preferences.parquet")
+    pairs = pl.read_parquet(tiny_run / "results/preferences/seed1/preferences.parquet")
+    truth = dict(pl.read_parquet(tiny_run / "results/cohort/cases.parquet").select("case_id", "label_id").iter_rows())
+    student = (pl.read_parquet(tiny_run / "results/panel_train/seed1/sft.parquet").sort("case_id", "rank")
+               .group_by("case_id", maintain_order=True).agg("label_id"))
+    assert student["case_id"].to_list() == teacher["case_id"].to_list()  # every training case, ranked
+    assert pairs.drop("rejected", "rejected_ids").equals(teacher.drop("rejected", "rejected_ids"))
+    ranked = dict(student.iter_rows())
+    for case, chosen, rejected, q in pairs.select("case_id", "chosen_ids", "rejected_ids", "q").iter_rows():
+        assert len(rejected) == q and not set(rejected) & {*chosen, truth[case]}
+        errors = [label for label in ranked[case] if label not in chosen and label != truth[case]]
+        assert rejected == errors[:q]  # the student ranked its best k + q + 1: always q mistakes among them
+    assert not pairs["rejected_ids"].equals(teacher["rejected_ids"])
 
 
 def test_the_knowledge_aware_teacher_is_a_teacher_option(tiny_run):

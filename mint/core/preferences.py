@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
@@ -213,6 +214,52 @@ def build_preferences(
                     })
                 pref_out.write(pl.DataFrame(pref_rows))
                 sft_out.write(pl.DataFrame(sft_rows))
+
+
+def student_errors(student_ranked: Sequence[str], chosen: Sequence[str], truth: str, fallback: Sequence[str],
+                   q: int) -> list[str]:
+    """The student's own mistakes as a rejected list: its best labels that are neither chosen nor the truth,
+    best first, the first q; filled from `fallback` (the teacher's rejected list) where fewer. Pure."""
+    errors = [label for label in student_ranked if label not in chosen and label != truth][:q]
+    return errors + [label for label in fallback if label not in errors and label != truth][: q - len(errors)]
+
+
+def build_student_error_pairs(preferences_path: str | Path, cases_path: str | Path, candidates_path: str | Path,
+                              student_rankings_path: str | Path, out_path: str | Path, *, header: str,
+                              q: int) -> None:
+    """The teacher's pairs with the student's own mistakes as rejected (`preferences.student_errors`).
+
+    `student_rankings_path`: RANKINGS of the training cases by a student (the SFT model of the same seed,
+    `mint.core.panel.rank_panel` with `split='train'`), at least its best k + q + 1 labels each, so that q
+    labels remain after leaving out the chosen ones and the truth. Each pair keeps its prompt and chosen
+    list; its rejected list becomes `student_errors` of the student's ranking, the teacher's list the
+    fallback. On-policy negatives: the names the student would say and the teacher does not choose, where
+    the teacher's bottom-q are names it gives almost no probability from the start (log-odds ratio ~0).
+    Streamed a row group of the pairs at a time.
+    """
+    truth = dict(load_cases(cases_path).select("case_id", "label_id").iter_rows())
+    names = dict(load_labels(candidates_path).select("label_id", "name").iter_rows())
+    student = (pl.scan_parquet(student_rankings_path).select("case_id", "label_id", "rank")
+               .sort("case_id", "rank").group_by("case_id", maintain_order=True).agg("label_id").collect())
+    ranked = dict(student.iter_rows())
+    pairs = pq.ParquetFile(preferences_path)
+    vision = "images" in pairs.schema_arrow.names
+    settings = {"rejected": "student_errors", "q": q, "header": header}
+    prov = provenance(settings, pairs=str(preferences_path), student=str(student_rankings_path))
+    with ParquetStream(out_path, schemas.PREFERENCES_VISION if vision else schemas.PREFERENCES, prov,
+                       ROW_GROUP) as out:
+        for batch in pairs.iter_batches(ROW_GROUP):
+            part = pl.from_arrow(batch)
+            missing = part.filter(~pl.col("case_id").is_in(list(ranked)))["case_id"]
+            if missing.len():
+                raise MintError(f"{student_rankings_path}: the student ranked no labels for training case "
+                                f"{missing[0]!r}")
+            rejected = [student_errors(ranked[case], chosen, truth[case], fallback, q)
+                        for case, chosen, fallback in part.select("case_id", "chosen_ids", "rejected_ids").iter_rows()]
+            out.write(part.with_columns(
+                pl.Series("rejected_ids", rejected, dtype=pl.List(pl.String)),
+                pl.Series("rejected", [assistant(format_answer([names[d] for d in ids], header)) for ids in rejected]),
+                pl.lit(q, dtype=pl.Int32).alias("q")))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

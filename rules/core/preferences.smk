@@ -28,3 +28,65 @@ rule build_preferences:
         runtime=10,
     script:
         "../../workflow_scripts/build_preferences.py"
+
+
+# `preferences.student_errors`: the SFT student of each seed ranks the training cases (its best k + q + 1
+# labels, enough for q after leaving out the chosen ones and the truth), and its own mistakes become the
+# rejected lists of that seed's preference methods.
+rule rank_training_cases:
+    input:
+        **cohort_files(),
+        model="results/train/seed{seed}/sft",
+    output:
+        rankings="results/panel_train/seed{seed}/sft.parquet",
+    log:
+        "logs/rank_training_cases/seed{seed}/sft.log",
+    benchmark:
+        "benchmarks/rank_training_cases/seed{seed}/sft.tsv"
+    params:
+        model=lambda wildcards, input: input.model,
+        prompt=lambda wildcards: prompt(),  # a function: the template's {braces} are not wildcards
+        text_field=APP.student_text,
+        image_field=APP.student_image,
+        k=config["preferences"]["k"],
+        batch_size=config["evaluation"]["panel_batch_size"],
+        top=config["preferences"]["k"] + config["preferences"]["q"] + 1,
+        eval_threads=config["evaluation"]["threads"],
+        split="train",
+    conda:
+        "../../envs/mint.yaml"
+    threads: config["evaluation"]["threads"]
+    priority: 1  # on the way to the students' training
+    resources:
+        mem_mb=16000,
+        runtime=120,
+        gpu=1,
+    wildcard_constraints:
+        seed=r"\d+",
+    script:
+        "../../workflow_scripts/rank_student.py"
+
+
+rule build_student_error_pairs:
+    input:
+        cases=CASES,
+        candidates=CANDIDATES,
+        preferences="results/preferences/preferences.parquet",
+        student="results/panel_train/seed{seed}/sft.parquet",
+    output:
+        preferences="results/preferences/seed{seed}/preferences.parquet",
+    log:
+        "logs/build_student_error_pairs/seed{seed}.log",
+    params:
+        header=APP.prompt.header,
+        q=config["preferences"]["q"],
+    conda:
+        "../../envs/mint.yaml"
+    priority: 1  # on the way to the students' training
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    wildcard_constraints:
+        seed=r"\d+",
+    script:
+        "../../workflow_scripts/build_student_error_pairs.py"
