@@ -6,7 +6,11 @@ split (`evaluation.split: validation`); their score files share names, so this r
 top-10 and MRR (95% bootstrap intervals) and each one's paired difference against the first.
 
     python -m bench.compare_runs sft=runs/val-base/results/scores/seed1/sft.parquet \\
-        orpo=runs/val-base/results/scores/seed1/orpo.parquet orpo_ce=runs/val-ce/results/scores/seed1/orpo.parquet
+        orpo=runs/val-base/results/scores/seed1/orpo.parquet orpo_ce=runs/val-ce/results/scores/seed1/orpo.parquet \\
+        --cases runs/val-base/results/cohort/cases.parquet
+
+`--cases`: also each run's accuracy on the cases whose label has a real training case ("seen") and on
+the others ("unseen"), as the report's seen / unseen table splits them (`mint.core.evaluate.seen_labels`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from mint.core import schemas
-from mint.core.evaluate import paired_bootstrap, summarize
+from mint.core.evaluate import paired_bootstrap, seen_labels, summarize, summarize_by_seen
 from mint.core.io import MintError, read_parquet
 
 
@@ -51,14 +55,34 @@ def compare(scores: pl.DataFrame, ks: Sequence[int] = (1, 10), n_boot: int = 100
     return lines
 
 
+def by_seen(scores: pl.DataFrame, cases: pl.DataFrame, ks: Sequence[int] = (1, 10), n_boot: int = 1000,
+            seed: int = 0, synthetic_sources: Sequence[str] = ("simulated",)) -> list[str]:
+    """Markdown lines: each run's top-k % on the seen and on the unseen labels' cases (`summarize_by_seen`)."""
+    table = summarize_by_seen(scores, seen_labels(cases, synthetic_sources), ks=tuple(ks), n_boot=n_boot, seed=seed)
+    groups = {(r["method"], r["group"]): r for r in table.iter_rows(named=True)}
+    lines = ["| run | n seen / unseen | " + " | ".join(f"top-{k} % seen / unseen" for k in ks) + " |",
+             "|---|---|" + "---|" * len(ks)]
+    for method in scores["method"].unique(maintain_order=True):
+        rows = [groups.get((method, group)) for group in ("seen", "unseen")]
+        n = " / ".join("0" if r is None else str(r["n_cases"]) for r in rows)
+        cells = [" / ".join("–" if r is None else f"{100 * r[f'top{k}']:.1f}" for r in rows) for k in ks]
+        lines.append(f"| {method} | {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", help="name=path of a CASE_SCORES Parquet; the first is the reference")
     p.add_argument("--ks", type=int, nargs="+", default=[1, 10])
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cases", default=None, help="the cohort's cases.parquet: add the seen / unseen table")
     a = p.parse_args(argv)
-    print("\n".join(compare(load_named(a.runs), ks=a.ks, n_boot=a.bootstrap, seed=a.seed)))
+    scores = load_named(a.runs)
+    lines = compare(scores, ks=a.ks, n_boot=a.bootstrap, seed=a.seed)
+    if a.cases:
+        lines += ["", *by_seen(scores, read_parquet(a.cases), ks=a.ks, n_boot=a.bootstrap, seed=a.seed)]
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def test_compare_runs_pairs_each_run_with_the_first(tmp_path):
     """Two runs' score files of one method: each is renamed and paired against the first on shared cases."""
     import polars as pl
 
-    from bench.compare_runs import compare, load_named
+    from bench.compare_runs import by_seen, compare, load_named
     from mint.core import schemas
     from mint.core.evaluate import CASE_SCORE_SCHEMA
     from mint.core.io import MintError, write_parquet
@@ -124,3 +124,12 @@ def test_compare_runs_pairs_each_run_with_the_first(tmp_path):
     assert lines[-2].startswith("| b | top1 | +50.0 |") and lines[-1].startswith("| b | top10 | +25.0 |")
     with pytest.raises(MintError, match="name=path"):
         load_named([str(tmp_path / "a.parquet")])
+    # Seen / unseen: label A has a real training case, B only a simulated one (its case c4 is unseen).
+    cases = pl.DataFrame({"case_id": ["t1", "t2", "c1", "c2", "c3", "c4"], "label_id": ["A", "B", "A", "A", "A", "B"],
+                          "split": ["train", "train", "test", "test", "test", "test"],
+                          "source": ["phenopacket", "simulated", "phenopacket", "phenopacket", "phenopacket",
+                                     "phenopacket"]})
+    scores = load_named(paths).with_columns(label_id=pl.Series(["A", "A", "A", "B"] * 2))
+    seen_lines = by_seen(scores, cases, ks=(1, 10), n_boot=50)
+    assert seen_lines[2] == "| a | 3 / 1 | 33.3 / 0.0 | 33.3 / 100.0 |"
+    assert seen_lines[3] == "| b | 3 / 1 | 100.0 / 0.0 | 100.0 / 0.0 |"
