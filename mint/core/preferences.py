@@ -242,6 +242,7 @@ def build_student_error_pairs(preferences_path: str | Path, cases_path: str | Pa
     student = (pl.scan_parquet(student_rankings_path).select("case_id", "label_id", "rank")
                .sort("case_id", "rank").group_by("case_id", maintain_order=True).agg("label_id").collect())
     ranked = dict(student.iter_rows())
+    ranked_ids = student["case_id"].implode()
     pairs = pq.ParquetFile(preferences_path)
     vision = "images" in pairs.schema_arrow.names
     settings = {"rejected": "student_errors", "q": q, "header": header}
@@ -250,7 +251,7 @@ def build_student_error_pairs(preferences_path: str | Path, cases_path: str | Pa
                        ROW_GROUP) as out:
         for batch in pairs.iter_batches(ROW_GROUP):
             part = pl.from_arrow(batch)
-            missing = part.filter(~pl.col("case_id").is_in(list(ranked)))["case_id"]
+            missing = part.filter(~pl.col("case_id").is_in(ranked_ids))["case_id"]
             if missing.len():
                 raise MintError(f"{student_rankings_path}: the student ranked no labels for training case "
                                 f"{missing[0]!r}")
