@@ -10,7 +10,8 @@ top-10 and MRR (95% bootstrap intervals) and each one's paired difference agains
         --cases runs/val-base/results/cohort/cases.parquet
 
 `--cases`: also each run's accuracy on the cases whose label has a real training case ("seen") and on
-the others ("unseen"), as the report's seen / unseen table splits them (`mint.core.evaluate.seen_labels`).
+the others ("unseen"), as the report's seen / unseen table splits them (`mint.core.evaluate.seen_labels`;
+generated cases are those of `--application`'s `synthetic_sources`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from mint.core import schemas
+from mint.core.app import load_application
 from mint.core.evaluate import paired_bootstrap, seen_labels, summarize, summarize_by_seen
 from mint.core.io import MintError, read_parquet
 
@@ -77,11 +79,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cases", default=None, help="the cohort's cases.parquet: add the seen / unseen table")
+    p.add_argument("--application", default="rare_disease",
+                   help="with --cases: the application whose synthetic_sources mark generated training cases")
     a = p.parse_args(argv)
     scores = load_named(a.runs)
     lines = compare(scores, ks=a.ks, n_boot=a.bootstrap, seed=a.seed)
     if a.cases:
-        lines += ["", *by_seen(scores, read_parquet(a.cases), ks=a.ks, n_boot=a.bootstrap, seed=a.seed)]
+        synthetic = load_application(a.application).synthetic_sources
+        lines += ["", *by_seen(scores, read_parquet(a.cases), ks=a.ks, n_boot=a.bootstrap, seed=a.seed,
+                               synthetic_sources=synthetic)]
     print("\n".join(lines))
 
 

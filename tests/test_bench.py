@@ -102,7 +102,7 @@ def test_reruns_bench_plans_a_change_with_a_dry_run(tmp_path):
     assert "5.0e-4" not in (REPO / "config" / "recipes" / "tiny" / "orpo.yaml").read_text()
 
 
-def test_compare_runs_pairs_each_run_with_the_first(tmp_path):
+def test_compare_runs_pairs_each_run_with_the_first(tmp_path, capsys):
     """Two runs' score files of one method: each is renamed and paired against the first on shared cases."""
     import polars as pl
 
@@ -133,3 +133,13 @@ def test_compare_runs_pairs_each_run_with_the_first(tmp_path):
     seen_lines = by_seen(scores, cases, ks=(1, 10), n_boot=50)
     assert seen_lines[2] == "| a | 3 / 1 | 33.3 / 0.0 | 33.3 / 100.0 |"
     assert seen_lines[3] == "| b | 3 / 1 | 100.0 / 0.0 | 100.0 / 0.0 |"
+    # The command line takes the generated cases' sources from the application.
+    from bench.compare_runs import main
+
+    cases.write_parquet(tmp_path / "cases.parquet")
+    relabelled = [tmp_path / f"{name}-b.parquet" for name in ("a", "b")]
+    for path, (name, part) in zip(relabelled, scores.partition_by("method", as_dict=True).items()):
+        part.with_columns(method=pl.lit("orpo")).write_parquet(path)
+    main([f"a={relabelled[0]}", f"b={relabelled[1]}", "--cases", str(tmp_path / "cases.parquet"), "--bootstrap", "50",
+          "--application", "rare_disease"])
+    assert "| b | 3 / 1 | 100.0 / 0.0 | 100.0 / 0.0 |" in capsys.readouterr().out
