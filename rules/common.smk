@@ -144,6 +144,22 @@ def predict_model(wildcards, input):
     return first_or_none(input.model) or student_base()
 
 
+def panel_ranking_params(split, top):
+    """The params of a student's ranking of the labels (workflow_scripts/rank_student.py): the cases of
+    `split`, each student's best `top` labels (None: every candidate)."""
+    return dict(
+        model=predict_model,
+        prompt=lambda wildcards: prompt(),  # a function: the template's {braces} are not wildcards
+        text_field=APP.student_text,
+        image_field=APP.student_image,
+        k=config["preferences"]["k"],
+        batch_size=config["evaluation"]["panel_batch_size"],
+        top=top,
+        eval_threads=config["evaluation"]["threads"],
+        split=split,
+    )
+
+
 # A run is what one prediction/score file holds: the base model, or a trained method of one seed;
 # an application may answer more runs of its own (e.g. retrieval-augmented prompts).
 TRAINED_RUN = r"seed\d+/(" + "|".join(METHODS) + ")"

@@ -127,15 +127,10 @@ rule rank_student:
     benchmark:
         "benchmarks/rank_student/{run}.tsv"
     params:
-        model=predict_model,
-        prompt=lambda wildcards: prompt(),  # a function: the template's {braces} are not wildcards
-        text_field=APP.student_text,
-        image_field=APP.student_image,
-        k=config["preferences"]["k"],
-        batch_size=config["evaluation"]["panel_batch_size"],
-        top=max(config["evaluation"]["ks"]) if config["evaluation"]["panel_labels"] == "top" else None,
-        eval_threads=config["evaluation"]["threads"],
-        split=config["evaluation"]["split"],
+        **panel_ranking_params(
+            split=config["evaluation"]["split"],
+            top=max(config["evaluation"]["ks"]) if config["evaluation"]["panel_labels"] == "top" else None,
+        ),
     conda:
         "../../envs/mint.yaml"
     threads: config["evaluation"]["threads"]

@@ -44,15 +44,7 @@ rule rank_training_cases:
     benchmark:
         "benchmarks/rank_training_cases/seed{seed}/sft.tsv"
     params:
-        model=lambda wildcards, input: input.model,
-        prompt=lambda wildcards: prompt(),  # a function: the template's {braces} are not wildcards
-        text_field=APP.student_text,
-        image_field=APP.student_image,
-        k=config["preferences"]["k"],
-        batch_size=config["evaluation"]["panel_batch_size"],
-        top=config["preferences"]["k"] + config["preferences"]["q"] + 1,
-        eval_threads=config["evaluation"]["threads"],
-        split="train",
+        **panel_ranking_params(split="train", top=config["preferences"]["k"] + config["preferences"]["q"] + 1),
     conda:
         "../../envs/mint.yaml"
     threads: config["evaluation"]["threads"]
