@@ -57,8 +57,9 @@ def generate_answers(
     tokenizer = getattr(processing, "tokenizer", processing)
     tokenizer.padding_side = "left"
     texts = [processing.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
-    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    # Each prompt is tokenised once, here; a text student's batches are padded from these ids.
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     n_proc, rank = (state.num_processes, state.process_index) if state is not None else (1, 0)
     # Dealt round-robin: batches are sorted by length, so each process gets short and long ones.
@@ -66,7 +67,7 @@ def generate_answers(
     done: list[tuple[int, str]] = []
     for idx in tqdm(mine, desc="generate", unit="batch", disable=rank != 0):
         if images is None:
-            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
         else:
             from PIL import Image
 
