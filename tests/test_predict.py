@@ -35,10 +35,14 @@ def test_batched_answers_equal_one_call_per_case(student):
     assert len(set(batched)) > 1 and all(batched)  # real, different answers, not all empty
 
 
-def test_the_decode_loop_gives_what_generate_gives(student):
-    """`greedy_tokens` (finished rows leave the batch) against HF's `generate`, one case at a time."""
+@pytest.mark.parametrize("drop_share", [0.0, 1.0])
+def test_the_decode_loop_gives_what_generate_gives(student, monkeypatch, drop_share):
+    """`greedy_tokens` against HF's `generate`, one case at a time: finished rows leaving the batch at once
+    (`DROP_FINISHED_SHARE` 0) or staying in it, their tokens ignored, until all have ended (1)."""
+    from mint.core import predict
     from mint.core.predict import greedy_tokens
 
+    monkeypatch.setattr(predict, "DROP_FINISHED_SHARE", drop_share)
     model, tokenizer, prompts = student
     tokenizer.padding_side = "left"
     texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
@@ -86,3 +90,33 @@ def test_prefill_passes_the_shared_first_tokens_once(student):
         torch.testing.assert_close(row, alone, rtol=1e-4, atol=1e-4)
     single = enc["input_ids"][:1], enc["attention_mask"][:1]
     assert shared_prefix(*single) == int(single[1].sum()) - 1  # one row: all but its last token
+
+
+def test_the_buffered_cache_holds_what_the_dynamic_cache_holds(student):
+    """Written in place (and grown past its capacity), the cache gives the logits `DynamicCache` gives,
+    through the prefill, dropping rows and decode steps."""
+    from transformers import DynamicCache
+
+    from mint.core.predict import buffered_cache, prefill
+
+    model, tokenizer, prompts = student
+    tokenizer.padding_side = "left"
+    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    buffered, dynamic = buffered_cache(model, capacity=4), DynamicCache(config=model.config)
+    assert type(buffered.layers[0]).__name__ == "BufferedLayer"
+    with torch.no_grad():
+        out = [prefill(model, enc["input_ids"], enc["attention_mask"], cache) for cache in (buffered, dynamic)]
+        torch.testing.assert_close(out[0][0], out[1][0])
+        keep = torch.tensor([0, 2, 3])
+        for cache in (buffered, dynamic):
+            cache.batch_select_indices(keep)
+        _, mask, position = out[0]
+        mask, position, nxt = mask[keep], position[keep], out[0][0][keep, -1].argmax(-1)
+        for _ in range(3):
+            mask, position = torch.cat([mask, mask.new_ones(len(keep), 1)], dim=1), position + 1
+            logits = [model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position, cache=cache,
+                            use_cache=True).logits for cache in (buffered, dynamic)]
+            torch.testing.assert_close(logits[0], logits[1])
+            nxt = logits[0][:, -1].argmax(-1)
+    assert buffered.get_seq_length() == dynamic.get_seq_length() == enc["input_ids"].shape[1] + 3

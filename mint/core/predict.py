@@ -136,32 +136,98 @@ def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache)
     return logits, attention_mask, positions[:, -1:]
 
 
+def _buffered_layer_class():
+    """A `DynamicLayer` whose keys and values are views of buffers written in place (defined on first use:
+    transformers is imported lazily)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class BufferedLayer(DynamicLayer):
+        """Keys and values of up to `capacity` tokens, written into buffers instead of concatenated at each
+        step (`DynamicLayer` copies the whole cache every token); grows if a batch needs more."""
+
+        def __init__(self, capacity: int):
+            super().__init__()
+            self.capacity, self.length = capacity, 0
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.device, self.is_initialized = key_states.device, True
+                shape = (*key_states.shape[:2], self.capacity, key_states.shape[-1])
+                self._keys, self._values = key_states.new_empty(shape), value_states.new_empty(shape)
+            end = self.length + key_states.shape[-2]
+            if end > self._keys.shape[-2]:
+                room = end + self.capacity - self._keys.shape[-2]
+                self._keys, self._values = (torch.cat([b, b.new_empty((*b.shape[:2], room, b.shape[-1]))], dim=-2)
+                                            for b in (self._keys, self._values))
+            self._keys[:, :, self.length : end] = key_states
+            self._values[:, :, self.length : end] = value_states
+            self.length = end
+            return self._views()
+
+        def _views(self):
+            self.keys, self.values = self._keys[:, :, : self.length], self._values[:, :, : self.length]
+            return self.keys, self.values
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            if self.length:
+                self._keys = self._keys.repeat_interleave(repeats, dim=0)
+                self._values = self._values.repeat_interleave(repeats, dim=0)
+                self._views()
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if self.length:
+                self._keys, self._values = self._keys[indices], self._values[indices]
+                self._views()
+
+    return BufferedLayer
+
+
+def buffered_cache(model, capacity: int):
+    """A key/value cache for `model` whose layers hold `capacity` tokens without copying the cache at each step
+    (a `DynamicCache` of `BufferedLayer`s); a plain `DynamicCache` if a layer is of another kind (sliding)."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=model.config)
+    if all(type(layer) is DynamicLayer for layer in cache.layers):
+        layer = _buffered_layer_class()
+        cache.layers = [layer(capacity) for _ in cache.layers]
+    return cache
+
+
+# A finished row stays in the batch (its tokens ignored) until this share of the rows has finished:
+# dropping rows copies the whole cache, so it is done a few times a batch, not at every row's end.
+DROP_FINISHED_SHARE = 0.125
+
+
 @torch.no_grad()
 def greedy_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
                   eos_token_id: int) -> list[list[int]]:
     """Greedy new tokens of each row of a left-padded batch (a text model), up to and with its end token.
 
     What `model.generate(do_sample=False)` gives, but the batch's shared first tokens are computed
-    once (`prefill`), and a row leaves the batch, and the key/value cache, as soon as it has ended,
-    so the long answers of a batch do not carry the finished ones.
+    once (`prefill`), the key/value cache is written in place (`buffered_cache`), and finished rows
+    leave the batch, and the cache, once they are `DROP_FINISHED_SHARE` of it, so the long answers
+    of a batch do not carry the finished ones.
     """
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=model.config)
+    cache = buffered_cache(model, input_ids.shape[1] + max_new_tokens)
     logits, mask, position = prefill(model, input_ids, attention_mask, cache)
     rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+    alive = torch.ones_like(rows, dtype=torch.bool)
     tokens: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
     for step in range(max_new_tokens):
         nxt = logits[:, -1].argmax(-1)
-        for r, token in zip(rows.tolist(), nxt.tolist()):
-            tokens[r].append(token)
-        alive = nxt != eos_token_id
-        if step == max_new_tokens - 1 or not alive.any():
+        for r, token, live in zip(rows.tolist(), nxt.tolist(), alive.tolist()):
+            if live:
+                tokens[r].append(token)
+        alive = alive & (nxt != eos_token_id)
+        n_alive = int(alive.sum())
+        if step == max_new_tokens - 1 or n_alive == 0:
             break
-        if not alive.all():
+        if len(rows) - n_alive >= DROP_FINISHED_SHARE * len(rows):
             keep = alive.nonzero().squeeze(1)
             cache.batch_select_indices(keep)
-            rows, nxt, mask, position = rows[keep], nxt[keep], mask[keep], position[keep]
+            rows, nxt, mask, position, alive = rows[keep], nxt[keep], mask[keep], position[keep], alive[keep]
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
         position = position + 1
         logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position, cache=cache,
