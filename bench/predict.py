@@ -8,6 +8,9 @@ findings, greedily, with the workflow's `evaluation.max_new_tokens` (64):
 - batched: `mint.core.predict.generate_answers` (prompts sorted by length, left-padded batches of
   `--batch-size`, the workflow's `evaluation.batch_size` default 64), whose prefill passes the
   batch's shared first tokens once (`mint.core.predict.prefill`);
+- batched, concatenated cache: the same, but with transformers' `DynamicCache` (which copies the
+  whole cache at every token) and each finished row dropped from the batch at once (the workflow's
+  way before `mint.core.predict.buffered_cache` and `DROP_FINISHED_SHARE`);
 - batched, whole prompts: the same, but each row's prompt passes through the model whole (the
   workflow's way before the shared prefix);
 - batched with `generate`: the same batches, each through one `model.generate` call (the workflow's
@@ -123,6 +126,20 @@ def whole_prompts():
         core_predict.shared_prefix = shared_prefix
 
 
+@contextlib.contextmanager
+def concatenated_cache():
+    """`generate_answers` as before the buffered cache: `DynamicCache`, finished rows dropped at once."""
+    from transformers import DynamicCache
+
+    saved = core_predict.buffered_cache, core_predict.DROP_FINISHED_SHARE
+    core_predict.buffered_cache = lambda model, capacity: DynamicCache(config=model.config)
+    core_predict.DROP_FINISHED_SHARE = 0.0
+    try:
+        yield
+    finally:
+        core_predict.buffered_cache, core_predict.DROP_FINISHED_SHARE = saved
+
+
 def time_passes(model, run) -> dict[str, float]:
     """Seconds of `run()` inside prefill passes (more than one input token a row), decode passes, and in all."""
     spent = {"prefill": 0.0, "decode": 0.0}
@@ -190,7 +207,12 @@ def main(argv: list[str] | None = None) -> None:
             with whole_prompts():
                 return answer()
 
+        def answer_concatenated():
+            with concatenated_cache():
+                return answer()
+
         ways = {"batched (generate_answers)": answer,
+                "batched, concatenated cache": answer_concatenated,
                 "batched, whole prompts": answer_whole,
                 "batched, one generate call a batch": lambda: answer_with_generate(model, tokenizer, prompts,
                                                                                    a.batch_size, a.max_new_tokens),

@@ -224,7 +224,7 @@ def greedy_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
         n_alive = int(alive.sum())
         if step == max_new_tokens - 1 or n_alive == 0:
             break
-        if len(rows) - n_alive >= DROP_FINISHED_SHARE * len(rows):
+        if n_alive < len(rows) and len(rows) - n_alive >= DROP_FINISHED_SHARE * len(rows):
             keep = alive.nonzero().squeeze(1)
             cache.batch_select_indices(keep)
             rows, nxt, mask, position, alive = rows[keep], nxt[keep], mask[keep], position[keep], alive[keep]
