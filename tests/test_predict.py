@@ -120,3 +120,5 @@ def test_the_buffered_cache_holds_what_the_dynamic_cache_holds(student):
             torch.testing.assert_close(logits[0], logits[1])
             nxt = logits[0][:, -1].argmax(-1)
     assert buffered.get_seq_length() == dynamic.get_seq_length() == enc["input_ids"].shape[1] + 3
+    buffered.reset()  # emptied: the next batch starts from nothing
+    assert buffered.get_seq_length() == 0 and buffered.layers[0].length == 0

@@ -14,6 +14,7 @@ answers are too.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -136,6 +137,7 @@ def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache)
     return logits, attention_mask, positions[:, -1:]
 
 
+@functools.cache
 def _buffered_layer_class():
     """A `DynamicLayer` whose keys and values are views of buffers written in place (defined on first use:
     transformers is imported lazily)."""
@@ -163,6 +165,10 @@ def _buffered_layer_class():
             self._values[:, :, self.length : end] = value_states
             self.length = end
             return self._views()
+
+        def reset(self) -> None:
+            super().reset()
+            self.length = 0
 
         def _views(self):
             self.keys, self.values = self._keys[:, :, : self.length], self._values[:, :, : self.length]
