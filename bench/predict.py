@@ -31,11 +31,11 @@ the workflow's way faster than one call per case's time over that prefill time.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import polars as pl
@@ -115,29 +115,17 @@ def answer_with_generate(model, tokenizer, prompts: list[list[dict]], batch_size
     return answers
 
 
-@contextlib.contextmanager
 def whole_prompts():
     """`generate_answers` as before the shared prefix: no row shares its first tokens."""
-    shared_prefix = core_predict.shared_prefix
-    core_predict.shared_prefix = lambda *_: 0
-    try:
-        yield
-    finally:
-        core_predict.shared_prefix = shared_prefix
+    return mock.patch.object(core_predict, "shared_prefix", lambda *_: 0)
 
 
-@contextlib.contextmanager
 def concatenated_cache():
     """`generate_answers` as before the buffered cache: `DynamicCache`, finished rows dropped at once."""
     from transformers import DynamicCache
 
-    saved = core_predict.buffered_cache, core_predict.DROP_FINISHED_SHARE
-    core_predict.buffered_cache = lambda model, capacity: DynamicCache(config=model.config)
-    core_predict.DROP_FINISHED_SHARE = 0.0
-    try:
-        yield
-    finally:
-        core_predict.buffered_cache, core_predict.DROP_FINISHED_SHARE = saved
+    return mock.patch.multiple(core_predict, DROP_FINISHED_SHARE=0.0,
+                               buffered_cache=lambda model, capacity: DynamicCache(config=model.config))
 
 
 def time_passes(model, run) -> dict[str, float]:
