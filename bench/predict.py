@@ -6,8 +6,11 @@ that it answers in the list format and stops) the same questions about made-up n
 findings, greedily, with the workflow's `evaluation.max_new_tokens` (64):
 
 - batched: `mint.core.predict.generate_answers` (prompts sorted by length, left-padded batches of
-  `--batch-size`, the workflow's `evaluation.batch_size` default 64), whose prefill passes the
-  batch's shared first tokens once (`mint.core.predict.prefill`);
+  `--batch-size`, the workflow's `evaluation.batch_size` default 128), whose prefill passes the
+  batch's shared first tokens once (`mint.core.predict.prefill`), its rows in groups of 16 of like
+  length (`mint.core.predict.prefill_in_groups`);
+- batched, one prefill pass: the same, but the whole batch's prompts in one prefill pass, padded to
+  its longest (the workflow's way before `prefill_in_groups`);
 - batched, concatenated cache: the same, but with transformers' `DynamicCache` (which copies the
   whole cache at every token) and each finished row dropped from the batch at once (the workflow's
   way before `mint.core.predict.buffered_cache` and `DROP_FINISHED_SHARE`);
@@ -120,6 +123,11 @@ def whole_prompts():
     return mock.patch.object(core_predict, "shared_prefix", lambda *_: 0)
 
 
+def one_prefill_pass():
+    """`generate_answers` as before `prefill_in_groups`: a batch's prompts pass the model together."""
+    return mock.patch.object(core_predict, "PREFILL_ROWS", 1 << 30)
+
+
 def concatenated_cache():
     """`generate_answers` as before the buffered cache: `DynamicCache`, finished rows dropped at once."""
     from transformers import DynamicCache
@@ -172,7 +180,7 @@ def answer_one_by_one(model, tokenizer, prompts: list[list[dict]], max_new_token
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=64, help="the workflow's evaluation.batch_size default")
+    p.add_argument("--batch-size", type=int, default=128, help="the workflow's evaluation.batch_size default")
     p.add_argument("--max-new-tokens", type=int, default=64, help="the workflow's evaluation.max_new_tokens default")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
@@ -195,11 +203,16 @@ def main(argv: list[str] | None = None) -> None:
             with whole_prompts():
                 return answer()
 
+        def answer_one_pass():
+            with one_prefill_pass():
+                return answer()
+
         def answer_concatenated():
             with concatenated_cache():
                 return answer()
 
         ways = {"batched (generate_answers)": answer,
+                "batched, one prefill pass": answer_one_pass,
                 "batched, concatenated cache": answer_concatenated,
                 "batched, whole prompts": answer_whole,
                 "batched, one generate call a batch": lambda: answer_with_generate(model, tokenizer, prompts,

@@ -35,14 +35,17 @@ def test_batched_answers_equal_one_call_per_case(student):
     assert len(set(batched)) > 1 and all(batched)  # real, different answers, not all empty
 
 
+@pytest.mark.parametrize("prefill_rows", [2, 16])
 @pytest.mark.parametrize("drop_share", [0.0, 1.0])
-def test_the_decode_loop_gives_what_generate_gives(student, monkeypatch, drop_share):
+def test_the_decode_loop_gives_what_generate_gives(student, monkeypatch, drop_share, prefill_rows):
     """`greedy_tokens` against HF's `generate`, one case at a time: finished rows leaving the batch at once
-    (`DROP_FINISHED_SHARE` 0) or staying in it, their tokens ignored, until all have ended (1)."""
+    (`DROP_FINISHED_SHARE` 0) or staying in it, their tokens ignored, until all have ended (1); the
+    prompts prefilled in groups of 2 rows or in one pass (`PREFILL_ROWS` 16)."""
     from mint.core import predict
     from mint.core.predict import greedy_tokens
 
     monkeypatch.setattr(predict, "DROP_FINISHED_SHARE", drop_share)
+    monkeypatch.setattr(predict, "PREFILL_ROWS", prefill_rows)
     model, tokenizer, prompts = student
     tokenizer.padding_side = "left"
     texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
@@ -122,3 +125,41 @@ def test_the_buffered_cache_holds_what_the_dynamic_cache_holds(student):
     assert buffered.get_seq_length() == dynamic.get_seq_length() == enc["input_ids"].shape[1] + 3
     buffered.reset()  # emptied: the next batch starts from nothing
     assert buffered.get_seq_length() == 0 and buffered.layers[0].length == 0
+
+
+def test_prefill_in_groups_gives_what_one_pass_gives(student):
+    """Rows prefilled two at a time, by length, and laid into one cache: each row's logits, mask and
+    position, and the decode steps after them, as from one pass of the whole batch, with less padding fed."""
+    from mint.core.predict import buffered_cache, prefill, prefill_in_groups
+
+    model, tokenizer, prompts = student
+    tokenizer.padding_side = "left"
+    texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    lengths = enc["attention_mask"].sum(1)
+    assert len(set(lengths.tolist())) == len(texts)  # groups of unlike widths
+    fed = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: fed.append(kwargs["input_ids"].numel()),
+                                           with_kwargs=True)
+    caches = buffered_cache(model, 40), buffered_cache(model, 40)
+    try:
+        with torch.no_grad():
+            grouped = prefill_in_groups(model, enc["input_ids"], enc["attention_mask"], caches[0], rows=2)
+            fed_grouped = sum(fed)
+            whole = prefill(model, enc["input_ids"], enc["attention_mask"], caches[1])
+    finally:
+        hook.remove()
+    assert fed_grouped < sum(fed) - fed_grouped  # the groups fed less padding than the one pass
+    logits, mask, position = grouped
+    torch.testing.assert_close(logits, whole[0], rtol=1e-4, atol=1e-4)
+    assert mask.shape[1] == whole[1].shape[1] == caches[0].get_seq_length() == caches[1].get_seq_length()
+    assert mask.sum(1).tolist() == lengths.tolist() and position.tolist() == whole[2].tolist()
+    masks, positions, nxt = [mask, whole[1]], [position, whole[2]], logits[:, -1].argmax(-1)
+    with torch.no_grad():
+        for _ in range(3):
+            masks = [torch.cat([m, m.new_ones(len(texts), 1)], dim=1) for m in masks]
+            positions = [x + 1 for x in positions]
+            out = [model(input_ids=nxt[:, None], attention_mask=m, position_ids=x, cache=c, use_cache=True).logits
+                   for m, x, c in zip(masks, positions, caches)]
+            torch.testing.assert_close(out[0], out[1], rtol=1e-4, atol=1e-4)
+            nxt = out[1][:, -1].argmax(-1)

@@ -137,6 +137,44 @@ def prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache)
     return logits, attention_mask, positions[:, -1:]
 
 
+# Rows a prefill pass takes: a batch's rows pass in groups of this many, by length, so that a pass
+# computes little padding; the decode steps then take the whole batch.
+PREFILL_ROWS = 16
+
+
+def prefill_in_groups(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache,
+                      rows: int = PREFILL_ROWS) -> tuple[torch.Tensor, ...]:
+    """`prefill` of a left-padded batch in groups of `rows` rows of like length; what `prefill` returns.
+
+    Each group passes `prefill` into a cache of its own, as wide as its longest row; the groups'
+    keys and values are then laid into `cache` right-aligned, the columns a group lacks masked and
+    zero (not padding tokens passed through the model). Sorted by length, a batch's groups compute
+    less padding than one pass of the whole batch. Only for a cache of `BufferedLayer`s
+    (`buffered_cache`); any other cache, or a batch of up to `rows` rows, takes one `prefill` pass.
+    """
+    from torch.nn.functional import pad
+
+    layers = getattr(cache, "layers", [])
+    if input_ids.shape[0] <= rows or not layers or not all(isinstance(x, _buffered_layer_class()) for x in layers):
+        return prefill(model, input_ids, attention_mask, cache)
+    lengths = attention_mask.sum(1)
+    order = torch.argsort(lengths, stable=True)
+    groups, caches = [], []
+    for idx in order.split(rows):
+        width = int(lengths[idx].max())
+        caches.append(buffered_cache(model, width))
+        groups.append(prefill(model, input_ids[idx, -width:], attention_mask[idx, -width:], caches[-1]))
+    width, back = max(mask.shape[1] for _, mask, _ in groups), torch.argsort(order)
+
+    def joined(parts, dim):  # the groups' tensors left-padded with zeros to `width` on `dim`, in the batch's order
+        return torch.cat([pad(x, (0, 0) * (x.dim() - 1 - dim) + (width - x.shape[dim], 0)) for x in parts])[back]
+
+    for i, layer in enumerate(layers):
+        layer.update(joined([c.layers[i].keys for c in caches], 2), joined([c.layers[i].values for c in caches], 2))
+    return (torch.cat([logits for logits, _, _ in groups])[back], joined([mask for _, mask, _ in groups], 1),
+            torch.cat([position for _, _, position in groups])[back])
+
+
 @functools.cache
 def _buffered_layer_class():
     """A `DynamicLayer` whose keys and values are views of buffers written in place (defined on first use:
@@ -181,8 +219,8 @@ def _buffered_layer_class():
                 self._views()
 
         def batch_select_indices(self, indices: torch.Tensor) -> None:
-            if self.length:
-                self._keys, self._values = self._keys[indices], self._values[indices]
+            if self.length:  # index_select: 2.5x faster than indexing (`self._keys[indices]`) here
+                self._keys, self._values = self._keys.index_select(0, indices), self._values.index_select(0, indices)
                 self._views()
 
     return BufferedLayer
@@ -217,7 +255,7 @@ def greedy_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     of a batch do not carry the finished ones.
     """
     cache = buffered_cache(model, input_ids.shape[1] + max_new_tokens)
-    logits, mask, position = prefill(model, input_ids, attention_mask, cache)
+    logits, mask, position = prefill_in_groups(model, input_ids, attention_mask, cache, PREFILL_ROWS)
     rows = torch.arange(input_ids.shape[0], device=input_ids.device)
     alive = torch.ones_like(rows, dtype=torch.bool)
     tokens: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
@@ -279,7 +317,7 @@ def write_predictions(
 
 def predict(
     model_dir: str, cases_path: str | Path, out_path: str | Path, *, method: str, prompt: Mapping[str, str],
-    text_field: str | None, k: int, batch_size: int = 64, max_new_tokens: int = 64, threads: int = 1,
+    text_field: str | None, k: int, batch_size: int = 128, max_new_tokens: int = 64, threads: int = 1,
     seed: int = 0, split: str = "test", image_field: str | None = None,
 ) -> None:
     """Answer the `split` cases with the model in `model_dir`; one Parquet (PREDICTIONS) to `out_path`.
@@ -311,7 +349,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("cases", help="the cohort's cases.parquet")
     p.add_argument("out", help="predictions Parquet")
     add_prompt_arguments(p)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--threads", type=int, default=1, help="CPU threads per process")
     p.add_argument("--seed", type=int, default=0)
