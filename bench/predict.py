@@ -11,6 +11,8 @@ findings, greedily, with the workflow's `evaluation.max_new_tokens` (64):
   length (`mint.core.predict.prefill_in_groups`);
 - batched, one prefill pass: the same, but the whole batch's prompts in one prefill pass, padded to
   its longest (the workflow's way before `prefill_in_groups`);
+- the same at `--before-batch-size` (64): the workflow's default before `prefill_in_groups`, when a
+  batch of 128 prefilled in one pass was no faster than 64;
 - batched, concatenated cache: the same, but with transformers' `DynamicCache` (which copies the
   whole cache at every token) and each finished row dropped from the batch at once (the workflow's
   way before `mint.core.predict.buffered_cache` and `DROP_FINISHED_SHARE`);
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cases", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=128, help="the workflow's evaluation.batch_size default")
     p.add_argument("--max-new-tokens", type=int, default=64, help="the workflow's evaluation.max_new_tokens default")
+    p.add_argument("--before-batch-size", type=int, default=64,
+                   help="the batch size of the one-prefill-pass way's second run (the default before)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--pretrain-steps", type=int, default=150)
@@ -203,9 +207,9 @@ def main(argv: list[str] | None = None) -> None:
             with whole_prompts():
                 return answer()
 
-        def answer_one_pass():
+        def answer_one_pass(batch_size=a.batch_size):
             with one_prefill_pass():
-                return answer()
+                return generate_answers(model, tokenizer, prompts, batch_size, a.max_new_tokens)
 
         def answer_concatenated():
             with concatenated_cache():
@@ -213,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
 
         ways = {"batched (generate_answers)": answer,
                 "batched, one prefill pass": answer_one_pass,
+                f"batched, one prefill pass, batch {a.before_batch_size}":
+                    lambda: answer_one_pass(a.before_batch_size),
                 "batched, concatenated cache": answer_concatenated,
                 "batched, whole prompts": answer_whole,
                 "batched, one generate call a batch": lambda: answer_with_generate(model, tokenizer, prompts,
@@ -236,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
           f"max_new_tokens {a.max_new_tokens}, threads {a.threads}, repeats {a.repeats}; answers {words:.1f} words "
           "on average")
     for name in names:
-        print(f"{name + ':':38s} {rate[name]:8.2f} cases/s  (runs: {', '.join(f'{x:.1f}' for x in seconds[name])} s)")
+        print(f"{name + ':':46s} {rate[name]:8.2f} cases/s  (runs: {', '.join(f'{x:.1f}' for x in seconds[name])} s)")
     for name in names[:-1]:
         same = sum(x == y for x, y in zip(answers[name], answers[plain]))
         print(f"ratio {name} / one call per case: {rate[name] / rate[plain]:.1f}x; same answers: {same} of {n}")

@@ -53,8 +53,9 @@ def test_predict_bench_runs_and_compares_answers():
                           "--max-new-tokens", "4", "--pretrain-steps", "2"], capture_output=True, text=True, cwd=REPO,
                          timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
-    assert res.stdout.count("same answers: 4 of 4") == 5 and "one generate call a batch:" in res.stdout
+    assert res.stdout.count("same answers: 4 of 4") == 6 and "one generate call a batch:" in res.stdout
     assert "concatenated cache:" in res.stdout and "one prefill pass:" in res.stdout
+    assert "one prefill pass, batch 64:" in res.stdout
     assert "whole prompts:" in res.stdout and "of which prefill passes" in res.stdout
 
 
