@@ -249,8 +249,9 @@ def greedy_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
                   eos_token_id: int) -> list[list[int]]:
     """Greedy new tokens of each row of a left-padded batch (a text model), up to and with its end token.
 
-    What `model.generate(do_sample=False)` gives, but the batch's shared first tokens are computed
-    once (`prefill`), the key/value cache is written in place (`buffered_cache`), and finished rows
+    What `model.generate(do_sample=False)` gives, but the prompts pass the model in groups of like
+    length (`prefill_in_groups`), each group's shared first tokens once (`prefill`), the key/value
+    cache is written in place (`buffered_cache`), and finished rows
     leave the batch, and the cache, once they are `DROP_FINISHED_SHARE` of it, so the long answers
     of a batch do not carry the finished ones.
     """
