@@ -1,16 +1,22 @@
-"""GPU check: a few ORPO steps of a Llama-3.2-1B-shaped student in bf16, with throughput and MFU.
+"""GPU check: a few ORPO LoRA steps of a Llama-3.2-3B-shaped student in bf16, with throughput and MFU.
 
-Builds the model from a `LlamaConfig` (hidden 2048, 16 layers, 32 query / 8 key-value heads,
-MLP 8192, vocabulary 128,256, tied embeddings, RoPE theta 500,000: Llama-3.2-1B's shape, without
-its RoPE scaling) with random weights, and a word-level tokenizer built here (every word one
-token, so each sequence has exactly the length asked for). Nothing is downloaded. Synthetic
-preference rows (prompt, chosen, rejected) go through MINT's own ORPO trainer
+Builds the model from a `LlamaConfig` (`--shape 3b`, the default: hidden 3072, 28 layers, 24 query /
+8 key-value heads, MLP 8192, vocabulary 128,256, tied embeddings, RoPE theta 500,000: Llama-3.2-3B's
+shape, without its RoPE scaling; `--shape 1b`: Llama-3.2-1B's) with random weights, and a word-level
+tokenizer built here (every word one token, so each sequence has exactly the length asked for).
+Nothing is downloaded. The model gets the LoRA adapters of the paper's ORPO recipe
+(`config/recipes/paper/orpo.yaml`: r 256, alpha 128, dropout 0.05, every linear layer) through
+peft, as `mint.core.train` gives them; `--full` trains every weight instead. Synthetic preference
+rows (prompt, chosen, rejected) go through MINT's own ORPO trainer
 (`mint.core.trl_compat.trainer_classes("orpo")`), `--warmup` steps untimed, then `--steps` timed.
 
 Printed: training tokens/s (ORPO runs prompt+chosen and prompt+rejected: both count), model
-FLOPs utilisation MFU = 6 * N * tokens/s / peak (6N FLOPs per token for forward + backward,
-N = parameters with the tied embedding counted once; attention-score FLOPs, +3% at 514 tokens,
-are left out), peak GPU memory, and the versions. Peak dense bf16 FLOP/s comes from the GPU's
+FLOPs utilisation MFU = F * tokens/s / peak, with F the FLOPs a token needs, N the base model's
+parameters (the tied embedding counted once) and N_lora the adapters': with LoRA
+F = 4N + 6N_lora (forward 2N; backward 2N for the gradients of the activations through the frozen
+weights, none for those weights; the adapters' forward, backward and weight gradients), fully
+fine-tuned F = 6N. Attention-score FLOPs (+3% at 514 tokens) are left out. Also printed: peak
+GPU memory and the versions. Peak dense bf16 FLOP/s comes from the GPU's
 name (H100 SXM and H200 989e12, H100 PCIe 756e12, A100 312e12) or `--peak-tflops`.
 
 On a machine with one NVIDIA GPU, from the repository root:
@@ -25,8 +31,8 @@ On CPU, a tiny model checks that the script runs (tests/test_bench.py):
 
     python -m bench.gpu_orpo_check --tiny
 
-Needs torch, transformers, tokenizers, datasets and trl; peft, polars and the rest of the mint
-package are not imported.
+Needs torch, transformers, tokenizers, datasets, trl and peft (PyYAML comes with transformers);
+polars and the rest of the mint package are not imported.
 """
 
 from __future__ import annotations
@@ -61,6 +67,10 @@ LLAMA_3_2_1B = {
     "rms_norm_eps": 1e-5,
     "max_position_embeddings": 8192,
 }
+LLAMA_3_2_3B = {**LLAMA_3_2_1B, "hidden_size": 3072, "num_hidden_layers": 28, "num_attention_heads": 24,
+                "num_key_value_heads": 8, "intermediate_size": 8192}
+SHAPES = {"1b": ("Llama-3.2-1B shape", LLAMA_3_2_1B), "3b": ("Llama-3.2-3B shape", LLAMA_3_2_3B)}
+PAPER_RECIPE = "config/recipes/paper/orpo.yaml"
 TINY = {**LLAMA_3_2_1B, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 600, "max_position_embeddings": 256}
 SPECIAL = ("<bos>", "<eos>", "<pad>", "<unk>")
@@ -101,7 +111,7 @@ def peak_flops(device_name: str, override_tflops: float | None) -> float | None:
 
 def versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for pkg in ("torch", "transformers", "trl", "accelerate", "datasets", "tokenizers"):
+    for pkg in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "tokenizers"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -120,7 +130,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     gpu = torch.cuda.is_available() and not args.tiny
     if not gpu and not args.tiny:
         raise SystemExit("no CUDA GPU found: run on a GPU machine, or pass --tiny for the CPU check")
-    shape = TINY if args.tiny else LLAMA_3_2_1B
+    name, shape = ("tiny", TINY) if args.tiny else SHAPES[args.shape]
     n_words = min(shape["vocab_size"] - len(SPECIAL), 4000)
     tokenizer = build_tokenizer(n_words)
     dtype = torch.bfloat16 if gpu else torch.float32
@@ -130,6 +140,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with torch.device("cuda" if gpu else "cpu"):  # initialise on the GPU: seconds instead of a minute
         model = LlamaForCausalLM(config).to(dtype)
     n_params = sum(p.numel() for p in model.parameters())  # the tied embedding once
+    lora = None
+    if not args.full:
+        import yaml
+        from peft import LoraConfig, get_peft_model
+
+        with open(args.recipe) as f:
+            lora = yaml.safe_load(f)["lora"]
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
+    n_trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_lora = n_trained if lora else 0
 
     total_steps = args.warmup + args.steps
     rows = synthetic_rows(args.batch * total_steps, args.prompt_len, args.answer_len, n_words, args.seed)
@@ -179,11 +199,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tokens_per_s = tokens / seconds
     device = torch.cuda.get_device_name() if gpu else platform.processor() or platform.machine()
     peak = peak_flops(device, args.peak_tflops)
-    flops_per_token = 6 * n_params
+    flops_per_token = 4 * n_params + 6 * n_lora if lora else 6 * n_params
     result = {
         "device": device,
-        "model": "tiny" if args.tiny else "Llama-3.2-1B shape",
+        "model": name,
         "parameters": n_params,
+        "lora": lora,
+        "trained_parameters": n_trained,
+        "flops_per_token": flops_per_token,
         "dtype": str(dtype).removeprefix("torch."),
         "batch": args.batch,
         "sequence_tokens": seq_len,
@@ -210,6 +233,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true", help="a tiny model on CPU in float32: checks that the script runs")
+    p.add_argument("--shape", choices=sorted(SHAPES), default="3b", help="the Llama 3.2 shape (default 3b)")
+    p.add_argument("--full", action="store_true", help="train every weight instead of LoRA adapters")
+    p.add_argument("--recipe", default=PAPER_RECIPE, help="the recipe whose 'lora' settings the adapters take")
     p.add_argument("--steps", type=int, default=None, help="timed optimizer steps (default 10; --tiny 2)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2; --tiny 1)")
     p.add_argument("--batch", type=int, default=None, help="preference rows per step (default 8; --tiny 2)")
@@ -217,7 +243,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--answer-len", type=int, default=None,
                    help="tokens of chosen and of rejected each (default 64; --tiny 8)")
     p.add_argument("--gradient-checkpointing", action="store_true",
-                   help="recompute activations (then the real work is ~8N per token; MFU still counts 6N)")
+                   help="recompute activations (then the real work is 2N a token more; MFU does not count it)")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak dense bf16 TFLOP/s of this GPU")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
@@ -237,12 +263,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     mfu = f"{100 * result['mfu']:.3g}%" if result["mfu"] is not None else "n/a (unknown GPU: pass --peak-tflops)"
     mem = (f"{result['peak_gpu_memory_gib']} GiB allocated, {result['peak_gpu_reserved_gib']} GiB reserved"
            if result["peak_gpu_memory_gib"] is not None else f"no GPU (peak RSS {result['peak_rss_gib']} GiB)")
+    trained = (f"LoRA r {result['lora']['r']}, {result['trained_parameters'] / 1e6:.1f}M adapter parameters"
+               if result["lora"] else "every weight")
     print(f"device: {result['device']}; model: {result['model']}, {result['parameters'] / 1e9:.3f}B parameters, "
-          f"{result['dtype']}")
+          f"{result['dtype']}; trained: {trained}")
     print(f"ORPO: {result['timed_steps']} timed steps after {result['warmup_steps']} warm-up, batch {result['batch']}"
           f" x 2 sequences x {result['sequence_tokens']} tokens, {result['seconds_per_step']} s/step")
     print(f"tokens/s: {result['tokens_per_s']:.1f}")
-    print(f"model TFLOP/s (6N per token): {result['model_tflops_per_s']}")
+    print(f"model TFLOP/s ({'4N + 6N_lora' if result['lora'] else '6N'} per token): {result['model_tflops_per_s']}")
     print(f"MFU: {mfu}")
     print(f"peak memory: {mem}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()))

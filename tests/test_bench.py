@@ -26,15 +26,25 @@ def test_gpu_orpo_check_runs_tiny_on_cpu(tmp_path):
     # 2 timed steps x 2 rows x (prompt+chosen and prompt+rejected) x (BOS + 24 + 8 + EOS) tokens.
     assert result["tokens_per_step"] == 2 * 2 * 34 and result["padding_share"] == 0
     assert result["tokens_per_s"] > 0 and 0 < result["mfu"] < 1
-    assert result["mfu"] == pytest.approx(6 * result["parameters"] * result["tokens_per_s"] / 1e12, rel=1e-3)
+    # LoRA with the paper recipe's adapters: the frozen weights need 4N a token, the adapters 6N_lora.
+    assert result["lora"]["r"] == 256 and 0 < result["trained_parameters"] != result["parameters"]
+    assert result["flops_per_token"] == 4 * result["parameters"] + 6 * result["trained_parameters"]
+    assert result["mfu"] == pytest.approx(result["flops_per_token"] * result["tokens_per_s"] / 1e12, rel=1e-3)
     assert result["versions"]["trl"] == "1.16.0"
+
+
+def test_gpu_orpo_check_trains_every_weight_with_full(tmp_path):
+    _, result = gpu_orpo_check("--tiny", "--full", "--peak-tflops", "1", tmp_path=tmp_path)
+    assert result["lora"] is None and result["trained_parameters"] == result["parameters"]
+    assert result["flops_per_token"] == 6 * result["parameters"]
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
-def test_gpu_orpo_check_llama_1b_shape(tmp_path):
+def test_gpu_orpo_check_llama_3b_shape_with_lora(tmp_path):
     _, result = gpu_orpo_check("--steps", "3", "--warmup", "1", tmp_path=tmp_path)
-    assert result["parameters"] == 1_235_814_400  # Llama-3.2-1B
+    assert result["parameters"] == 3_212_749_824  # Llama-3.2-3B
+    assert result["trained_parameters"] == 389_021_696  # LoRA r 256 on every linear layer
     assert result["dtype"] == "bfloat16" and result["peak_gpu_memory_gib"] > 0
 
 
