@@ -143,7 +143,7 @@ PREFILL_ROWS = 16
 
 
 def prefill_in_groups(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, cache,
-                      rows: int = PREFILL_ROWS) -> tuple[torch.Tensor, ...]:
+                      rows: int) -> tuple[torch.Tensor, ...]:
     """`prefill` of a left-padded batch in groups of `rows` rows of like length; what `prefill` returns.
 
     Each group passes `prefill` into a cache of its own, as wide as its longest row; the groups'
@@ -152,27 +152,33 @@ def prefill_in_groups(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     less padding than one pass of the whole batch. Only for a cache of `BufferedLayer`s
     (`buffered_cache`); any other cache, or a batch of up to `rows` rows, takes one `prefill` pass.
     """
-    from torch.nn.functional import pad
-
     layers = getattr(cache, "layers", [])
     if input_ids.shape[0] <= rows or not layers or not all(isinstance(x, _buffered_layer_class()) for x in layers):
         return prefill(model, input_ids, attention_mask, cache)
     lengths = attention_mask.sum(1)
-    order = torch.argsort(lengths, stable=True)
+    rows_of = torch.argsort(lengths, stable=True).split(rows)
     groups, caches = [], []
-    for idx in order.split(rows):
+    for idx in rows_of:
         width = int(lengths[idx].max())
         caches.append(buffered_cache(model, width))
         groups.append(prefill(model, input_ids[idx, -width:], attention_mask[idx, -width:], caches[-1]))
-    width, back = max(mask.shape[1] for _, mask, _ in groups), torch.argsort(order)
+    width = max(mask.shape[1] for _, mask, _ in groups)
 
-    def joined(parts, dim):  # the groups' tensors left-padded with zeros to `width` on `dim`, in the batch's order
-        return torch.cat([pad(x, (0, 0) * (x.dim() - 1 - dim) + (width - x.shape[dim], 0)) for x in parts])[back]
+    def joined(parts, dim: int | None = None):
+        """The groups' rows in the batch's order; with `dim`, right-aligned to `width` on it, zeros before."""
+        shape = [input_ids.shape[0], *parts[0].shape[1:]]
+        if dim is not None:
+            shape[dim] = width
+        out = parts[0].new_zeros(shape)
+        for idx, part in zip(rows_of, parts):
+            columns = () if dim is None else (*[slice(None)] * (dim - 1), slice(width - part.shape[dim], None))
+            out[(idx, *columns)] = part
+        return out
 
     for i, layer in enumerate(layers):
         layer.update(joined([c.layers[i].keys for c in caches], 2), joined([c.layers[i].values for c in caches], 2))
-    return (torch.cat([logits for logits, _, _ in groups])[back], joined([mask for _, mask, _ in groups], 1),
-            torch.cat([position for _, _, position in groups])[back])
+    logits, masks, positions = zip(*groups)
+    return joined(logits), joined(masks, 1), joined(positions)
 
 
 @functools.cache
@@ -251,9 +257,9 @@ def greedy_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
 
     What `model.generate(do_sample=False)` gives, but the prompts pass the model in groups of like
     length (`prefill_in_groups`), each group's shared first tokens once (`prefill`), the key/value
-    cache is written in place (`buffered_cache`), and finished rows
-    leave the batch, and the cache, once they are `DROP_FINISHED_SHARE` of it, so the long answers
-    of a batch do not carry the finished ones.
+    cache is written in place (`buffered_cache`), and finished rows leave the batch, and the cache,
+    once they are `DROP_FINISHED_SHARE` of it, so the long answers of a batch do not carry the
+    finished ones.
     """
     cache = buffered_cache(model, input_ids.shape[1] + max_new_tokens)
     logits, mask, position = prefill_in_groups(model, input_ids, attention_mask, cache, PREFILL_ROWS)
