@@ -30,19 +30,18 @@ demo: setup
 # In its own folder, runs/tissue, so that the rare-disease demo's results/ stay as they are.
 demo-tissue: setup
 	mkdir -p runs/tissue
-	ln -sfn $(CURDIR)/config runs/tissue/config
 	$(BIN)/snakemake --cores $(CORES) --snakefile $(CURDIR)/Snakefile --directory runs/tissue \
 		--configfile $(CURDIR)/config/tissue.yaml
 	@echo; cat runs/tissue/results/report/summary.md
 
 # The phenopacket benchmark (config/benchmark.yaml) in its own folder, runs/benchmark, reading the
-# phenopacket-store snapshot in place (STORE=... to point elsewhere; nothing is copied).
+# phenopacket-store snapshot in place through the link data/phenopacket-store, which the config names
+# (STORE=... to point elsewhere; nothing is copied).
 STORE ?= $(abspath ../shared/phenopacket-store)
 BENCH_DIR ?= runs/benchmark
 benchmark: setup
 	mkdir -p $(BENCH_DIR)
-	ln -sfn $(CURDIR)/config $(BENCH_DIR)/config
-	ln -sfn $(STORE) $(BENCH_DIR)/phenopacket-store
+	ln -sfn $(STORE) data/phenopacket-store
 	$(BIN)/snakemake --cores $(CORES) --snakefile $(CURDIR)/Snakefile --directory $(BENCH_DIR) \
 		--configfile $(CURDIR)/config/benchmark.yaml
 	cd $(BENCH_DIR) && $(CURDIR)/$(BIN)/snakemake --snakefile $(CURDIR)/Snakefile \

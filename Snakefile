@@ -22,6 +22,10 @@ include: "rules/core/evaluate.smk"
 include: "rules/core/report.smk"
 
 
+# Every step checks that its inputs were made with the settings the config now gives (mint.core.steps).
+os.environ[ENV_EXPECTED] = canonical(STEP.expected())
+
+
 rule all:
     input:
         report_files(),

@@ -28,6 +28,7 @@ for side in old new; do
   mkdir -p "$work/run-$side"
   ln -sfn "$work/$side/config" "$work/run-$side/config"
   ln -sfn "$store" "$work/run-$side/phenopacket-store"
+  mkdir -p "$work/$side/data" && ln -sfn "$store" "$work/$side/data/phenopacket-store"  # config-relative paths
 done
 for side in ${SIDES:-old new}; do
   extra=()

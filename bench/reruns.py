@@ -1,9 +1,10 @@
 """What a one-setting change reruns, and what it costs, on the embedded default (config/config.yaml).
 
 In a run folder (`--dir`; by default a new one under runs/, removed afterwards unless `--keep`),
-with `config` linked to the repository's as `make demo-tissue` does: one complete run first (nothing
-to do if the folder holds one already), then, per change, a dry run with the default config plus a
-config file that sets that one key (`snakemake -n --configfile config/config.yaml change.yaml`):
+with its own copy of the repository's `config` (paths in a config are relative to it): one complete
+run first (nothing to do if the folder holds one already), then, per change, a dry run with the
+default config plus a config file that sets that one key (`snakemake -n --configfile config/config.yaml
+change.yaml`):
 the jobs Snakemake plans, per rule, and their cost estimated from the complete run (the mean wall
 seconds of each rule's jobs, from Snakemake's records in `.snakemake/metadata`, times the planned
 jobs). For the changes named in `--measure` (an evaluation setting by default) the rerun is also
@@ -102,9 +103,8 @@ def rule_seconds(folder: Path) -> dict[str, float]:
 def change_files(folder: Path, key: str, value):
     """A config file that sets `key` to `value`, for the time of the block.
 
-    A recipe change (`recipe:<method>.<arg>`) edits that recipe in place, as a user would: the run
-    folder's `config` link is replaced by a copy of the repository's config (same times), the
-    recipe is edited, then put back with its old content and time, and the link restored.
+    A recipe change (`recipe:<method>.<arg>`) edits that recipe of the run folder's config in place,
+    as a user would, then puts it back with its old content and time.
     """
     path = folder / "bench-change.yaml"
     if not key.startswith("recipe:"):
@@ -113,22 +113,17 @@ def change_files(folder: Path, key: str, value):
         return
     method, _, arg = key.removeprefix("recipe:").partition(".")
     recipes = yaml.safe_load(DEFAULT_CONFIG.read_text())["training"]["recipes"]
-    link = folder / "config"
-    if not link.is_symlink():
-        raise SystemExit(f"{link}: a recipe change needs `config` to be a link to the repository's config "
-                         "(it is replaced by an edited copy for the dry run, then linked again)")
-    link.unlink()
+    recipe_path = folder / "config" / recipes / f"{method}.yaml"
+    text, stat = recipe_path.read_text(), recipe_path.stat()
     try:
-        shutil.copytree(REPO / "config", link)  # copy2: the files keep their times
-        recipe_path = folder / recipes / f"{method}.yaml"
-        recipe = yaml.safe_load(recipe_path.read_text())
+        recipe = yaml.safe_load(text)
         recipe["args"][arg] = value
         recipe_path.write_text(yaml.safe_dump(recipe, sort_keys=False))
         path.write_text("{}\n")
         yield path
     finally:
-        shutil.rmtree(link, ignore_errors=True)
-        link.symlink_to(REPO / "config")
+        recipe_path.write_text(text)
+        os.utime(recipe_path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def estimate(row: dict) -> str:
@@ -154,9 +149,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     folder.mkdir(parents=True, exist_ok=True)
     folder = folder.resolve()
     if not (folder / "config").exists():
-        (folder / "config").symlink_to(REPO / "config")
+        shutil.copytree(REPO / "config", folder / "config")  # copy2: the files keep their times
     cores = ["--cores", str(a.cores)]
-    base = ["--configfile", str(DEFAULT_CONFIG)]
+    base = ["--configfile", str(folder / "config" / "config.yaml")]
     rows = []
     try:
         if not a.dry_only:

@@ -1,6 +1,8 @@
 # Config validation, the application, and every computed input, as named functions so that rules
-# stay declarative. Everything a step reads is an input or a param: a config change reruns
-# exactly the steps whose params hold it (tests/test_rerun.py checks this key by key).
+# stay declarative. Every rule takes its params from STEP.params (mint.core.steps): each setting by
+# name, plus one `settings` param that holds them all as canonical JSON, so that Snakemake's params
+# trigger (an unnamed set of values) sees a swap or a collision too. Models enter by their resolved
+# revision, files the steps read by path by their digests (tests/test_workflow.py checks it key by key).
 import json
 import os
 import shlex
@@ -9,8 +11,11 @@ from pathlib import Path
 
 from mint.core.app import builtin_student_threads as builtin_student_threads_of
 from mint.core.app import load_application, selected_teacher
-from mint.core.config import check_inputs, load_yaml, validate_config
+from mint.core.config import check_inputs, load_yaml, resolve_paths, validate_config
+from mint.core.fingerprint import fingerprint_files
+from mint.core.models import resolve_encoder, resolve_model
 from mint.core.report import PANEL_SUFFIX
+from mint.core.steps import ENV_EXPECTED, StepSettings, canonical, shell_step
 from mint.core.trl_compat import METHODS
 
 # PyTorch threads that spin while they wait slowed training ~20-fold when two jobs shared the
@@ -23,14 +28,29 @@ _bin, _path = str(Path(sys.executable).parent), os.environ.get("PATH", "")
 if _path.split(os.pathsep)[0] != _bin:
     os.environ.update(PATH=os.pathsep.join([_bin, _path]))
 
-# Validate as soon as the config loads: an invalid key fails here, naming the key; then the files the
+
+def config_sources():
+    """(mapping, folder) of each source of the config, lowest precedence first: the Snakefile's
+    `configfile:` (when present), each --configfile, then --config values (the working directory)."""
+    cli = [Path(f) for f in workflow.overwrite_configfiles]
+    own = [Path(f) for f in workflow.configfiles if Path(f).absolute() not in cli]
+    files = [(load_yaml(f), f.absolute().parent) for f in own + cli]
+    return files + [(dict(workflow.config_settings.config or {}), Path.cwd())]
+
+
+# Validate as soon as the config loads: an invalid key fails here, naming the key. Paths resolve
+# against the config file that names them (defaults: this workflow's folder). Then the files the
 # config names (recipes, student base, the cohort's inputs and its panel against k + q), before any step.
 _validated = validate_config(config, source="workflow config")
+_validated = resolve_paths(_validated, config_sources(), default_base=workflow.basedir, workdir=Path.cwd())
 config.clear()
 config.update(_validated)
 check_inputs(config, source="workflow config")
+STEP = StepSettings(config)
 
 APP = load_application(config["application"])
+# What the application's steps read by path from the config, listed once (~2 s per 100,000 rows).
+INPUT_FILES = APP.input_files(config) if APP.input_files is not None else {}
 # The teacher the config selects (the application's, one of its choices, or external rankings).
 TEACHER_CHOICE = selected_teacher(APP, config)
 
@@ -42,6 +62,56 @@ VOCABULARY = f"{COHORT}/vocabulary.parquet"
 EXCLUDED = f"{COHORT}/excluded.parquet"
 TEACHER_RANKINGS = "results/rankings/teacher.parquet"
 STUDENT_BASE = "results/student/base"
+
+# The student model, resolved once: a hub id to its snapshot in the local cache (student.revision pins
+# one), a folder to a digest of its config and weight index; its identity is what the cache key holds.
+STUDENT = resolve_model(
+    config["student"]["base"], config["student"]["revision"], key="student.base", source="workflow config"
+)
+
+
+def cfg(key):
+    """The config value of a dotted key, as a named setting of the rule that asks for it."""
+    return STEP.key(key)
+
+
+def file_setting(key, path):
+    """A file or folder a step reads by path, as a setting whose identity is its digest (a file the
+    config names is also the rule's input where Snakemake should order or track it)."""
+    return STEP.setting(key, path, identity=fingerprint_files([path]))
+
+
+def input_settings():
+    """The files the application's steps read by path from its config keys (its `input_files` hook:
+    a manifest, the images it lists, a panel, ...), each key's files as one setting: their count,
+    identified by their fingerprint (`mint.core.fingerprint`). A group of more than 1,000 files (images)
+    is fingerprinted by size and modification time, so that start-up reads none of them."""
+    return {
+        f"files_{key.replace('.', '_')}": STEP.setting(
+            f"{key}[files]",
+            len(paths),
+            identity=fingerprint_files(paths, key=key, content_limit=0 if len(paths) > 1000 else 1 << 20),
+        )
+        for key, paths in INPUT_FILES.items()
+    }
+
+
+def model_setting(key, ref):
+    """A model a step loads (its `source`: a folder, or 'builtin'), identified by its resolved revision."""
+    return STEP.setting(key, ref.source, identity=ref.identity)
+
+
+def teacher_training():
+    """The `teacher` keys that the application's teacher training reads (its TEACHER_TRAINING), as one setting."""
+    return STEP.group("teacher", TEACHER_TRAINING)
+
+
+def encoder_setting():
+    """The application's sentence encoder (teacher.encoder), by its package version or folder digest."""
+    return model_setting(
+        "teacher.encoder",
+        resolve_encoder(config["teacher"]["encoder"], key="teacher.encoder", source="workflow config"),
+    )
 
 
 def cohort_files(wildcards=None):
@@ -69,19 +139,25 @@ def pair_modality():
 
 def prompt():
     """The student's prompt: the application's, with the config's `prompt` keys over it (JSON)."""
-    return json.dumps(APP.prompt.resolved(config["prompt"]), sort_keys=True)
+    return STEP.setting("prompt", json.dumps(APP.prompt.resolved(config["prompt"]), sort_keys=True))
 
 
 def student_base():
-    """The base student: the application's builtin model built here, or a Hugging Face id / local folder."""
-    base = config["student"]["base"]
-    return STUDENT_BASE if base == "builtin" else base
+    """The base student: the application's builtin model built here, or a local folder (a hub id's
+    snapshot folder in the Hugging Face cache)."""
+    return STUDENT_BASE if STUDENT.source == "builtin" else STUDENT.source
+
+
+def student_model():
+    """The base student as a setting: its identity is the resolved revision (or 'builtin': the folder
+    build_student writes, whose provenance carries the settings it was built with)."""
+    return STEP.setting("student.base", student_base(), identity=STUDENT.identity)
 
 
 def student_base_files():
-    """Files the base student is made of, so that rebuilding it reruns what depends on it."""
-    base = student_base()
-    return [base] if base == STUDENT_BASE or Path(base).exists() else []
+    """The builtin student's folder (rebuilding it reruns what depends on it); a local or cached model
+    enters through its identity (student_model) instead: its folders can hold many GB."""
+    return [STUDENT_BASE] if STUDENT.source == "builtin" else []
 
 
 def builtin_student_settings():
@@ -89,9 +165,21 @@ def builtin_student_settings():
     return [config["student"]["builtin"]] if config["student"]["builtin"] else []
 
 
+def builtin_student_params():
+    """build_student's setting: the file of the user's settings for it, by its digest (none: the
+    application's packaged settings, which are code)."""
+    settings = config["student"]["builtin"]
+    return STEP.params(builtin=file_setting("student.builtin", settings) if settings else None)
+
+
 def builtin_student_threads():
     """The threads build_student reserves: those its pre-training uses (`train.threads` of its settings)."""
     return builtin_student_threads_of(APP, config["student"]["builtin"])
+
+
+def max_k():
+    """The largest k the report asks for (evaluation.ks): how far a ranker's lists are scored."""
+    return STEP.setting("evaluation.ks[max]", max(config["evaluation"]["ks"]))
 
 
 def methods():
@@ -109,6 +197,14 @@ def trained(method, seed):
 
 def recipe(wildcards):
     return f"{config['training']['recipes']}/{wildcards.method}.yaml"
+
+
+# Each trained method's recipe by its digest, and the accelerate config the steps launch with.
+RECIPES = {
+    m: file_setting(f"training.recipes[{m}]", f"{config['training']['recipes']}/{m}.yaml")
+    for m in config["training"]["methods"]
+}
+ACCELERATE = file_setting("training.accelerate", config["training"]["accelerate"])
 
 
 def train_data(wildcards):
@@ -140,22 +236,27 @@ def first_or_none(files):
     return files[0] if len(files) else None
 
 
-def predict_model(wildcards, input):
-    return first_or_none(input.model) or student_base()
+def predict_model(wildcards):
+    """The model a run answers with: the base student (by its identity), or a trained folder (an input)."""
+    return student_model() if wildcards.run == "base" else trained_folder(wildcards.run)
 
 
-def panel_ranking_params(split, top):
+def trained_folder(run):
+    return f"results/train/{run}"
+
+
+def panel_ranking_params(split, top, model):
     """The params of a student's ranking of the labels (workflow_scripts/rank_student.py): the cases of
-    `split`, each student's best `top` labels (None: every candidate)."""
-    return dict(
-        model=predict_model,
-        prompt=lambda wildcards: prompt(),  # a function: the template's {braces} are not wildcards
+    `split` (a setting, or a fixed value), each student's best `top` labels (None: every candidate)."""
+    return STEP.params(
+        model=model,
+        prompt=prompt(),
         text_field=APP.student_text,
         image_field=APP.student_image,
-        k=config["preferences"]["k"],
-        batch_size=config["evaluation"]["panel_batch_size"],
+        k=cfg("preferences.k"),
+        batch_size=cfg("evaluation.panel_batch_size"),
         top=top,
-        eval_threads=config["evaluation"]["threads"],
+        eval_threads=cfg("evaluation.threads"),
         split=split,
     )
 
@@ -183,7 +284,9 @@ def run_seed(wildcards):
 
 
 def predict_model_files(wildcards):
-    return student_base_files() if wildcards.run == "base" else [f"results/train/{wildcards.run}"]
+    """The trained folder a run answers with, or the builtin base student's folder (none for a local or
+    cached model: see student_base_files)."""
+    return student_base_files() if wildcards.run == "base" else [trained_folder(wildcards.run)]
 
 
 def application_scores():

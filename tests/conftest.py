@@ -41,3 +41,19 @@ def shared_phenopacket_store():
     if not (path / "cases.parquet").exists() or not (path / "diseases.tsv").exists():
         pytest.skip(f"phenopacket-store snapshot not found at {path} (set {STORE_ENV} to its folder)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny rare-disease DAG, run once per session (~3 min; MINT_TINY_RUN=<folder> keeps it between
+    sessions); tests that change it work on a copy."""
+    from tests.dag import TINY, snakemake, workdir
+
+    if os.environ.get("MINT_TINY_RUN"):  # while developing: a finished run of this checkout, brought up to date
+        wd = Path(os.environ["MINT_TINY_RUN"])
+        if not (wd / "tests").exists():
+            workdir(wd)
+    else:
+        wd = workdir(tmp_path_factory.mktemp("wf"))
+    snakemake(wd, "--configfile", TINY)
+    return wd

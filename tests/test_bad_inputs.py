@@ -82,7 +82,8 @@ def config_row(cfg: dict | None = None, text: str | bytes | None = None, setup: 
 def recipe_row(method: str, text: str, pattern: str, methods: list[str] | None = None):
     def make(wd: Path):
         (wd / "config/recipes/tiny" / f"{method}.yaml").write_text(text)
-        cfg = {"training": {"methods": methods}} if methods else {}
+        # The work folder's recipes (the config file's folder is what its paths are relative to).
+        cfg = {"training": {"recipes": "config/recipes/tiny", **({"methods": methods} if methods else {})}}
         return start_up(config(wd, cfg)), pattern
     return make
 

@@ -333,16 +333,21 @@ def test_external_model_and_rankings_go_together():
 
 
 def test_a_clip_source_that_cannot_load_is_refused_at_start_up(tmp_path, monkeypatch):
-    import huggingface_hub
+    import huggingface_hub.constants
 
     from mint.apps.tissue.teachers import check_clip_source
 
-    check_clip_source(str(tmp_path))  # a folder: its contents are checked when it loads
+    (tmp_path / "config.json").write_text("{}")
+    assert check_clip_source(str(tmp_path)).identity.startswith("folder:")  # the rest is checked when it loads
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MintError, match=r"'teacher.clip.model': '.*empty' is not a Hugging Face model folder"):
+        check_clip_source(str(tmp_path / "empty"))
     with pytest.raises(MintError, match=r"'teacher.clip.model': '\./no/such/clip/' is no folder and not a hub id"):
         check_clip_source("./no/such/clip/")
-    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: True)
-    with pytest.raises(MintError, match=r"'teacher.clip.model': 'nobody/no-such-clip' is no folder here, and the "
-                                        r"Hugging Face hub is offline"):
-        check_clip_source("nobody/no-such-clip")
-    monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False)
-    check_clip_source("nobody/no-such-clip")  # online: transformers downloads it when the rule runs
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    for offline in (True, False):  # online too: start-up never downloads a model
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
+        with pytest.raises(MintError, match=r"'teacher.clip.model': 'nobody/no-such-clip': no folder of that name, "
+                                            r"and the hub id is not in the Hugging Face cache.*"
+                                            r"`hf download nobody/no-such-clip`"):
+            check_clip_source("nobody/no-such-clip")

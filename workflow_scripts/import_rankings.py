@@ -1,6 +1,6 @@
 from mint.core.rankings import import_rankings
-from mint.core.workflow import step_log
+from mint.core.workflow import run_step
 
-with step_log(snakemake.log[0]):
+with run_step(snakemake):
     import_rankings(snakemake.input.external, snakemake.input.cases, snakemake.input.candidates,
                     snakemake.output.rankings)

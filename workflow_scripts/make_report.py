@@ -2,10 +2,10 @@ from pathlib import Path
 
 from mint.core.app import load_application
 from mint.core.report import make_report
-from mint.core.workflow import step_log
+from mint.core.workflow import run_step
 
 p = snakemake.params
-with step_log(snakemake.log[0]):
+with run_step(snakemake):
     make_report(snakemake.input.scores, snakemake.input.train, Path(snakemake.output.summary).parent,
                 app=load_application(p.application), k=p.k, ks=p.ks, n_boot=p.bootstrap, seed=p.seed,
                 teacher_metrics=snakemake.input.teacher[0] if snakemake.input.teacher else None,

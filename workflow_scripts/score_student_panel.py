@@ -1,8 +1,8 @@
 from mint.core.panel import MODALITY
 from mint.core.report import score_ranker
-from mint.core.workflow import step_log
+from mint.core.workflow import run_step
 
 p = snakemake.params
-with step_log(snakemake.log[0]):
+with run_step(snakemake):
     score_ranker(snakemake.input.cases, snakemake.input.rankings, snakemake.output.scores, modality=MODALITY,
                  method=p.method, k=p.k, seed=p.seed, split=p.split)

@@ -104,6 +104,11 @@ class Application:
       rules across its keys that JSON schema cannot state; `check_inputs(config, source)`: start-up checks
       of the files its keys name (run once the config is valid, before any step; paths relative to the
       working directory).
+    - `input_files(config)`: the files its steps read by a path from a validated config rather than as a
+      Snakemake input, grouped by the config key that names them, e.g. {'cohort.manifest.path': [manifest],
+      'cohort.manifest.images': [each image and mask its rows name]}; a folder stands for every file below
+      it, and keys of settings that are off are absent. Each group's `mint.core.fingerprint.fingerprint_files`
+      is a param of the rule that reads it, so that editing a file reruns that step. None: no such files.
     """
 
     name: str
@@ -131,6 +136,7 @@ class Application:
     summary_sections: Callable[[Mapping[str, Any]], list[str]] | None = None
     check_config: Callable[[Mapping[str, Any], str], None] | None = None
     check_inputs: Callable[[Mapping[str, Any], str], None] | None = None
+    input_files: Callable[[Mapping[str, Any]], Mapping[str, Sequence[Path]]] | None = None
     select_teacher: Callable[[Mapping[str, Any]], Teacher] | None = None
     synthetic_sources: Sequence[str] = ("simulated",)
 

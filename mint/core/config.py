@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from mint.core.app import Application, load_application, package_file
 from mint.core.io import MintError
 
 SCHEMA_PATH = package_file("mint.core", "schema.yaml")
+# The workflow's folder (Snakefile, config/): what the schema's default paths are relative to.
+WORKFLOW_ROOT = Path(__file__).resolve().parents[2]
 RECIPE_KEYS = {"method", "init", "lora", "args", "dtype", "nll", "freeze"}  # a training recipe's keys (mint.core.train)
 
 
@@ -97,7 +100,7 @@ def _check_consistency(cfg: Mapping[str, Any], source: str) -> None:
 def check_inputs(cfg: Mapping[str, Any], source: str = "config") -> None:
     """Start-up checks of the files a validated config names, before any step runs (rules/common.smk).
 
-    Paths are relative to the working directory, as the steps read them: the recipe of each trained
+    Paths are as `resolve_paths` gives them (relative to the working directory, or absolute): the recipe of each trained
     method (a mapping whose `method` is its file's name; `init: sft` needs SFT trained too), the
     student base (`mint.core.models.check_student_base`), external rankings, and the application's own
     (`Application.check_inputs`: its input files, its panel's size against k + q).
@@ -111,7 +114,7 @@ def check_inputs(cfg: Mapping[str, Any], source: str = "config") -> None:
         if recipe.get("init", "base") == "sft" and "sft" not in methods:
             raise MintError(f"{source}: config key 'training.methods': the {method} recipe starts from the SFT "
                             "model (init: sft), so add 'sft'")
-    check_student_base(cfg["student"]["base"], source)
+    check_student_base(cfg["student"]["base"], source, cfg["student"]["revision"])
     rankings = cfg["teacher"]["rankings"]
     if rankings is not None and not Path(rankings).is_file():
         raise MintError(f"{source}: config key 'teacher.rankings': file not found: {rankings}")
@@ -153,13 +156,67 @@ def check_panel_size(n_labels: int, cfg: Mapping[str, Any], source: str, what: s
                         f"the {n_labels} candidate labels of {what}; expected k + q <= {n_labels}")
 
 
+def path_keys(schema: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Dotted config key -> 'path' (a file or folder) or 'model' (a folder, or a hub id / package name),
+    for each key the schema marks with that `format`."""
+    out: dict[str, str] = {}
+    for name, sub in (schema.get("properties") or {}).items():
+        key = f"{prefix}{name}"
+        if sub.get("format") in ("path", "model"):
+            out[key] = sub["format"]
+        out.update(path_keys(sub, f"{key}."))
+    return out
+
+
+def _get(mapping: Any, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(mapping, Mapping) or part not in mapping:
+            return None
+        mapping = mapping[part]
+    return mapping
+
+
+def _set(mapping: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        mapping = mapping[part]
+    mapping[last] = value
+
+
+def resolve_paths(cfg: Mapping[str, Any], sources: Sequence[tuple[Mapping[str, Any], str | Path]],
+                  default_base: str | Path, workdir: str | Path) -> dict[str, Any]:
+    """A copy of the validated `cfg` whose path keys (`path_keys`) are resolved against the folder of the
+    config file that set them: `sources` are (the file's mapping, its folder) from lowest to highest
+    precedence (command-line values: the working directory); a default resolves against `default_base`
+    (the workflow's folder). A 'model' key resolves so only when that path exists (else it is a hub id or
+    a package name). A result inside `workdir` is given relative to it (steps run there), else absolute."""
+    out = copy.deepcopy(dict(cfg))
+    workdir = Path(workdir).absolute()
+    for key, kind in path_keys(config_schema(load_application(out["application"]))).items():
+        value = _get(out, key)
+        if not isinstance(value, str) or value == "builtin":
+            continue
+        base = Path(default_base)
+        for mapping, folder in sources:
+            if _get(mapping, key) is not None:
+                base = Path(folder)
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else Path(base).absolute() / path
+        if kind == "model" and not path.exists():
+            continue
+        path = Path(os.path.normpath(path))
+        _set(out, key, str(path.relative_to(workdir)) if path.is_relative_to(workdir) else str(path))
+    return out
+
+
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise MintError(f"{path}: the config must be a mapping of keys, got {type(raw).__name__}")
     if overrides:
         raw = deep_update(raw, overrides)
-    return validate_config(raw, source=str(path))
+    sources = [(raw, Path(path).absolute().parent)]
+    return resolve_paths(validate_config(raw, source=str(path)), sources, WORKFLOW_ROOT, Path.cwd())
 
 
 def deep_update(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# The running workflow step's lineage of settings (mint.core.steps.enter_step sets it): every provenance
+# record a step writes holds it, so that later steps can check what their inputs were made with.
+ENV_LINEAGE = "MINT_LINEAGE"
 TRACKED_PACKAGES = ("mint", "torch", "transformers", "trl", "peft", "accelerate", "polars", "pyarrow", "snakemake")
 
 
@@ -115,6 +118,9 @@ def provenance(config: Mapping[str, Any] | None = None, seed: int | None = None,
         "host": platform.node(),
         "python": platform.python_version(),
     }
+    lineage = os.environ.get(ENV_LINEAGE)
+    if lineage:
+        record["settings"] = json.loads(lineage)
     record.update(extra)
     return record
 
@@ -209,6 +215,10 @@ def _json_default(o: Any) -> Any:
 
 
 def write_provenance(path: str | os.PathLike, prov: Mapping[str, Any]) -> None:
+    """`prov` beside `path` (inside a folder); for a file, with its sha256, so that a reader can tell a
+    file copied over it (mint.core.steps.read_lineage)."""
+    if Path(path).is_file():
+        prov = {**prov, "sha256": file_digest(path)}
     with atomic_path(sidecar_path(path)) as tmp:
         tmp.write_text(json.dumps(prov, indent=2, sort_keys=True, default=_json_default) + "\n")
 

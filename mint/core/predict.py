@@ -29,6 +29,7 @@ from mint.core.cohort import add_split_argument, cases_in, load_cases
 from mint.core.io import MintError, provenance, write_parquet
 from mint.core.launch import use_cpu
 from mint.core.prompts import build_prompt, parse_answer
+from mint.core.steps import step_from_env
 from mint.core.workflow import rank_log
 
 
@@ -385,6 +386,7 @@ def parse_prompt(text: str) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> None:
     a = make_parser().parse_args(argv)
     with rank_log(a.log):
+        step_from_env()  # inside a workflow step: check its inputs' provenance (mint.core.steps)
         prompt = parse_prompt(a.prompt)
         predict(a.model_dir, a.cases, a.out, method=a.method, prompt=prompt, text_field=a.text_field, k=a.k,
                 batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, threads=a.threads, seed=a.seed,

@@ -130,6 +130,16 @@ def _order_key(rows: Mapping[str, str]) -> Callable[[str], int]:
     return lambda m: order.index(m) if m in order else len(order)
 
 
+def write_timings(training: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """Each student's training time (seconds, from its metrics.json): kept out of summary.md and
+    metrics.csv, so that reporting the same run twice gives the same bytes there."""
+    table = pl.DataFrame([{"step": "train_student", "method": m["method"], "seed": m.get("seed"),
+                           "seconds": m.get("train_runtime")} for m in training],
+                         schema={"step": pl.String, "method": pl.String, "seed": pl.Int64, "seconds": pl.Float64})
+    with atomic_path(path) as tmp:
+        table.write_csv(tmp)
+
+
 def make_report(
     score_paths: Sequence[str | Path], train_dirs: Sequence[str | Path], out_dir: str | Path, *, app: Application,
     k: int, ks: Sequence[int], n_boot: int, seed: int, teacher_metrics: str | Path | None = None,
@@ -158,6 +168,7 @@ def make_report(
     with atomic_path(out / "metrics.csv") as tmp:
         table.write_csv(tmp)
     training = [load_json(Path(d) / "metrics.json") for d in train_dirs]
+    write_timings(training, out / "timings.csv")
     # ORPO's answers against every other row; ORPO's full-panel ranking against every other row that ranks
     # the whole panel (the teachers, the rankers and the other students' full-panel rankings).
     present = table["method"].to_list()
@@ -383,12 +394,13 @@ def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[s
             lines.append(f"| {display_name(c['method_a'], rows)} | {display_name(c['method_b'], rows)} | "
                          f"{c['metric']} | {c['diff']:+.3f} | [{c['lo']:+.3f}, {c['hi']:+.3f}] | {c['p_value']:.3f} |")
     if training:
-        lines += ["", "## Training", "", "| method | seed | fine-tuning | trainable parameters | steps | seconds | "
-                  "tensors unchanged |", "|---|---|---|---|---|---|---|"]
+        lines += ["", "## Training", "", "Wall-clock times are in `timings.csv` (they differ between two runs of the "
+                  "same settings; this summary does not).", "",
+                  "| method | seed | fine-tuning | trainable parameters | steps | tensors unchanged |",
+                  "|---|---|---|---|---|---|"]
         for m in training:
             lines.append(f"| {display_name(m['method'], rows)} | {m.get('seed', '')} | {m['fine_tuning']} | "
                          f"{m['trainable_parameters']:,} | {m['global_step']} | "
-                         f"{m.get('train_runtime', float('nan')):.0f} | "
                          f"{len(m['unchanged_tensors'])} of {m['trainable_tensors']} |")
     agreement = context.get("agreement")
     if agreement is not None and agreement.height:

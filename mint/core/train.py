@@ -47,6 +47,7 @@ from mint.core.io import (
 )
 from mint.core.launch import use_cpu
 from mint.core.models import load_student
+from mint.core.steps import step_from_env
 from mint.core.trl_compat import METHODS, VISION_METHODS, trainer_classes, vision_trainer_classes
 from mint.core.workflow import rank_log
 
@@ -395,6 +396,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     a = make_parser().parse_args(argv)
     with rank_log(a.log):
+        step_from_env()  # inside a workflow step: check its inputs' provenance (mint.core.steps)
         metrics = train_student(a.recipe, a.base, a.data, a.out_dir, a.init, a.checkpoints, a.threads, a.seed,
                                 a.kind)
         if metrics is not None:

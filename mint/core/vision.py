@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mint.core.io import MintError, atomic_dir
-from mint.core.models import HUB_ID
+from mint.core.models import HUB_ID, unloadable_folder
 from mint.core.tokenizer import SPECIAL_TOKENS as TEXT_SPECIAL_TOKENS
 from mint.core.tokenizer import train_chat_tokenizer
 
@@ -199,7 +199,8 @@ def save_vision_student(model, processor, out_dir: str | Path) -> Path:
 
 
 def load_vision_student(name_or_path: str, dtype: str = "float32"):
-    """(model, processor) of a vision LLM from a local folder or a Hugging Face hub id (cache / HF_HOME).
+    """(model, processor) of a vision LLM from a local folder (a `ModelRef.source`: a hub id's cache snapshot
+    is one) from its files alone, or from a Hugging Face hub id (cache / HF_HOME).
 
     The tokenizer's pad token falls back to its EOS token; padding side is left to the caller.
     """
@@ -219,8 +220,8 @@ def load_vision_student(name_or_path: str, dtype: str = "float32"):
                                                                 local_files_only=local)
     except (OSError, ValueError) as err:
         if local:
-            raise MintError(f"vision student folder {name_or_path!r} is not a Hugging Face vision LLM folder "
-                            f"(model + processor): {err}") from err
+            holds = "a Hugging Face vision LLM folder (model + processor)"
+            raise MintError(f"vision student {unloadable_folder(Path(name_or_path), holds)}: {err}") from err
         raise MintError(
             f"vision student {name_or_path!r}: no local folder of that name, and the hub id could not be found "
             "in the Hugging Face cache; this machine has no hub access. Download it elsewhere "

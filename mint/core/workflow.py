@@ -1,7 +1,8 @@
 """Glue between Snakemake's `script:` directive and the package: logging into the rule's log file.
 
-Each file in `workflow_scripts/` is three lines: open the log, call one `mint` function with the
-rule's files, done. Tracebacks and progress bars go to `logs/<rule>/...log`; a `MintError`
+Each file in `workflow_scripts/` is three lines: enter the step (`run_step`: its log, and the check of
+its inputs' provenance against the current settings, mint.core.steps), call one `mint` function with
+the rule's files, done. Tracebacks and progress bars go to `logs/<rule>/...log`; a `MintError`
 (bad input) is also printed on its own line so the user sees what to fix. Entry points that
 `accelerate launch` starts once per GPU (`mint.core.train`, `mint.core.predict`) take `--log` and use
 `rank_log`: the same, one file per process.
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mint.core.io import MintError
+from mint.core.steps import SETTINGS_PARAM, enter_step
 
 
 @contextlib.contextmanager
@@ -48,6 +50,16 @@ def step_log(path: str | Path, echo: bool = True) -> Iterator[None]:
             raise
         finally:
             root.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def run_step(smk, log: str | Path | None = None) -> Iterator[None]:
+    """A `script:` step: its log (`log`, default the rule's first), in which its inputs' provenance is
+    checked against its settings and the current config before the block runs (`enter_step`)."""
+    with step_log(log or smk.log[0]):
+        settings = smk.params.get(SETTINGS_PARAM) if hasattr(smk.params, "get") else None
+        enter_step(smk.rule, [str(p) for p in smk.output], settings, [str(p) for p in smk.input])
+        yield
 
 
 def rank_log(path: str | Path | None) -> contextlib.AbstractContextManager:

@@ -14,8 +14,10 @@ rule build_knowledge:
     benchmark:
         "benchmarks/build_knowledge.tsv"
     params:
-        face_roots=config["knowledge"]["face_roots"],
-        default_frequency=config["knowledge"]["default_frequency"],
+        **STEP.params(
+            face_roots=cfg("knowledge.face_roots"),
+            default_frequency=cfg("knowledge.default_frequency"),
+        ),
     conda:
         "../../envs/mint.yaml"
     resources:
@@ -38,8 +40,11 @@ rule build_cohort:
     benchmark:
         "benchmarks/build_cohort.tsv"
     params:
-        cohort=config["cohort"],
-        seed=config["seed"],
+        **STEP.params(
+            cohort=cfg("cohort"),
+            seed=cfg("seed"),
+            **input_settings(),
+        ),
     conda:
         "../../envs/mint.yaml"
     resources:
@@ -59,8 +64,10 @@ rule embed_notes:
     benchmark:
         "benchmarks/embed_notes.tsv"
     params:
-        encoder=config["teacher"]["encoder"],
-        threads=config["teacher"]["threads"],
+        **STEP.params(
+            encoder=encoder_setting(),
+            threads=cfg("teacher.threads"),
+        ),
     conda:
         "../../envs/mint.yaml"
     threads: config["teacher"]["threads"]
@@ -84,8 +91,10 @@ rule train_teacher:
     benchmark:
         "benchmarks/train_teacher.tsv"
     params:
-        teacher={k: config["teacher"][k] for k in TEACHER_TRAINING},
-        seed=config["seed"],
+        **STEP.params(
+            teacher=teacher_training(),
+            seed=cfg("seed"),
+        ),
     conda:
         "../../envs/mint.yaml"
     threads: config["teacher"]["threads"]
@@ -113,11 +122,13 @@ if not external_rankings():
         benchmark:
             "benchmarks/rank_diseases.tsv"
         params:
-            image_size=config["teacher"]["image_size"],
-            threads=config["teacher"]["threads"],
-            knowledge=uses_knowledge(config),
-            seed=config["seed"],
-            synthetic_sources=list(APP.synthetic_sources),
+            **STEP.params(
+                image_size=cfg("teacher.image_size"),
+                threads=cfg("teacher.threads"),
+                knowledge=STEP.setting("teacher.knowledge[in use]", uses_knowledge(config)),
+                seed=cfg("seed"),
+                synthetic_sources=list(APP.synthetic_sources),
+            ),
         conda:
             "../../envs/mint.yaml"
         threads: config["teacher"]["threads"]
@@ -141,6 +152,8 @@ rule build_student:
         curve="logs/build_student/pretrain_loss.jsonl",
     benchmark:
         "benchmarks/build_student.tsv"
+    params:
+        **builtin_student_params(),
     conda:
         "../../envs/mint.yaml"
     threads: builtin_student_threads()
@@ -163,8 +176,10 @@ rule rank_phenomizer:
     benchmark:
         "benchmarks/rank_phenomizer.tsv"
     params:
-        mode=config["baselines"]["phenomizer_mode"],
-        split=config["evaluation"]["split"],
+        **STEP.params(
+            mode=cfg("baselines.phenomizer_mode"),
+            split=cfg("evaluation.split"),
+        ),
     conda:
         "../../envs/mint.yaml"
     resources:
@@ -183,9 +198,11 @@ rule rank_knn:
     log:
         "logs/rank_knn/rank_knn.log",
     params:
-        retriever=config["baselines"]["retriever"],
-        neighbours=config["baselines"]["neighbours"],
-        split=config["evaluation"]["split"],
+        **STEP.params(
+            retriever=cfg("baselines.retriever"),
+            neighbours=cfg("baselines.neighbours"),
+            split=cfg("evaluation.split"),
+        ),
     conda:
         "../../envs/mint.yaml"
     resources:
@@ -207,18 +224,20 @@ rule predict_rag:
     benchmark:
         "benchmarks/predict_rag/{run}.tsv"
     params:
-        model=predict_model,
-        method=run_method,
-        prompt=lambda wildcards: prompt(),  # a function: the template's {braces} are not wildcards
-        k=config["preferences"]["k"],
-        retriever=config["baselines"]["retriever"],
-        neighbours=config["baselines"]["neighbours"],
-        rag_diseases=config["baselines"]["rag_diseases"],
-        batch_size=config["evaluation"]["batch_size"],
-        max_new_tokens=config["evaluation"]["max_new_tokens"],
-        eval_threads=config["evaluation"]["threads"],
-        seed=config["seed"],
-        split=config["evaluation"]["split"],
+        **STEP.params(
+            model=rag_model,
+            method=run_method,
+            prompt=prompt(),
+            k=cfg("preferences.k"),
+            retriever=cfg("baselines.retriever"),
+            neighbours=cfg("baselines.neighbours"),
+            rag_diseases=cfg("baselines.rag_diseases"),
+            batch_size=cfg("evaluation.batch_size"),
+            max_new_tokens=cfg("evaluation.max_new_tokens"),
+            eval_threads=cfg("evaluation.threads"),
+            seed=cfg("seed"),
+            split=cfg("evaluation.split"),
+        ),
     conda:
         "../../envs/mint.yaml"
     threads: config["evaluation"]["threads"]

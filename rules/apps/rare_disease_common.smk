@@ -37,6 +37,11 @@ def application_scores():
     return rankers + rag
 
 
+def rag_model(wildcards):
+    """The model a retrieval-augmented run answers with: the base student, or the SFT student of its seed."""
+    return student_model() if wildcards.run == "rag_base" else trained("sft", run_seed(wildcards))
+
+
 def rag_model_files(wildcards):
     if wildcards.run == "rag_base":
         return student_base_files()

@@ -18,8 +18,11 @@ rule build_cohort:
     benchmark:
         "benchmarks/build_cohort.tsv"
     params:
-        cohort=config["cohort"],
-        seed=config["seed"],
+        **STEP.params(
+            cohort=cfg("cohort"),
+            seed=cfg("seed"),
+            **input_settings(),
+        ),
     conda:
         "../../envs/mint.yaml"
     resources:
@@ -39,9 +42,11 @@ rule embed_texts:
     benchmark:
         "benchmarks/embed_texts.tsv"
     params:
-        encoder=config["teacher"]["encoder"],
-        prompt_template=lambda wildcards: config["teacher"]["prompt_template"],  # its {name} is no wildcard
-        threads=config["teacher"]["threads"],
+        **STEP.params(
+            encoder=encoder_setting(),
+            prompt_template=cfg("teacher.prompt_template"),
+            threads=cfg("teacher.threads"),
+        ),
     conda:
         "../../envs/mint.yaml"
     threads: config["teacher"]["threads"]
@@ -66,8 +71,10 @@ rule train_teacher:
     benchmark:
         "benchmarks/train_teacher.tsv"
     params:
-        teacher={k: config["teacher"][k] for k in TEACHER_TRAINING},
-        seed=config["seed"],
+        **STEP.params(
+            teacher=teacher_training(),
+            seed=cfg("seed"),
+        ),
     conda:
         "../../envs/mint.yaml"
     threads: config["teacher"]["threads"]
@@ -93,7 +100,9 @@ if teacher_model() == "trained":
         benchmark:
             "benchmarks/rank_tissues.tsv"
         params:
-            threads=config["teacher"]["threads"],
+            **STEP.params(
+                threads=cfg("teacher.threads"),
+            ),
         conda:
             "../../envs/mint.yaml"
         threads: config["teacher"]["threads"]
@@ -119,10 +128,12 @@ if teacher_model() == "clip":
         benchmark:
             "benchmarks/rank_tissues_with_clip.tsv"
         params:
-            model=config["teacher"]["clip"]["model"],
-            prompt_template=lambda wildcards: config["teacher"]["prompt_template"],  # its {name} is no wildcard
-            batch_size=config["teacher"]["clip"]["batch_size"],
-            threads=config["teacher"]["threads"],
+            **STEP.params(
+                model=model_setting("teacher.clip.model", CLIP),
+                prompt_template=cfg("teacher.prompt_template"),
+                batch_size=cfg("teacher.clip.batch_size"),
+                threads=cfg("teacher.threads"),
+            ),
         conda:
             "../../envs/mint.yaml"
         threads: config["teacher"]["threads"]
@@ -146,6 +157,8 @@ rule build_student:
         curve="logs/build_student/pretrain_loss.jsonl",
     benchmark:
         "benchmarks/build_student.tsv"
+    params:
+        **builtin_student_params(),
     conda:
         "../../envs/mint.yaml"
     threads: builtin_student_threads()

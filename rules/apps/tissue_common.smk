@@ -1,5 +1,4 @@
 # The tissue application's paths and settings (rules/apps/tissue.smk uses them).
-from mint.apps.tissue.teachers import check_clip_source
 
 TEACHER = "results/teacher"
 NUCLEI = f"{COHORT}/nuclei.parquet"
@@ -27,11 +26,21 @@ def teacher_model():
 
 
 def clip_files():
-    """The CLIP checkpoint's folder when it is one (editing it reruns the ranking); a hub id: nothing."""
+    """The CLIP checkpoint's folder when it is one (its identity, a digest of its config and weight
+    index, is the ranking's setting too); a hub id: nothing (its resolved revision is)."""
     model = config["teacher"]["clip"]["model"]
     return [model] if Path(model).is_dir() else []
 
 
-# A CLIP source that cannot load fails as the workflow starts, not hours into a run.
-if teacher_model() == "clip":
-    check_clip_source(config["teacher"]["clip"]["model"])
+# A CLIP source resolves (or fails, naming the key) as the workflow starts, not hours into a run:
+# a hub id to its snapshot in the local cache (teacher.clip.revision pins one).
+CLIP = (
+    resolve_model(
+        config["teacher"]["clip"]["model"],
+        config["teacher"]["clip"]["revision"],
+        key="teacher.clip.model",
+        source="workflow config",
+    )
+    if teacher_model() == "clip"
+    else None
+)

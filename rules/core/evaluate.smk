@@ -10,17 +10,21 @@ rule predict_student:
     benchmark:
         "benchmarks/predict_student/{run}.tsv"
     params:
-        model=predict_model,
-        method=run_method,
-        prompt=lambda wildcards: prompt(),  # a function: the template's {braces} are not wildcards
-        text_field=f"--text-field {APP.student_text}" if APP.student_text else "",
-        image_field=f"--image-field {APP.student_image}" if APP.student_image else "",
-        k=config["preferences"]["k"],
-        batch_size=config["evaluation"]["batch_size"],
-        max_new_tokens=config["evaluation"]["max_new_tokens"],
-        eval_threads=config["evaluation"]["threads"],
-        seed=config["seed"],
-        split=config["evaluation"]["split"],
+        **STEP.params(
+            model=predict_model,
+            method=run_method,
+            prompt=prompt(),
+            text_field=f"--text-field {APP.student_text}" if APP.student_text else "",
+            image_field=f"--image-field {APP.student_image}" if APP.student_image else "",
+            k=cfg("preferences.k"),
+            batch_size=cfg("evaluation.batch_size"),
+            max_new_tokens=cfg("evaluation.max_new_tokens"),
+            eval_threads=cfg("evaluation.threads"),
+            seed=cfg("seed"),
+            split=cfg("evaluation.split"),
+            accelerate=ACCELERATE,
+        ),
+        step=shell_step("predict_student"),
     conda:
         "../../envs/mint.yaml"
     threads: config["evaluation"]["threads"]
@@ -33,6 +37,7 @@ rule predict_student:
     shell:
         # The cases of evaluation.split are shared out over one process per GPU (CPU: one process); see mint/core/launch.py.
         "PROCESSES=$(python -m mint.core.launch {resources.gpu}); "
+        "MINT_STEP={params.step:q} MINT_STEP_SETTINGS={params.settings:q} "
         "accelerate launch --config_file {input.accelerate:q} $PROCESSES -m mint.core.predict "
         "{params.model:q} {input.cases:q} {output.predictions:q} --prompt {params.prompt:q} {params.text_field} {params.image_field} "
         "--k {params.k} --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens} "
@@ -49,12 +54,14 @@ rule score_student:
     log:
         "logs/score_student/{run}.log",
     params:
-        application=config["application"],
-        k=config["preferences"]["k"],
-        header=APP.prompt.header,
-        fuzzy_cutoff=config["evaluation"]["fuzzy_cutoff"],
-        seed=run_seed,
-        split=config["evaluation"]["split"],
+        **STEP.params(
+            application=cfg("application"),
+            k=cfg("preferences.k"),
+            header=APP.prompt.header,
+            fuzzy_cutoff=cfg("evaluation.fuzzy_cutoff"),
+            seed=run_seed,
+            split=cfg("evaluation.split"),
+        ),
     conda:
         "../../envs/mint.yaml"
     resources:
@@ -75,10 +82,12 @@ rule score_teacher:
     log:
         "logs/score_teacher/{modality}.log",
     params:
-        modality=lambda wildcards: wildcards.modality,
-        method=lambda wildcards: f"teacher_{wildcards.modality}",
-        k=max(config["evaluation"]["ks"]),
-        split=config["evaluation"]["split"],
+        **STEP.params(
+            modality=lambda wildcards: wildcards.modality,
+            method=lambda wildcards: f"teacher_{wildcards.modality}",
+            k=max_k(),
+            split=cfg("evaluation.split"),
+        ),
     conda:
         "../../envs/mint.yaml"
     resources:
@@ -101,10 +110,12 @@ if APP.rankers:
         log:
             "logs/score_ranker/{ranker}.log",
         params:
-            modality=lambda wildcards: wildcards.ranker,
-            method=lambda wildcards: wildcards.ranker,
-            k=max(config["evaluation"]["ks"]),
-            split=config["evaluation"]["split"],
+            **STEP.params(
+                modality=lambda wildcards: wildcards.ranker,
+                method=lambda wildcards: wildcards.ranker,
+                k=max_k(),
+                split=cfg("evaluation.split"),
+            ),
         conda:
             "../../envs/mint.yaml"
         resources:
@@ -128,8 +139,9 @@ rule rank_student:
         "benchmarks/rank_student/{run}.tsv"
     params:
         **panel_ranking_params(
-            split=config["evaluation"]["split"],
-            top=max(config["evaluation"]["ks"]) if config["evaluation"]["panel_labels"] == "top" else None,
+            split=cfg("evaluation.split"),
+            top=max_k() if config["evaluation"]["panel_labels"] == "top" else None,
+            model=predict_model,
         ),
     conda:
         "../../envs/mint.yaml"
@@ -153,10 +165,12 @@ rule score_student_panel:
     log:
         "logs/score_student_panel/{run}.log",
     params:
-        method=lambda wildcards: f"{run_method(wildcards)}{PANEL_SUFFIX}",
-        k=max(config["evaluation"]["ks"]),
-        seed=run_seed,
-        split=config["evaluation"]["split"],
+        **STEP.params(
+            method=lambda wildcards: f"{run_method(wildcards)}{PANEL_SUFFIX}",
+            k=max_k(),
+            seed=run_seed,
+            split=cfg("evaluation.split"),
+        ),
     conda:
         "../../envs/mint.yaml"
     resources:

@@ -8,18 +8,20 @@ rule build_preferences:
     log:
         "logs/build_preferences/build_preferences.log",
     params:
-        modality=pair_modality(),
-        prompt=lambda wildcards: prompt(),  # a function: the template's {braces} are not wildcards
-        text_field=APP.student_text,
-        image_field=APP.student_image,
-        k=config["preferences"]["k"],
-        q=config["preferences"]["q"],
-        chosen=config["preferences"]["chosen"],
-        mass=config["preferences"]["mass"],
-        rejected=config["preferences"]["rejected"],
-        truth_in_chosen=config["preferences"]["truth_in_chosen"],
-        sft_target=config["preferences"]["sft_target"],
-        seed=config["seed"],
+        **STEP.params(
+            modality=pair_modality(),
+            prompt=prompt(),
+            text_field=APP.student_text,
+            image_field=APP.student_image,
+            k=cfg("preferences.k"),
+            q=cfg("preferences.q"),
+            chosen=cfg("preferences.chosen"),
+            mass=cfg("preferences.mass"),
+            rejected=cfg("preferences.rejected"),
+            truth_in_chosen=cfg("preferences.truth_in_chosen"),
+            sft_target=cfg("preferences.sft_target"),
+            seed=cfg("seed"),
+        ),
     conda:
         "../../envs/mint.yaml"
     priority: 1  # on the way to the students' training (rules/core/train.smk)
@@ -44,7 +46,11 @@ rule rank_training_cases:
     benchmark:
         "benchmarks/rank_training_cases/seed{seed}/sft.tsv"
     params:
-        **panel_ranking_params(split="train", top=config["preferences"]["k"] + config["preferences"]["q"] + 1),
+        **panel_ranking_params(
+            split="train",
+            top=config["preferences"]["k"] + config["preferences"]["q"] + 1,
+            model=lambda wildcards: trained("sft", wildcards.seed),
+        ),
     conda:
         "../../envs/mint.yaml"
     threads: config["evaluation"]["threads"]
@@ -70,8 +76,10 @@ rule build_student_error_pairs:
     log:
         "logs/build_student_error_pairs/seed{seed}.log",
     params:
-        header=APP.prompt.header,
-        q=config["preferences"]["q"],
+        **STEP.params(
+            header=APP.prompt.header,
+            q=cfg("preferences.q"),
+        ),
     conda:
         "../../envs/mint.yaml"
     priority: 1  # on the way to the students' training

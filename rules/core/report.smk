@@ -9,6 +9,7 @@ rule make_report:
     output:
         summary=report("results/report/summary.md", caption="../../report/summary.rst", category="Comparison"),
         table="results/report/metrics.csv",
+        timings="results/report/timings.csv",
         accuracy=report("results/report/accuracy.png", caption="../../report/accuracy.rst", category="Comparison"),
         training=report("results/report/training.png", caption="../../report/training.rst", category="Training"),
         per_label=report("results/report/per_label.png", caption="../../report/per_label.rst", category="Comparison"),
@@ -17,15 +18,17 @@ rule make_report:
     log:
         "logs/make_report/make_report.log",
     params:
-        application=config["application"],
-        k=config["preferences"]["k"],
-        q=config["preferences"]["q"],
-        modality=pair_modality(),
-        teacher_description=lambda wildcards: TEACHER_CHOICE.description,  # its {name} is no wildcard
-        ks=config["evaluation"]["ks"],
-        bootstrap=config["evaluation"]["bootstrap"],
-        seed=config["seed"],
-        split=config["evaluation"]["split"],
+        **STEP.params(
+            application=cfg("application"),
+            k=cfg("preferences.k"),
+            q=cfg("preferences.q"),
+            modality=pair_modality(),
+            teacher_description=TEACHER_CHOICE.description,
+            ks=cfg("evaluation.ks"),
+            bootstrap=cfg("evaluation.bootstrap"),
+            seed=cfg("seed"),
+            split=cfg("evaluation.split"),
+        ),
     conda:
         "../../envs/mint.yaml"
     resources:

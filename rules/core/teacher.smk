@@ -9,6 +9,10 @@ if external_rankings():
             rankings=TEACHER_RANKINGS,
         log:
             "logs/import_rankings/import_rankings.log",
+        params:
+            **STEP.params(
+                external=file_setting("teacher.rankings", config["teacher"]["rankings"]),
+            ),
         conda:
             "../../envs/mint.yaml"
         resources:

@@ -12,10 +12,15 @@ rule train_student:
     benchmark:
         "benchmarks/train_student/seed{seed}/{method}.tsv"
     params:
-        base=lambda wildcards, input: first_or_none(input.base) or student_base(),
-        init=init_option,
-        checkpoints="results/checkpoints/seed{seed}/{method}",
-        kind=APP.student_kind,
+        **STEP.params(
+            base=student_model(),
+            recipe=lambda wildcards: RECIPES[wildcards.method],
+            accelerate=ACCELERATE,
+            checkpoints=lambda wildcards: f"results/checkpoints/seed{wildcards.seed}/{wildcards.method}",
+            kind=APP.student_kind,
+        ),
+        init=init_option,  # from the input `init`, which Snakemake tracks
+        step=shell_step("train_student"),
     conda:
         "../../envs/mint.yaml"
     threads: 1
@@ -34,6 +39,7 @@ rule train_student:
     shell:
         # One process per GPU the job got (CPU: one process); see mint/core/launch.py.
         "PROCESSES=$(python -m mint.core.launch {resources.gpu}); "
+        "MINT_STEP={params.step:q} MINT_STEP_SETTINGS={params.settings:q} "
         "accelerate launch --config_file {input.accelerate:q} $PROCESSES -m mint.core.train "
         "{input.recipe:q} {params.base:q} {input.data:q} {output.model:q} {params.init} "
         "--checkpoints {params.checkpoints:q} --seed {wildcards.seed} --threads {threads} --kind {params.kind} "

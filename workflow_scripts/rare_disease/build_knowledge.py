@@ -1,6 +1,6 @@
 from mint.apps.rare_disease.knowledge import build_knowledge
-from mint.core.workflow import step_log
+from mint.core.workflow import run_step
 
-with step_log(snakemake.log[0]):
+with run_step(snakemake):
     build_knowledge(snakemake.output.diseases, snakemake.output.annotations, snakemake.output.terms,
                     face_roots=snakemake.params.face_roots, default_frequency=snakemake.params.default_frequency)

@@ -1,6 +1,6 @@
 from mint.apps.rare_disease.teacher import write_embeddings
-from mint.core.workflow import step_log
+from mint.core.workflow import run_step
 
-with step_log(snakemake.log[0]):
+with run_step(snakemake):
     write_embeddings(snakemake.input.cases, snakemake.output.embeddings, encoder=snakemake.params.encoder,
                      threads=snakemake.params.threads)

@@ -1,8 +1,8 @@
 from mint.apps.rare_disease.teacher import rank_diseases
-from mint.core.workflow import step_log
+from mint.core.workflow import run_step
 
 p = snakemake.params
-with step_log(snakemake.log[0]):
+with run_step(snakemake):
     knowledge = None
     if p.knowledge:
         knowledge = {"annotations": snakemake.input.annotations, "terms": snakemake.input.terms,

@@ -1,7 +1,7 @@
 from mint.apps.rare_disease.rag import knn_rankings
-from mint.core.workflow import step_log
+from mint.core.workflow import run_step
 
-with step_log(snakemake.log[0]):
+with run_step(snakemake):
     knn_rankings(snakemake.input.cases, snakemake.input.candidates, snakemake.input.embeddings,
                  snakemake.output.rankings, retriever=snakemake.params.retriever,
                  n_neighbours=snakemake.params.neighbours, split=snakemake.params.split)

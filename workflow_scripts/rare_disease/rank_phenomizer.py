@@ -1,7 +1,7 @@
 from mint.apps.rare_disease.phenomizer import rank_cohort
-from mint.core.workflow import step_log
+from mint.core.workflow import run_step
 
-with step_log(snakemake.log[0]):
+with run_step(snakemake):
     rank_cohort(snakemake.input.annotations, snakemake.input.terms, snakemake.input.cases,
                 snakemake.input.candidates, snakemake.output.rankings, mode=snakemake.params.mode,
                 split=snakemake.params.split)

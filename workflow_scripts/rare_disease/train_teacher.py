@@ -1,7 +1,7 @@
 from mint.apps.rare_disease.teacher import train_teacher
-from mint.core.workflow import step_log
+from mint.core.workflow import run_step
 
-with step_log(snakemake.log[0]):
+with run_step(snakemake):
     train_teacher(snakemake.input.cases, snakemake.input.candidates, snakemake.input.embeddings,
                   snakemake.output.model, snakemake.output.metrics, teacher=snakemake.params.teacher,
                   seed=snakemake.params.seed)

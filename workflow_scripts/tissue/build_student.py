@@ -1,7 +1,7 @@
 from mint.apps.tissue.student import build_builtin_student
 from mint.core.config import load_yaml
-from mint.core.workflow import step_log
+from mint.core.workflow import run_step
 
-with step_log(snakemake.log.main):
+with run_step(snakemake, snakemake.log.main):
     settings = load_yaml(snakemake.input.settings[0]) if snakemake.input.settings else {}
     build_builtin_student(snakemake.input.cases, settings, snakemake.output.model, snakemake.log.curve)

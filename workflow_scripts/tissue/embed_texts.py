@@ -1,7 +1,7 @@
 from mint.apps.tissue.teacher import write_text_embeddings
-from mint.core.workflow import step_log
+from mint.core.workflow import run_step
 
 p = snakemake.params
-with step_log(snakemake.log[0]):
+with run_step(snakemake):
     write_text_embeddings(snakemake.input.cases, snakemake.input.candidates, snakemake.output.embeddings,
                           encoder=p.encoder, prompt_template=p.prompt_template, threads=p.threads)

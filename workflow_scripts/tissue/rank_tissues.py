@@ -1,6 +1,6 @@
 from mint.apps.tissue.teacher import rank_tissues
-from mint.core.workflow import step_log
+from mint.core.workflow import run_step
 
-with step_log(snakemake.log[0]):
+with run_step(snakemake):
     rank_tissues(snakemake.input.cases, snakemake.input.candidates, snakemake.input.nuclei, snakemake.input.model,
                  snakemake.output.rankings, threads=snakemake.params.threads)

@@ -11,7 +11,7 @@ Its rules are `rules/apps/rare_disease.smk`.
 
 from pathlib import Path
 
-from mint.apps.rare_disease.cohort import CASE_FIELDS
+from mint.apps.rare_disease.cohort import CASE_FIELDS, input_files
 from mint.apps.rare_disease.prompts import PROMPT, normalise
 from mint.apps.rare_disease.report import (
     KNOWLEDGE_MODALITIES,
@@ -52,5 +52,6 @@ APPLICATION = Application(
     summary_sections=summary_sections,
     check_config=check_config,
     check_inputs=check_inputs,
+    input_files=input_files,  # the files its steps read by a config path, for their fingerprints
     select_teacher=select_teacher,  # config teacher.knowledge: the network alone, or fused with HPO knowledge
 )

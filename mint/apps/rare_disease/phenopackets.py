@@ -133,14 +133,20 @@ def parse_phenopacket(text: str, source: str) -> dict:
     }
 
 
-def read_phenopacket_json(folder: str | Path) -> pl.DataFrame:
-    """One raw row per `*.json` file of `folder` (sorted by file name)."""
+def phenopacket_files(folder: str | Path) -> list[Path]:
+    """The files `read_phenopacket_json` reads: the `*.json` files of `folder` (not below it), sorted by name."""
     folder = Path(folder)
     if not folder.is_dir():
         raise MintError(f"phenopacket folder not found: {folder}")
     paths = sorted(folder.glob("*.json"))
     if not paths:
         raise MintError(f"{folder}: no *.json phenopacket files")
+    return paths
+
+
+def read_phenopacket_json(folder: str | Path) -> pl.DataFrame:
+    """One raw row per `*.json` file of `folder` (sorted by file name)."""
+    paths = phenopacket_files(folder)
     rows, seen = [], {}
     for p in paths:
         try:
@@ -186,6 +192,11 @@ def read_flat(path: str | Path) -> pl.DataFrame:
 def read_raw(path: str | Path) -> pl.DataFrame:
     """A folder of phenopacket JSON files or a flat Parquet file, whichever `path` is."""
     return read_phenopacket_json(path) if Path(path).is_dir() else read_flat(path)
+
+
+def raw_files(path: str | Path) -> list[Path]:
+    """The files `read_raw(path)` reads: a folder's phenopackets, or the flat file."""
+    return phenopacket_files(path) if Path(path).is_dir() else [Path(path)]
 
 
 # ---------------------------------------------------------------- notes

@@ -12,7 +12,7 @@ rules are `rules/apps/tissue.smk`.
 
 from pathlib import Path
 
-from mint.apps.tissue.cohort import CASE_FIELDS
+from mint.apps.tissue.cohort import CASE_FIELDS, input_files
 from mint.apps.tissue.prompts import PROMPT, normalise
 from mint.apps.tissue.teachers import TEACHER_METRICS, check_config, select_teacher
 from mint.apps.tissue.tissues import check_inputs
@@ -38,5 +38,6 @@ APPLICATION = Application(
     normalise=normalise,
     check_config=check_config,
     check_inputs=check_inputs,
+    input_files=input_files,  # the files its steps read by a config path, for their fingerprints
     select_teacher=select_teacher,  # config teacher.model: trained (the fields above), clip or external
 )

@@ -23,7 +23,7 @@ ids, types unknown), (H, W, 2) (instance, type) or (H, W, 6) (PanNuke's channels
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,19 +253,8 @@ def read_pannuke_fold(folder: str | Path, fold: str | None = None) -> PannukeFol
     return PannukeFold(folder, images_path, masks_path, types_path, cases, images, masks)
 
 
-Loader = Callable[[int], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]
-
-
-def read_pannuke_folds(path: str | Path, folds: Mapping[str, Sequence[int]]) -> tuple[pl.DataFrame, Loader]:
-    """The folds `folds` names ({split: [fold numbers]}) from the folder `path` that holds PanNuke's fold
-    folders (`Fold 1`, `fold2`, ...), every fold checked before any patch is read.
-
-    Returns the cases (case_id, group = the fold, label_id, split) and `load(i)`: case i's (image, instance,
-    type) arrays. Errors name the config key `cohort.pannuke.folds` or the fold's file.
-    """
-    root = Path(path)
-    if not root.is_dir():
-        raise MintError(f"config key 'cohort.pannuke.path': folder not found: {root}")
+def _split_of_folds(folds: Mapping[str, Sequence[int]]) -> dict[int, str]:
+    """Fold number -> split, from config `cohort.pannuke.folds` ({split: [fold numbers]}), checked."""
     split_of: dict[int, str] = {}
     for split, numbers in folds.items():
         if split not in SPLITS:
@@ -277,14 +266,46 @@ def read_pannuke_folds(path: str | Path, folds: Mapping[str, Sequence[int]]) -> 
             split_of[k] = split
     if not split_of:
         raise MintError("config key 'cohort.pannuke.folds': names no fold")
+    return split_of
+
+
+def _fold_folders(root: Path, numbers: Iterable[int]) -> dict[int, Path]:
+    """Fold number -> its folder below `root` (`Fold 1`, `fold1`, ...); MintError unless exactly one matches."""
+    if not root.is_dir():
+        raise MintError(f"config key 'cohort.pannuke.path': folder not found: {root}")
     children = [p for p in root.iterdir() if p.is_dir()]
-    parts, loaders = [], []
-    for k, split in split_of.items():
+    folders = {}
+    for k in numbers:
         found = [p for p in children if _fold_name(p) == f"fold{k}"]
         if len(found) != 1:
             raise MintError(f"{root}: expected one folder for PanNuke fold {k} (e.g. 'Fold {k}' or 'fold{k}'), "
                             f"found {[p.name for p in found] or 'none'} among {sorted(p.name for p in children)}")
-        fold = read_pannuke_fold(found[0], f"fold{k}")
+        folders[k] = found[0]
+    return folders
+
+
+def pannuke_files(path: str | Path, folds: Mapping[str, Sequence[int]]) -> list[Path]:
+    """The arrays `read_pannuke_folds(path, folds)` reads: each named fold's images, masks and types `.npy`."""
+    folders = _fold_folders(Path(path), _split_of_folds(folds))
+    return [_find(folder, name) for folder in folders.values() for name in PANNUKE_FILES]
+
+
+Loader = Callable[[int], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]
+
+
+def read_pannuke_folds(path: str | Path, folds: Mapping[str, Sequence[int]]) -> tuple[pl.DataFrame, Loader]:
+    """The folds `folds` names ({split: [fold numbers]}) from the folder `path` that holds PanNuke's fold
+    folders (`Fold 1`, `fold2`, ...), every fold checked before any patch is read.
+
+    Returns the cases (case_id, group = the fold, label_id, split) and `load(i)`: case i's (image, instance,
+    type) arrays. Errors name the config key `cohort.pannuke.folds` or the fold's file.
+    """
+    root = Path(path)
+    split_of = _split_of_folds(folds)
+    parts, loaders = [], []
+    for k, folder in _fold_folders(root, split_of).items():
+        split = split_of[k]
+        fold = read_pannuke_fold(folder, f"fold{k}")
         parts.append(fold.cases.select("case_id", pl.lit(f"fold{k}").alias("group"), "label_id",
                                        pl.lit(split).alias("split")))
         loaders += [(fold, i) for i in range(len(fold))]
@@ -315,17 +336,8 @@ def _manifest_file(path: Path) -> Path:
     return path
 
 
-def read_manifest(path: str | Path, root: str | Path | None = None, allow_absolute: bool = False) -> pl.DataFrame:
-    """The patches a manifest lists, every row checked: tissue known, case id unique, image readable and of
-    the one size all patches share, mask (if any) a readable `.npy` of the image's height and width.
-
-    `path` is the manifest file or a folder holding one `manifest.{csv,tsv,parquet}`. Returns case_id,
-    source ('manifest'), group, label_id, split, image_path and mask_path (absolute paths; null where
-    absent), in the manifest's order. A missing case_id is the image path without its suffix, its folders
-    joined by '_' ('slide1/p0.png' gives 'slide1_p0'). A case id names the copy of its patch, so it must be a
-    safe file name (`mint.core.paths.SAFE_NAME_RULE`); image and mask paths must lie inside `root`, or be
-    absolute where `allow_absolute` (config key `cohort.allow_absolute_paths`).
-    """
+def _manifest_table(path: str | Path, root: str | Path | None) -> tuple[Path, pl.DataFrame, Path]:
+    """(manifest file, its rows as strings, the folder its paths start from), columns and root checked."""
     path = _manifest_file(Path(path))
     df = read_user_table(path, "manifest", text_suffixes=(".csv", ".tsv"),
                          expected=f"a header with {list(MANIFEST_COLUMNS)} and one row per patch")
@@ -338,12 +350,52 @@ def read_manifest(path: str | Path, root: str | Path | None = None, allow_absolu
     base = Path(root) if root is not None else path.parent
     if not base.is_dir():
         raise MintError(f"image root not found: {base}")
-    text = path.suffix.lower() != ".parquet"
+    return path, df, base
+
+
+def _row_location(path: Path, i: int) -> str:
+    """How errors name the manifest's row `i` (from 0): a text file's line (1 is the header), a Parquet row."""
+    return f"{path} line {i + 2}" if path.suffix.lower() != ".parquet" else f"{path} row {i + 1}"
+
+
+def _row_file(row: Mapping[str, str | None], column: str, base: Path, where: str, allow_absolute: bool) -> Path | None:
+    """The file a row's `column` cell names, relative to `base` (None where the cell is empty); MintError
+    naming `where` if it leaves `base`."""
+    rel = (row.get(column) or "").strip()
+    if not rel:
+        return None
+    return resolve_inside(rel, base, f"{where}: {column}", allow_absolute=allow_absolute)
+
+
+def manifest_files(path: str | Path, root: str | Path | None = None,
+                   allow_absolute: bool = False) -> tuple[Path, list[Path]]:
+    """The files `read_manifest` reads: the manifest (a folder's one `manifest.*`), and each row's image and
+    mask in row order, resolved as it resolves them (not opened here)."""
+    path, df, base = _manifest_table(path, root)
+    columns = [c for c in ("image_path", "mask_path") if c in df.columns]
+    files = []
+    for i, row in enumerate(df.select(columns).iter_rows(named=True)):
+        files += [f for c in columns if (f := _row_file(row, c, base, _row_location(path, i), allow_absolute))]
+    return path, files
+
+
+def read_manifest(path: str | Path, root: str | Path | None = None, allow_absolute: bool = False) -> pl.DataFrame:
+    """The patches a manifest lists, every row checked: tissue known, case id unique, image readable and of
+    the one size all patches share, mask (if any) a readable `.npy` of the image's height and width.
+
+    `path` is the manifest file or a folder holding one `manifest.{csv,tsv,parquet}`. Returns case_id,
+    source ('manifest'), group, label_id, split, image_path and mask_path (absolute paths; null where
+    absent), in the manifest's order. A missing case_id is the image path without its suffix, its folders
+    joined by '_' ('slide1/p0.png' gives 'slide1_p0'). A case id names the copy of its patch, so it must be a
+    safe file name (`mint.core.paths.SAFE_NAME_RULE`); image and mask paths must lie inside `root`, or be
+    absolute where `allow_absolute` (config key `cohort.allow_absolute_paths`).
+    """
+    path, df, base = _manifest_table(path, root)
     rows = []
     seen: dict[str, str] = {}
     size: tuple[tuple[int, int], str] | None = None
     for i, row in enumerate(df.iter_rows(named=True)):
-        loc = f"{path} line {i + 2}" if text else f"{path} row {i + 1}"  # line 1 of a CSV is the header
+        loc = _row_location(path, i)
         image_rel = (row.get("image_path") or "").strip()
         if not image_rel:
             raise MintError(f"{loc}: empty image_path")
@@ -358,7 +410,7 @@ def read_manifest(path: str | Path, root: str | Path | None = None, allow_absolu
         if label is None:
             raise MintError(f"{where}: unknown tissue {row.get('tissue')!r}; expected {_ACCEPTED}")
         split = given_split(row.get("split"), where)
-        image_path = resolve_inside(image_rel, base, f"{where}: image_path", allow_absolute=allow_absolute)
+        image_path = _row_file(row, "image_path", base, where, allow_absolute)
         try:
             dims = check_image(image_path)
         except MintError as err:
@@ -368,10 +420,8 @@ def read_manifest(path: str | Path, root: str | Path | None = None, allow_absolu
         elif dims != size[0]:
             raise MintError(f"{where}: image {image_path} is {dims[0]}x{dims[1]} px; all patches must share one "
                             f"size, and {size[1]} is {size[0][0]}x{size[0][1]}")
-        mask_rel = (row.get("mask_path") or "").strip()
-        mask_path = None
-        if mask_rel:
-            mask_path = resolve_inside(mask_rel, base, f"{where}: mask_path", allow_absolute=allow_absolute)
+        mask_path = _row_file(row, "mask_path", base, where, allow_absolute)
+        if mask_path is not None:
             try:
                 shape = _load_npy(mask_path, mmap=True).shape
             except MintError as err:

@@ -61,6 +61,7 @@ from mint.core.io import (
     write_json,
     write_parquet,
 )
+from mint.core.models import unloadable_folder
 from mint.core.rankings import rankings_frame
 from mint.core.text_encoder import DEFAULT_ENCODER, sentence_encoder
 
@@ -448,16 +449,22 @@ def rank_tissues(cases_path: str | Path, candidates_path: str | Path, nuclei_pat
 
 
 def load_clip(model_id_or_path: str | Path):
-    """(CLIPModel, CLIPProcessor) from a folder, or from a hub id already in the local Hugging Face cache."""
+    """(CLIPModel, CLIPProcessor) from a folder (a `ModelRef.source`: a hub id's cache snapshot is one) from its
+    files alone, or from a hub id already in the local Hugging Face cache."""
     from transformers import CLIPModel, CLIPProcessor
 
     source = str(model_id_or_path)
+    local = Path(source).is_dir()
     try:
-        return (CLIPModel.from_pretrained(source).eval(), CLIPProcessor.from_pretrained(source))
+        return (CLIPModel.from_pretrained(source, local_files_only=local).eval(),
+                CLIPProcessor.from_pretrained(source, local_files_only=local))
     except (OSError, ValueError) as err:
-        where = "folder" if Path(source).exists() else "hub id (offline: it must be in the Hugging Face cache)"
-        raise MintError(f"CLIP model {source!r}: cannot load it as a {where}; give a folder with a CLIPModel and "
-                        f"its processor, or download the id first (huggingface-cli download {source}): {err}") from err
+        if local:
+            holds = "a folder with a CLIPModel and its processor"
+            raise MintError(f"CLIP model {unloadable_folder(Path(source), holds)}: {err}") from err
+        raise MintError(f"CLIP model {source!r}: no folder of that name, and the hub id cannot be loaded (offline: it "
+                        f"must be in the Hugging Face cache); give a folder with a CLIPModel and its processor, or "
+                        f"download the id first (`hf download {source}`): {err}") from err
 
 
 def _projected(features) -> torch.Tensor:

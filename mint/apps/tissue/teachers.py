@@ -22,7 +22,7 @@ from typing import Any
 from mint.apps.tissue.tissues import check_config as check_panel
 from mint.core.app import Teacher
 from mint.core.io import MintError
-from mint.core.models import HUB_ID
+from mint.core.models import HUB_ID, ModelRef, resolve_model
 
 TEACHER_METRICS = "results/teacher/metrics.json"
 
@@ -51,19 +51,13 @@ def check_config(config: Mapping[str, Any], source: str) -> None:
                         f"{model!r}; set teacher.model: external to use those rankings")
 
 
-def check_clip_source(model: str) -> None:
-    """Refuse, as the workflow starts, a CLIP source that cannot load: no such folder, or a hub id that is
-    not in the local Hugging Face cache while the hub is offline (HF_HUB_OFFLINE)."""
-    import huggingface_hub
-
-    if Path(model).is_dir():
-        return
-    key = "config key 'teacher.clip.model'"
-    if not HUB_ID.match(model):
-        raise MintError(f"{key}: {model!r} is no folder and not a hub id (expected 'org/name' or a folder "
-                        "with a CLIPModel and its processor)")
-    if huggingface_hub.is_offline_mode() and not isinstance(
-            huggingface_hub.try_to_load_from_cache(model, "config.json"), str):
-        raise MintError(f"{key}: {model!r} is no folder here, and the Hugging Face hub is offline (HF_HUB_OFFLINE) "
-                        f"with no copy of it in the cache; download it where there is network "
-                        f"(`hf download {model} --local-dir DIR`) and set teacher.clip.model to DIR")
+def check_clip_source(model: str, revision: str | None = None, source: str = "config") -> ModelRef:
+    """Refuse, as the workflow starts, a CLIP source that cannot load: no folder with a config.json, or a hub id
+    that is not in the local Hugging Face cache (at `teacher.clip.revision`); its `ModelRef` otherwise."""
+    key = f"{source}: config key 'teacher.clip.model'"
+    expected = "expected 'org/name' or a folder with a CLIPModel and its processor"
+    if model == "builtin":  # the student's 'builtin' has no CLIP counterpart; resolve_model would accept it
+        raise MintError(f"{key}: 'builtin' names no CLIP model ({expected})")
+    if not Path(model).exists() and not HUB_ID.match(model):
+        raise MintError(f"{key}: {model!r} is no folder and not a hub id ({expected})")
+    return resolve_model(model, revision, key="teacher.clip.model", source=source)
