@@ -1,8 +1,8 @@
 # Config validation, the application, and every computed input, as named functions so that rules
-# stay declarative. Every rule takes its params from STEP.params (mint.core.steps): each setting by
+# stay declarative. Each rule takes its params from STEP.params (mint.core.steps), each setting by
 # name, plus one `settings` param that holds them all as canonical JSON, so that Snakemake's params
 # trigger (an unnamed set of values) sees a swap or a collision too. Models enter by their resolved
-# revision, files the steps read by path by their digests (tests/test_workflow.py checks it key by key).
+# revision, files the steps read by path by their digests (tests/test_reruns.py: every key, swap and collision).
 import json
 import os
 import shlex

@@ -58,18 +58,16 @@ def _toy_inputs(wd: Path) -> None:
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     wd = tmp_path_factory.mktemp("toy")
-    (wd / "config").mkdir()
-    shutil.copytree(REPO / "config" / "accelerate", wd / "config" / "accelerate")
     shutil.copytree(REPO / "tests" / "data" / "tiny" / "recipes", wd / "recipes")
     _toy_inputs(wd)
     config = {"application": "tests.toy_app", "seed": 3, "toy": {"cases": "toy.csv"},
               "teacher": {"rankings": "rankings.parquet"}, "preferences": {"k": 2, "q": 2},
               "student": {"base": "student"}, "training": {"methods": ["sft", "dpo", "orpo"], "recipes": "recipes"},
               "evaluation": {"max_new_tokens": 12, "bootstrap": 20}}
-    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    (wd / "toy.yaml").write_text(yaml.safe_dump(config))  # its paths are relative to it: the run folder
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd),
-           "--cores", "2"]
+           "--cores", "2", "--configfile", "toy.yaml"]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=wd)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
     return wd

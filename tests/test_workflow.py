@@ -122,9 +122,9 @@ def test_bad_manifest_fails_with_a_clear_message_and_no_cohort(tmp_path):
                                       "baselines: {phenomizer: false}\n")
     res = snakemake(wd, "--configfile", TINY, str(wd / "manifest.yaml"), "--until", "build_cohort", check=False)
     assert res.returncode != 0
-    log = (wd / "logs/build_cohort/build_cohort.log").read_text()
-    assert "manifest.csv: manifest is missing column(s) ['image_path']" in log
-    assert not (wd / "results/cohort/cases.parquet").exists()
+    # Caught at start-up, where the manifest's files are listed for the cohort's fingerprint: no step ran.
+    assert "manifest.csv: manifest is missing column(s) ['image_path']" in res.stdout + res.stderr
+    assert not (wd / "results/cohort/cases.parquet").exists() and not (wd / "logs/build_cohort").exists()
 
 
 def test_invalid_config_names_the_key(tmp_path):
