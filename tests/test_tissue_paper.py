@@ -32,7 +32,7 @@ def snakemake(wd: Path, *args: str) -> str:
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd),
            "--cores", "2", "--configfile", CONFIG, str(wd / "local.yaml"), *args]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(wd / "hub")}
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=wd, env=env)  # CONFIG: the run folder's copy
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
     return res.stdout + res.stderr
 

@@ -147,8 +147,8 @@ def test_a_missing_clip_folder_stops_the_workflow_at_start_up(tissue_run):
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert res.returncode != 0
-    assert ("config key 'teacher.clip.model': 'models/no-such-clip' is no folder here, and the Hugging Face hub is "
-            "offline") in res.stdout + res.stderr
+    assert ("config key 'teacher.clip.model': 'models/no-such-clip': no folder of that name, and the hub id is not "
+            "in the Hugging Face cache") in res.stdout + res.stderr
 
 
 @pytest.mark.parametrize("key, value", [("model", "clip2"), ("batch_size", 3), ("prompt_template", "{name}")])
