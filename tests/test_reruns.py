@@ -319,10 +319,11 @@ def hub_cache(root: Path, model: Path, repo_id: str, commits: list[str]) -> Path
 
 
 def test_a_new_revision_of_the_student_reruns_its_readers(run_copy, dag, monkeypatch):
-    """student.base as a hub id: switching revision (or model) replans every step that loads it."""
+    """student.base as a hub id: switching revision, or model, replans every step that loads it."""
     _, parents, _, _ = dag
     a, b = "a" * 40, "b" * 40
     cache = hub_cache(run_copy / "hf", run_copy / "results/student/base", "test/tiny", [a, b])
+    hub_cache(cache, run_copy / "results/student/base", "test/other", [a])
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     first = write(run_copy, "rev_a.yaml", {"student": {"base": "test/tiny", "revision": a}})
     snakemake(run_copy, "results/predict/base.parquet", "--configfile", TINY, first)
@@ -331,6 +332,8 @@ def test_a_new_revision_of_the_student_reruns_its_readers(run_copy, dag, monkeyp
     assert planned_with(run_copy, second, target=("results/predict/base.parquet",)) == {"predict_student"}
     readers_of_base = {"train_student", "predict_student", "rank_student", "predict_rag"}
     assert planned_with(run_copy, second) == descendants(parents, readers_of_base)
+    other = write(run_copy, "other.yaml", {"student": {"base": "test/other", "revision": a}})  # same commit name
+    assert planned_with(run_copy, other, target=("results/predict/base.parquet",)) == {"predict_student"}
     prov = json.loads((run_copy / "results/predict/base.parquet.provenance.json").read_text())
     assert prov["settings"]["student.base"]["value"] == f"test/tiny@{a}"
 
@@ -376,6 +379,8 @@ def test_a_manifest_row_added_or_edited_or_an_image_replaced_remakes_the_cohort(
         extra = rows.head(1).with_columns(pl.col("case_id") + "_extra")
         pl.concat([rows, extra]).write_csv(manifest)
         assert planned_with(wd, config, target=target) == {"build_cohort"}
+        # ... and the teacher, the pairs, the students and the report after it.
+        assert {"train_teacher", "build_preferences", "train_student", "make_report"} <= planned_with(wd, config)
         rows.with_columns(pl.when(pl.col("case_id") == rows["case_id"][0]).then(pl.lit("A shorter note."))
                           .otherwise(pl.col("note")).alias("note")).write_csv(manifest)
         assert planned_with(wd, config, target=target) == {"build_cohort"}
