@@ -3,7 +3,7 @@
 # on the same config, with the same virtual environment. Measures; asserts nothing.
 #
 #   bench/benchmark_walltime.sh OLD NEW WORKDIR [OVERLAY.yaml ...]
-#   bench/benchmark_walltime.sh 827d17e HEAD /work/item5 /work/item5/overlay.yaml
+#   bench/benchmark_walltime.sh 827d17e HEAD <work> <work>/overlay.yaml
 #
 # Each commit gets a git worktree (WORKDIR/old, WORKDIR/new) and a fresh run folder (WORKDIR/run-old,
 # WORKDIR/run-new) holding links to that worktree's config/ and to the phenopacket-store snapshot

@@ -26,6 +26,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3, help="runs of each step; medians printed")
     p.add_argument("--once-from", type=int, default=100000, help="sizes from this one run each step once")
     p.add_argument("--whole-up-to", type=int, default=10000, help="largest size also run the straightforward way")
-    p.add_argument("--scratch", type=Path, default=Path("/tmp/mint-scale"))
+    p.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "mint-scale")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--step", help=argparse.SUPPRESS)
     p.add_argument("--folder", type=Path, help=argparse.SUPPRESS)

@@ -6,7 +6,7 @@ Nobody here is a real patient and no PMID here names a real publication (real HP
 importer's tests run on a fresh clone without copying any real case into the repository; the tests
 that need the real store read it in place from ../shared (`shared_phenopacket_store`).
 
-    python -c "from tests.fictional_phenopackets import write_store; write_store('/tmp/store')"
+    python -c "from tests.fictional_phenopackets import write_store; write_store('store')"
 """
 
 from __future__ import annotations

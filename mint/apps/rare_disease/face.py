@@ -10,7 +10,7 @@ term moves a parameter picked from a hash of its id, by less, so any facial find
 still leaves a trace. The caller decides which terms are facial (`TERMS.is_facial`): every id
 given here changes the face.
 
-    python -m mint.apps.rare_disease.face --seed 0 --size 256 /tmp/face.png HP:0000316 HP:0000369 HP:0000347
+    python -m mint.apps.rare_disease.face --seed 0 --size 256 face.png HP:0000316 HP:0000369 HP:0000347
 """
 
 from __future__ import annotations
