@@ -8,7 +8,7 @@ Nothing is downloaded. The model gets the LoRA adapters of the paper's ORPO reci
 (`config/recipes/paper/orpo.yaml`: r 256, alpha 128, dropout 0.05, every linear layer) through
 peft, as `mint.core.train` gives them; `--full` trains every weight instead. Synthetic preference
 rows (prompt, chosen, rejected) go through MINT's own ORPO trainer
-(`mint.core.trl_compat.trainer_classes("orpo")`), `--warmup` steps untimed, then `--steps` timed.
+(`mint.core.trainers.trainer_classes("orpo")`), `--warmup` steps untimed, then `--steps` timed.
 
 Printed: training tokens/s (ORPO runs prompt+chosen and prompt+rejected: both count), model
 FLOPs utilisation MFU = F * tokens/s / peak, with F the FLOPs a token needs, N the base model's
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
 
-    from mint.core.trl_compat import trainer_classes
+    from mint.core.trainers import trainer_classes
 
     gpu = torch.cuda.is_available() and not args.tiny
     if not gpu and not args.tiny:

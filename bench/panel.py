@@ -45,10 +45,11 @@ import torch
 
 from bench.predict import questions
 from mint.apps.rare_disease.prompts import PROMPT
-from mint.apps.rare_disease.student import DEFAULT_TINY, build_tiny_llama, render_chat, train_tokenizer
+from mint.apps.rare_disease.student import DEFAULT_TINY
 from mint.core.config import deep_update, load_yaml
 from mint.core.panel import candidate_tokens, score_panel
 from mint.core.prompts import build_prompt, first_item, format_answer
+from mint.core.students.text import build_tiny_llama, render_chat, train_tokenizer
 
 K = 3
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "te", "vi", "do", "pa", "zi", "bo", "fe", "gu", "hy", "jo"]
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     names = (pl.read_parquet(a.names_from)["name"].to_list()[:a.labels] if a.names_from
              else disease_names(a.labels))
     if a.model:
-        from mint.core.train import load_trained
+        from mint.core.students.load import load_trained
 
         model, tokenizer = load_trained(str(a.model), kind="text")
         model.eval()

@@ -87,7 +87,8 @@ def build_student(folder: Path, steps: int, threads: int, seed: int = 0) -> Path
     panel, _ = fake_knowledge(folder / "knowledge", np.random.default_rng(seed))
     cfg = {"corpus": {"n_docs": 1500},
            "train": {"steps": steps, "threads": threads, "log_every": max(1, steps // 5), "seed": seed}}
-    build_builtin_student(knowledge_files(folder / "knowledge"), panel, cfg, folder / "student")
+    build_builtin_student(knowledge_files(folder / "knowledge"), panel, cfg, folder / "student", k=K,
+                          prompt=PROMPT.resolved(None))
     return folder / "student"
 
 

@@ -12,7 +12,7 @@ epoch over `--rows` rows):
   grouping), the data tokenised anew, no precomputed reference log-probs, torch's default threads.
 
 A third way, "workflow, TRL's forward", is the workflow with TRL's forward pass instead of its own
-(`mint.core.trl_compat`: for ORPO and DPO each pair's prompt run once, `shared_prefix_forward` and
+(`mint.core.trainers.fast_forward`: for ORPO and DPO each pair's prompt run once, `shared_prefix_forward` and
 `shared_prefix_fused_forward`; for all three the LM head on the answers only): the workflow before
 those changes, so the ratio of the two is what they give.
 
@@ -42,15 +42,16 @@ import torch
 import yaml
 
 from mint.apps.rare_disease.prompts import HEADER, PROMPT
-from mint.apps.rare_disease.student import DEFAULT_TINY, build_tiny_llama, render_chat, train_tokenizer
+from mint.apps.rare_disease.student import DEFAULT_TINY
 from mint.core import schemas
 from mint.core.config import deep_update, load_yaml
 from mint.core.io import read_parquet, write_parquet
 from mint.core.launch import use_cpu
 from mint.core.models import load_student
 from mint.core.prompts import assistant, build_prompt, format_answer
+from mint.core.students.text import build_tiny_llama, render_chat, train_tokenizer
 from mint.core.train import check_lengths, load_dataset, load_recipe, train_student
-from mint.core.trl_compat import trainer_classes
+from mint.core.trainers import trainer_classes
 
 K = 3
 TERMS = [f"{a} {b}" for a in ("abnormal", "short", "broad", "small", "large", "delayed", "absent", "recurrent")
@@ -131,7 +132,7 @@ FAST_FORWARD = ("orpo", "sft", "dpo")  # the methods with a forward pass of the 
 
 
 def trl_forward(trainer_cls: type) -> type:
-    """The trainer class with TRL's own forward pass instead of the workflow's (`mint.core.trl_compat`)."""
+    """The trainer class with TRL's own forward pass instead of the workflow's (`mint.core.trainers.fast_forward`)."""
     if not hasattr(trainer_cls, "fast_forward"):
         return trainer_cls
     return type(trainer_cls.__name__, (trainer_cls,), {"fast_forward": False})

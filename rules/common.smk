@@ -9,14 +9,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from mint.core.app import builtin_student_threads as builtin_student_threads_of
 from mint.core.app import load_application, selected_teacher
+from mint.core.config import builtin_student_threads as builtin_student_threads_of
 from mint.core.config import check_inputs, load_yaml, resolve_paths, validate_config
 from mint.core.fingerprint import fingerprint_files
+from mint.core.io import apply_output_mode
 from mint.core.models import resolve_encoder, resolve_model
 from mint.core.report import PANEL_SUFFIX
 from mint.core.steps import ENV_EXPECTED, StepSettings, canonical, shell_step
-from mint.core.trl_compat import METHODS
+from mint.core.trainers import METHODS
 
 # PyTorch threads that spin while they wait slowed training ~20-fold when two jobs shared the
 # 2 cores here (400 vs 9k tokens/s); passive waiting lets parallel jobs share the cores.
@@ -28,24 +29,53 @@ _bin, _path = str(Path(sys.executable).parent), os.environ.get("PATH", "")
 if _path.split(os.pathsep)[0] != _bin:
     os.environ.update(PATH=os.pathsep.join([_bin, _path]))
 
+# What the run writes holds patient data: its owner's alone, whatever the umask, from before the config
+# is read (an error that names a case reaches Snakemake's own log, which it opens before this file).
+# Every job inherits the mode (privacy.shared_group opens it to the group, below; docs/privacy.md).
+SNAKEMAKE_OWN = [".snakemake", ".snakemake/log", *sorted(Path(".snakemake/log").glob("*"))]
+apply_output_mode(existing=SNAKEMAKE_OWN)
 
-def config_sources():
-    """(mapping, folder) of each source of the config, lowest precedence first: the Snakefile's
-    `configfile:` (when present), each --configfile, then --config values (the working directory)."""
+
+def restrict_snakemake_records():
+    """Snakemake gives its metadata and incomplete-job records 0660 whatever the umask (so that a group may
+    share a working directory; snakemake/persistence/file.py): at the end of each run, the output mode."""
+    apply_output_mode(existing=[p for d in ("metadata", "incomplete") for p in Path(".snakemake", d).rglob("*")])
+
+
+onsuccess:
+    restrict_snakemake_records()
+
+
+onerror:
+    restrict_snakemake_records()
+
+
+def config_origins():
+    """(mapping, name) of each source of the config, lowest precedence first: the Snakefile's
+    `configfile:` (when present), each --configfile (its path), then --config values ('--config')."""
     cli = [Path(f) for f in workflow.overwrite_configfiles]
     own = [Path(f) for f in workflow.configfiles if Path(f).absolute() not in cli]
-    files = [(load_yaml(f), f.absolute().parent) for f in own + cli]
-    return files + [(dict(workflow.config_settings.config or {}), Path.cwd())]
+    files = [(load_yaml(f), str(f)) for f in own + cli]
+    return files + [(dict(workflow.config_settings.config or {}), "--config")]
+
+
+def config_sources(origins):
+    """(mapping, folder) of each of `origins`: the folder its paths resolve against (--config: the working
+    directory)."""
+    return [(m, Path.cwd() if name == "--config" else Path(name).absolute().parent) for m, name in origins]
 
 
 # Validate as soon as the config loads: an invalid key fails here, naming the key. Paths resolve
 # against the config file that names them (defaults: this workflow's folder). Then the files the
 # config names (recipes, student base, the cohort's inputs and its panel against k + q), before any step.
-_validated = validate_config(config, source="workflow config")
-_validated = resolve_paths(_validated, config_sources(), default_base=workflow.basedir, workdir=Path.cwd())
+# An invalid value's error names the file (or --config) that set it.
+_origins = config_origins()
+_validated = validate_config(config, source="workflow config", origins=_origins)
+_validated = resolve_paths(_validated, config_sources(_origins), default_base=workflow.basedir, workdir=Path.cwd())
 config.clear()
 config.update(_validated)
 check_inputs(config, source="workflow config")
+apply_output_mode(config["privacy"]["shared_group"], existing=SNAKEMAKE_OWN)
 STEP = StepSettings(config)
 
 APP = load_application(config["application"])
@@ -165,11 +195,12 @@ def builtin_student_settings():
     return [config["student"]["builtin"]] if config["student"]["builtin"] else []
 
 
-def builtin_student_params():
-    """build_student's setting: the file of the user's settings for it, by its digest (none: the
-    application's packaged settings, which are code)."""
+def builtin_student_params(**named):
+    """build_student's settings: the file of the user's settings for it, by its digest (none: the
+    application's packaged settings, which are code), and the application's own (`named`: e.g. the
+    answer length and prompt its corpus is written with)."""
     settings = config["student"]["builtin"]
-    return STEP.params(builtin=file_setting("student.builtin", settings) if settings else None)
+    return STEP.params(builtin=file_setting("student.builtin", settings) if settings else None, **named)
 
 
 def builtin_student_threads():
@@ -253,6 +284,7 @@ def panel_ranking_params(split, top, model):
         prompt=prompt(),
         text_field=APP.student_text,
         image_field=APP.student_image,
+        kind=APP.student_kind,
         k=cfg("preferences.k"),
         batch_size=cfg("evaluation.panel_batch_size"),
         top=top,

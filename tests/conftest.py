@@ -55,5 +55,9 @@ def tiny_run(tmp_path_factory):
             workdir(wd)
     else:
         wd = workdir(tmp_path_factory.mktemp("wf"))
-    snakemake(wd, "--configfile", TINY)
+    before = os.umask(0o022)  # the usual umask, which would let anyone read the outputs (tests/test_privacy.py)
+    try:
+        snakemake(wd, "--configfile", TINY)
+    finally:
+        os.umask(before)
     return wd

@@ -1,7 +1,9 @@
 """The real Snakemake DAG on a tiny config, in a scratch working directory: helpers of the integration tests."""
 
+import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +20,27 @@ def workdir(tmp: Path) -> Path:
     shutil.copytree(REPO / "config", tmp / "config")
     shutil.copytree(REPO / "tests" / "data", tmp / "tests" / "data")
     return tmp
+
+
+def open_to_others(wd: Path) -> tuple[int, list[str]]:
+    """(files and folders the workflow wrote in `wd`: results/, logs/, benchmarks/, .snakemake/ and the HTML
+    reports at the top, those of them that its owner's group or others may read, write or enter, as
+    'path mode'). Not the workflow's: the copies of the configs (`workdir`) and what tests write beside a
+    run (config changes, external rankings); links have no mode of their own."""
+    paths = [wd / d for d in ("results", "logs", "benchmarks", ".snakemake") if (wd / d).is_dir()]
+    paths += sorted(wd.glob("*.html"))
+    for top in list(paths):
+        for folder, dirs, files in os.walk(top):
+            paths += [Path(folder, name) for name in dirs + files]
+    seen, offenders = 0, []
+    for path in paths:
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            continue
+        seen += 1
+        if mode & 0o077:
+            offenders.append(f"{path.relative_to(wd)} {stat.S_IMODE(mode):o}")
+    return seen, offenders
 
 
 def snakemake(wd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,7 +193,10 @@ def write_flat(wd: Path, case_ids: list[str]) -> Path:
 
 
 def pp_row(pattern: str, files: dict[str, str | bytes] | None = None, flat: list[str] | None = None,
-           panel: str | bytes | None = None):
+           panel: str | bytes | Callable[[Path], object] | None = None,
+           special: dict[str, Callable[[Path], object]] | None = None):
+    """The phenopacket cohort step on a folder of `files` (and `special` ones, each made by its function at
+    its path: a FIFO, a link), or on the flat file of cases `flat`; a panel file from text or a function."""
     def make(wd: Path):
         folder = wd / "data/phenopackets"
         folder.mkdir(parents=True)
@@ -200,9 +205,14 @@ def pp_row(pattern: str, files: dict[str, str | bytes] | None = None, flat: list
             target = write_flat(wd, flat)
         for name, content in (files or {"a.json": packet("pa")}).items():
             (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+        for name, make_file in (special or {}).items():
+            make_file(folder / name)
         settings = {"path": str(target)}
         if panel is not None:
-            (wd / "data/panel.tsv").write_bytes(panel if isinstance(panel, bytes) else panel.encode())
+            if callable(panel):
+                panel(wd / "data/panel.tsv")
+            else:
+                (wd / "data/panel.tsv").write_bytes(panel if isinstance(panel, bytes) else panel.encode())
             settings["panel"] = str(wd / "data/panel.tsv")
         return rd_build(wd, "phenopacket", **settings), pattern
     return make
@@ -251,15 +261,22 @@ def tissue_row(pattern: str, change: dict | None = None, raw: bytes | None = Non
 
 
 # External rankings: a cohort (c1 train, c2 test; labels d1-d3) and the file the user names.
-def ranking_row(pattern: str, df: Callable[[], pl.DataFrame] | None = None, raw: bytes | None = None):
+def ranking_row(pattern: str, df: Callable[[], pl.DataFrame] | None = None, raw: bytes | None = None,
+                special: Callable[[Path], object] | None = None, damage: Callable[[dict], object] | None = None):
+    """import_rankings of the file `df` or `raw` gives (or `special` makes at its path); `damage` then
+    changes the cohort's files (`write_cohort`'s paths)."""
     def make(wd: Path):
         paths = write_cohort(wd / "results/cohort", make_cases(["d1", "d2"], ["train", "test"]),
                              make_labels(["d1", "d2", "d3"]))
         external = wd / "external.parquet"
-        if raw is not None:
+        if special is not None:
+            special(external)
+        elif raw is not None:
             external.write_bytes(raw)
         else:
             df().write_parquet(external)
+        if damage is not None:
+            damage(paths)
         return (lambda: import_rankings(external, paths["cases"], paths["candidates"],
                                         wd / "results/rankings/teacher.parquet")), pattern
     return make
@@ -271,6 +288,49 @@ def ranks(case_ids, label_ids, scores):
 
 
 FULL = (["c1"] * 3 + ["c2"] * 3, ["d1", "d2", "d3"] * 2)
+
+
+def special_row(run: Callable[[Path], Callable[[], object]], pattern: str):
+    """A row whose `run(work dir)` makes its own input and returns what runs."""
+    return lambda wd: (run(wd), pattern)
+
+
+def _fifo(path: Path) -> Path:
+    """A FIFO (named pipe) at `path`: opening it for reading waits for a writer."""
+    os.mkfifo(path)
+    return path
+
+
+def _zero_link(path: Path) -> Path:
+    """A symbolic link at `path` to /dev/zero, which reads zeros without end."""
+    path.symlink_to("/dev/zero")
+    return path
+
+
+def _sparse(path: Path, size: int) -> None:
+    """A file of `size` bytes that takes no disk (a hole): the size check reads none of it."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
+def _truncate(path: Path) -> None:
+    """Cut a file to its first half, as a full disk or a killed copy leaves it."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _pannuke_zero(wd: Path) -> Callable[[], object]:
+    """The tissue cohort step on a PanNuke fold whose images.npy links to /dev/zero."""
+    fold = _mk(wd / "pannuke/fold1")
+    _zero_link(fold / "images.npy")
+    np.save(fold / "masks.npy", np.zeros((1, 4, 4, 6)))
+    np.save(fold / "types.npy", np.array(["Lung"]))
+    cfg = load_config(config(wd, {"application": "tissue", "cohort": {
+        "source": "pannuke", "pannuke": {"path": str(wd / "pannuke"), "folds": {"train": [1]}}}}))
+    out = wd / "results/cohort"
+    return lambda: tissue_cohort.build_cohort(
+        cases_path=out / "cases.parquet", candidates_path=out / "candidates.parquet",
+        excluded_path=out / "excluded.parquet", nuclei_path=out / "nuclei.parquet", images_dir=out / "images",
+        cohort=cfg["cohort"], seed=1)
 
 
 def with_score(i: int, value):
@@ -517,13 +577,251 @@ BAD = [
 
 # Round two (each class in its own block; the README's counts are the sum).
 # ---- images in every mode (16-bit, float, palette, RGBA, CMYK, EXIF)
+# Each mode's conversion is tested in tests/test_images.py; here, what mint.core.images refuses, in the
+# cohort step of each application (photos: row 4, case p2; patches: line 3, case p1), before any output.
+def _image_in(folder: Path, name: str, write: Callable[[Path], object]) -> str:
+    """Write `folder/name` with `write(path)`; the manifest cell that names it."""
+    write(_mk(folder) / name)
+    return name
+
+
+def _grey16(path: Path, side: int = 32, truncate: bool = False) -> None:
+    values = np.random.default_rng(0).integers(0, 65536, (side, side), dtype=np.uint16)
+    Image.fromarray(values).save(path)
+    if truncate:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _png_claiming(side: int) -> Callable[[Path], None]:
+    """A valid PNG header claiming side x side 8-bit grey pixels, with almost no data: a decompression bomb."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return lambda path: path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(
+        ">IIBBBBB", side, side, 8, 0, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+def _array_tif(values, mode: str) -> Callable[[Path], None]:
+    return lambda path: Image.fromarray(np.array(values, np.float32 if mode == "F" else np.int32), mode).save(path)
+
+
+def _photo(name: str, write: Callable[[Path], object]) -> Callable[[Path], dict]:
+    return lambda wd: {"image_path": _image_in(wd / "data", name, write)}
+
+
+def _patch(name: str, write: Callable[[Path], object]) -> Callable[[Path], dict]:
+    return lambda wd: {"image_path": _image_in(wd / "patches", name, write)}
+
+
+PHOTO, PATCH = r"row 4 \(case_id 'p2'\): ", r"line 3 \(case_id 'p1'\): "
 BAD += [
+    Bad("image: photo 16-bit PNG, truncated", "image", "build_cohort",
+        rd_manifest_row(PHOTO + r"data/cut16.png: not a readable image",
+                        _photo("cut16.png", lambda p: _grey16(p, truncate=True)))),
+    Bad("image: photo float TIFF holding NaN", "image", "build_cohort",
+        rd_manifest_row(PHOTO + r"data/nan.tif: mode F \(float\) image holds NaN or infinite values",
+                        _photo("nan.tif", _array_tif([[0.0, np.nan], [0.5, 1.0]], "F")))),
+    Bad("image: photo 32-bit integer TIFF above 16 bits", "image", "build_cohort",
+        rd_manifest_row(PHOTO + r"data/wide.tif: mode I image with values 0 to 70000; integer images must lie "
+                        r"in 0-65535", _photo("wide.tif", _array_tif([[0, 70000], [1, 2]], "I")))),
+    Bad("image: photo of a mode not read (CIELab TIFF)", "image", "build_cohort",
+        rd_manifest_row(PHOTO + r"data/lab.tif: images of mode 'LAB' are not read; accepted modes: 1, L, RGB",
+                        _photo("lab.tif", lambda p: Image.new("LAB", (8, 8)).save(p)))),
+    Bad("image: photo path a FIFO", "image", "build_cohort",
+        rd_manifest_row(PHOTO + r"data/pipe.png: the face image is a FIFO \(named pipe\), not a regular file",
+                        _photo("pipe.png", os.mkfifo))),
+    Bad("image: photo a decompression bomb above Pillow's error limit", "image", "build_cohort",
+        rd_manifest_row(PHOTO + r"data/bomb.png: refused as a possible decompression bomb \(Image size "
+                        r"\(400000000 pixels\) exceeds limit .*\); MINT decodes images of at most 67108864 pixels",
+                        _photo("bomb.png", _png_claiming(20_000)))),
+    Bad("image: patch a decompression bomb above Pillow's warning limit", "image", "build_cohort",
+        tissue_row(PATCH + r"patches/bomb.png: refused as a possible decompression bomb \(Image size "
+                   r"\(100000000 pixels\) exceeds limit", setup=_patch("bomb.png", _png_claiming(10_000)))),
+    Bad("image: patch above MINT's pixel limit", "image", "build_cohort",
+        tissue_row(PATCH + r"patches/huge.png: 8200x8200 px is 67240000 pixels, more than the 67108864 MINT "
+                   r"decodes", setup=_patch("huge.png", _png_claiming(8200)))),
+    Bad("image: patch path a FIFO", "image", "build_cohort",
+        tissue_row(PATCH + r"patches/pipe.png: the image is a FIFO \(named pipe\), not a regular file",
+                   setup=_patch("pipe.png", os.mkfifo))),
+    Bad("image: patch path a directory", "image", "build_cohort",
+        tissue_row(PATCH + r"patches/folder.png: the image is a folder, not a regular file",
+                   setup=_patch("folder.png", Path.mkdir))),
+    Bad("image: patch 16-bit PNG, truncated", "image", "build_cohort",
+        tissue_row(PATCH + r"patches/cut16.png: not a readable image",
+                   setup=_patch("cut16.png", lambda p: _grey16(p, truncate=True)))),
+    Bad("image: patch 16-bit PNG of another size", "image", "build_cohort",
+        tissue_row(PATCH + r"image patches/big16.png is 48x48 px; all patches must share one size",
+                   setup=_patch("big16.png", lambda p: _grey16(p, side=48)))),
+    Bad("image: patch float TIFF outside [0, 1]", "image", "build_cohort",
+        tissue_row(PATCH + r"patches/raw.tif: mode F \(float\) image with values 0 to 4095; float images must "
+                   r"lie in \[0, 1\]", setup=_patch("raw.tif", _array_tif(np.linspace(0, 4095, 1024).reshape(32, 32),
+                                                                         "F")))),
 ]
 # ---- config and recipe values checked by type and range
+# Config: JSON schema's types, strictly (mint.core.config): no 2.0 for an integer, no boolean for a number, no NaN.
 BAD += [
+    Bad("config: preferences.k 2.0 (a float for an integer)", "config", START_UP,
+        config_row({"preferences": {"k": 2.0}}, pattern=r"config.yaml: invalid value at config key 'preferences.k': "
+                   r"2.0 is not of type 'integer' \(expected a whole number: write 2\)")),
+    Bad("config: seed 7.0 (folders would be named seed7.0)", "config", START_UP,
+        config_row({"seed": 7.0}, pattern=r"config key 'seed': 7.0 is not of type 'integer'")),
+    Bad("config: negative seed", "config", START_UP,
+        config_row({"seed": -1}, pattern=r"config key 'seed': -1 is less than the minimum of 0")),
+    Bad("config: a training seed 1.0", "config", START_UP,
+        config_row({"training": {"seeds": [1.0, 2]}}, pattern=r"'training.seeds.0': 1.0 is not of type 'integer'")),
+    Bad("config: evaluation.ks empty", "config", START_UP,
+        config_row({"evaluation": {"ks": []}}, pattern=r"'evaluation.ks': \[\] should be non-empty")),
+    Bad("config: evaluation.ks with a k twice", "config", START_UP,
+        config_row({"evaluation": {"ks": [1, 1]}}, pattern=r"'evaluation.ks': \[1, 1\] has non-unique elements")),
+    Bad("config: an integer given as text", "config", START_UP,
+        config_row({"evaluation": {"batch_size": "64"}},
+                   pattern=r"'evaluation.batch_size': '64' is not of type 'integer' \(.*remove the quotes\)")),
+    Bad("config: k: yes (YAML's boolean for an integer)", "config", START_UP,
+        config_row(text="preferences:\n  k: yes\n",
+                   pattern=r"'preferences.k': True is not of type 'integer' \(YAML reads yes/no")),
+    Bad("config: preferences.mass .nan", "config", START_UP,
+        config_row(text="preferences:\n  chosen: mass\n  mass: .nan\n",
+                   pattern=r"'preferences.mass': nan is not of type 'number' \(expected a finite number\)")),
+    Bad("config: teacher.learning_rate 1e-3 (text to YAML)", "config", START_UP,
+        config_row(text="teacher:\n  learning_rate: 1e-3\n", pattern=r"'teacher.learning_rate': '1e-3' is not of "
+                   r"type 'number' \(YAML reads 1e-3 as text: write 1.0e-3\)")),
+    Bad("config: a PanNuke fold 1.0", "config", START_UP,
+        config_row({"application": "tissue", "cohort": {"pannuke": {"folds": {"train": [1.0]}}}},
+                   pattern=r"'cohort.pannuke.folds.train.0': 1.0 is not of type 'integer'")),
+]
+# Recipes: `args` against the option types of the method's TRL config class (mint.core.recipe_args) and the ranges
+# TRL leaves unchecked; the other keys by value. A number YAML reads as text (5e-5) is converted (test_recipes.py).
+BAD += [
+    Bad("recipe: learning_rate not a number", "recipe", START_UP,
+        recipe_row("sft", "method: sft\nargs:\n  learning_rate: fast\n",
+                   r"sft.yaml: recipe key 'args.learning_rate' must be a number, got 'fast'")),
+    Bad("recipe: learning_rate .nan", "recipe", START_UP,
+        recipe_row("sft", "method: sft\nargs:\n  learning_rate: .nan\n",
+                   r"sft.yaml: recipe key 'args.learning_rate' must be a finite number, got nan")),
+    Bad("recipe: learning_rate .inf", "recipe", START_UP,
+        recipe_row("orpo", "method: orpo\nargs:\n  learning_rate: .inf\n",
+                   r"orpo.yaml: recipe key 'args.learning_rate' must be a finite number, got inf")),
+    Bad("recipe: learning_rate 0", "recipe", START_UP,
+        recipe_row("sft", "method: sft\nargs:\n  learning_rate: 0\n",
+                   r"sft.yaml: recipe key 'args.learning_rate' must be a number > 0, got 0")),
+    Bad("recipe: negative learning_rate", "recipe", START_UP,
+        recipe_row("dpo", "method: dpo\ninit: sft\nargs:\n  learning_rate: -1.0e-5\n",
+                   r"dpo.yaml: recipe key 'args.learning_rate' must be a number > 0, got -1e-05")),
+    Bad("recipe: per_device_train_batch_size 0", "recipe", START_UP,
+        recipe_row("sft", "method: sft\nargs:\n  per_device_train_batch_size: 0\n",
+                   r"sft.yaml: recipe key 'args.per_device_train_batch_size' must be an integer >= 1, got 0")),
+    Bad("recipe: per_device_train_batch_size 16.0", "recipe", START_UP,
+        recipe_row("sft", "method: sft\nargs:\n  per_device_train_batch_size: 16.0\n",
+                   r"'args.per_device_train_batch_size' must be an integer \(a whole number.*got 16.0")),
+    Bad("recipe: per_device_train_batch_size yes", "recipe", START_UP,
+        recipe_row("sft", "method: sft\nargs:\n  per_device_train_batch_size: yes\n",
+                   r"'args.per_device_train_batch_size' must be an integer, got True")),
+    Bad("recipe: gradient_accumulation_steps 0", "recipe", START_UP,
+        recipe_row("orpo", "method: orpo\nargs:\n  gradient_accumulation_steps: 0\n",
+                   r"orpo.yaml: recipe key 'args.gradient_accumulation_steps' must be an integer >= 1, got 0")),
+    Bad("recipe: num_train_epochs 0", "recipe", START_UP,
+        recipe_row("sft", "method: sft\nargs:\n  num_train_epochs: 0\n",
+                   r"sft.yaml: recipe key 'args.num_train_epochs' must be a number > 0, got 0")),
+    Bad("recipe: num_train_epochs as a word", "recipe", START_UP,
+        recipe_row("sft", "method: sft\nargs:\n  num_train_epochs: three\n",
+                   r"sft.yaml: recipe key 'args.num_train_epochs' must be a number, got 'three'")),
+    Bad("recipe: max_steps 2.5", "recipe", START_UP,
+        recipe_row("sft", "method: sft\nargs:\n  max_steps: 2.5\n",
+                   r"sft.yaml: recipe key 'args.max_steps' must be an integer .*got 2.5")),
+    Bad("recipe: bf16 maybe", "recipe", START_UP,
+        recipe_row("orpo", "method: orpo\nargs:\n  bf16: maybe\n",
+                   r"orpo.yaml: recipe key 'args.bf16' must be true or false or null, got 'maybe'")),
+    Bad("recipe: a negative seed", "recipe", START_UP,
+        recipe_row("sft", "method: sft\nargs:\n  seed: -1\n",
+                   r"sft.yaml: recipe key 'args.seed' must be an integer from 0 to 4294967295, got -1")),
+    Bad("recipe: an option TRL's config does not have", "recipe", START_UP,
+        recipe_row("sft", "method: sft\nargs:\n  learning_rat: 0.1\n",
+                   r"sft.yaml: recipe 'args' key\(s\) \['learning_rat'\] are not options of TRL's SFTConfig "
+                   r"\('learning_rat': did you mean 'learning_rate'\?\)")),
+    Bad("recipe: args a list", "recipe", START_UP,
+        recipe_row("sft", "method: sft\nargs: [1, 2]\n", r"sft.yaml: recipe key 'args' must be a mapping")),
+    Bad("recipe: dtype not a float type", "recipe", START_UP,
+        recipe_row("sft", "method: sft\ndtype: int8\n", r"sft.yaml: recipe key 'dtype' must be one of .*'int8'")),
+    Bad("recipe: nll neither completion nor full", "recipe", START_UP,
+        recipe_row("orpo", "method: orpo\nnll: prompt\n", r"orpo.yaml: recipe key 'nll' must be 'completion' or "
+                   r"'full'")),
 ]
 # ---- inputs that could hang or flood a step; degenerate data
 BAD += [
+    # Only regular files are read (mint.core.io.require_regular_file, before anything opens them): a FIFO would
+    # block the step for ever, a link to a device would read without end.
+    Bad("manifest: a FIFO", "manifest", "build_cohort",
+        special_row(lambda wd: rd_build(wd, "manifest", path=str(_fifo(_mk(wd / "data") / "manifest.csv"))),
+                    r"manifest.csv: the manifest is a FIFO \(named pipe\), not a regular file")),
+    Bad("manifest: a link to /dev/zero", "manifest", "build_cohort",
+        special_row(lambda wd: rd_build(wd, "manifest", path=str(_zero_link(_mk(wd / "data") / "manifest.csv"))),
+                    r"manifest.csv: the manifest is a character device \(a link to /dev/zero\), not a regular file")),
+    Bad("manifest: a FIFO named in the config", "manifest", START_UP,
+        special_row(lambda wd: start_up(config(wd, {"cohort": {"source": "manifest", "manifest": {
+            "path": str(_fifo(_mk(wd / "data") / "manifest.csv"))}}})), r"manifest.csv: the manifest is a FIFO")),
+    Bad("config: the config file a FIFO", "config", START_UP,
+        special_row(lambda wd: start_up(_fifo(wd / "config.yaml")), r"config.yaml: the YAML file is a FIFO")),
+    Bad("ranking: teacher.rankings a FIFO, at start-up", "ranking", START_UP,
+        special_row(lambda wd: start_up(config(wd, {"teacher": {"rankings": str(_fifo(wd / "external.parquet"))}})),
+                    r"external.parquet: the rankings file \(config key 'teacher.rankings'\) is a FIFO")),
+    Bad("ranking: rankings file a FIFO", "ranking", "import_rankings",
+        ranking_row(r"external.parquet: the rankings file \(config key 'teacher.rankings'\) is a FIFO", special=_fifo)),
+    Bad("phenopacket: a FIFO among the JSON files", "phenopacket", "build_cohort",
+        pp_row(r"b.json: the phenopacket is a FIFO \(named pipe\), not a regular file", special={"b.json": _fifo})),
+    Bad("phenopacket: a link to /dev/zero among the JSON files", "phenopacket", "build_cohort",
+        pp_row(r"b.json: the phenopacket is a character device \(a link to /dev/zero\)",
+               special={"b.json": _zero_link})),
+    Bad("phenopacket: the flat file a FIFO", "phenopacket", "build_cohort",
+        special_row(lambda wd: rd_build(wd, "phenopacket", path=str(_fifo(_mk(wd / "data") / "cases.parquet"))),
+                    r"cases.parquet: the phenopacket table is a FIFO")),
+    Bad("panel: a FIFO", "panel", "build_cohort",
+        pp_row(r"panel.tsv: the panel is a FIFO \(named pipe\)", panel=_fifo)),
+    Bad("tissue manifest: a FIFO", "manifest", "build_cohort",
+        special_row(lambda wd: tissue_build(wd, _fifo(_mk(wd / "patches") / "manifest.csv")),
+                    r"manifest.csv: the manifest is a FIFO \(named pipe\)")),
+    Bad("tissue manifest: a mask that links to /dev/zero", "manifest", "build_cohort",
+        tissue_row(r"line 3 \(case_id 'p1'\): .*zero.npy: the .npy array is a character device \(a link to /dev/zero\)",
+                   setup=lambda wd: (_zero_link(_mk(wd / "patches") / "zero.npy"), {"mask_path": "zero.npy"})[1])),
+    Bad("image: a PanNuke fold's images.npy a link to /dev/zero", "image", "build_cohort",
+        special_row(_pannuke_zero, r"images.npy: the .npy array is a character device \(a link to /dev/zero\)")),
+    # Stated limits (mint.core.io, phenopackets.MAX_PHENOPACKET_BYTES, mint.core.cohort.MAX_TEXT_CHARS).
+    Bad("phenopacket: JSON nested 10,001 deep", "phenopacket", "build_cohort",
+        pp_row(r"a.json: JSON nested 10001 levels deep; at most 64 are read",
+               {"a.json": '{"id": "pa", "x": ' + "[" * 10_000 + "]" * 10_000 + "}"})),
+    Bad("phenopacket: a file over 50 MB", "phenopacket", "build_cohort",
+        pp_row(r"b.json: the phenopacket is 50,000,001 bytes, more than the 50,000,000 read at most",
+               special={"b.json": lambda path: _sparse(path, 50_000_001)})),
+    Bad("manifest: a note over 100,000 characters", "manifest", "build_cohort",
+        rd_manifest_row(r"row 4 \(case_id 'p2'\): the note has 100,001 characters, more than the 100,000",
+                        {"note": "x" * 100_001})),
+    # Degenerate data.
+    Bad("manifest: a note of zero-width spaces, BOM and soft hyphen only", "manifest", "build_cohort",
+        rd_manifest_row(r"row 4 \(case_id 'p2'\): empty note \(only whitespace or invisible characters",
+                        {"note": "\u200b\ufeff\u00ad\u200b"})),
+    Bad("manifest: a note of no-break, ideographic spaces and a word joiner only", "manifest", "build_cohort",
+        rd_manifest_row(r"row 4 \(case_id 'p2'\): empty note", {"note": "\u00a0\u3000\u2060\u2028"})),
+    Bad("manifest: a column twice", "manifest", "build_cohort",
+        rd_manifest_row(r"manifest.csv: the manifest has column 'note' 2 times; each column must appear once",
+                        raw=b"case_id,note,image_path,disease_id,note\np0,a,face.png,OMIM:100001,b\n")),
+    Bad("tissue manifest: a column twice", "manifest", "build_cohort",
+        tissue_row(r"manifest.csv: the manifest has column 'tissue' 2 times", raw=b"image_path,tissue,tissue\n"
+                   b"p0.png,Lung,Skin\n")),
+    Bad("panel: a column twice", "panel", "build_cohort",
+        pp_row(r"panel.tsv: the panel has column 'name' 2 times", panel="disease_id\tname\tname\nOMIM:100001\tA\tB\n")),
+    Bad("manifest: no training case (every case given test)", "manifest", "build_cohort",
+        rd_manifest_row(r"the manifest cases: no training case among the 6 kept \(\{'test': 6\}\)",
+                        rows=lambda: [dict(r, split="test") for r in rd_rows()])),
+    Bad("phenopacket: every case excluded", "phenopacket", "build_cohort",
+        pp_row(r"'cohort.phenopacket.path': .*phenopackets: no case kept \(2 read, 2 excluded: "
+               r"\{'no_diagnosis': 1, 'unknown_hpo_id': 1\}\)",
+               {"a.json": json.dumps({"id": "pa", "subject": {"id": "s"}, "metaData": {},
+                                      "phenotypicFeatures": [{"type": {"id": "HP:0000001", "label": "All"}}]}),
+                "b.json": packet("pb").replace("HP:0000001", "HP:9999999")})),
+    Bad("ranking: a case whose labels all tie", "ranking", "import_rankings",
+        ranking_row(r"external.parquet: case 'c1' gives all its 3 labels the same score \(0.5\), a ranking that "
+                    "prefers none", lambda: ranks(*FULL, [0.5, 0.5, 0.5, 0.8, 0.3, 0.2]))),
+    Bad("ranking: the cohort's cases.parquet truncated (an intermediate)", "ranking", "import_rankings",
+        ranking_row(r"cohort/cases.parquet: not a readable Parquet file, truncated or corrupt", with_score(0, 0.95),
+                    damage=lambda paths: _truncate(paths["cases"]))),
 ]
 
 
@@ -667,6 +965,20 @@ def test_a_dry_run_refuses_k_plus_q_above_the_panel(tmp_path):
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert res.returncode != 0
     assert "'preferences.k' + 'preferences.q' = 3 + 3 = 6, more than the 4" in res.stdout + res.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_a_dry_run_refuses_a_float_seed_naming_the_file_that_set_it(tmp_path):
+    """End to end: `snakemake -n` stops at start-up on `seed: 7.0`, naming the key and the --configfile."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("seed: 7.0\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+                          "--directory", str(tmp_path), "--configfile", str(cfg)],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert res.returncode != 0
+    assert f"config key 'seed' (set in {cfg}): 7.0 is not of type 'integer'" in res.stdout + res.stderr
     assert not (tmp_path / "results").exists()
 
 

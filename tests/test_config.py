@@ -63,6 +63,37 @@ def test_invalid_config_names_the_key(bad, key):
         validate_config(bad, source="test.yaml")
 
 
+def test_an_invalid_value_names_the_source_that_set_it():
+    """rules/common.smk passes each config file (and --config) as an origin; the error names the last that set the
+    key."""
+    origins = [({"seed": 1}, "config/config.yaml"), ({"seed": 7.0, "evaluation": {}}, "mine.yaml"), ({}, "--config")]
+    with pytest.raises(MintError, match=r"^workflow config: invalid value at config key 'seed' \(set in mine.yaml\): "
+                       r"7.0 is not of type 'integer' \(expected a whole number: write 7\)$"):
+        validate_config({"seed": 7.0, "evaluation": {}}, "workflow config", origins)
+    with pytest.raises(MintError, match=r"config key 'evaluation.ks.0' \(set in --config\)"):
+        cli = {"evaluation": {"ks": [True]}}
+        validate_config(cli, "workflow config", [(cli, "--config")])
+    with pytest.raises(MintError, match=r"config key 'seed': -1 is less"):  # a file's own validation: no origins
+        validate_config({"seed": -1}, "c.yaml")
+
+
+@pytest.mark.parametrize("value", [2.0, True, float("nan"), float("inf"), "3"])
+def test_integer_keys_take_integers_only(value):
+    with pytest.raises(MintError, match="'preferences.q'"):
+        validate_config({"preferences": {"q": value}}, "c.yaml")
+
+
+@pytest.mark.parametrize("text", ["5e-5", "1e3", "+2E-4", "7", "1.5e3"])
+def test_the_hint_for_a_number_yaml_reads_as_text_is_a_yaml_float(text):
+    """The error for `learning_rate: 1e-3` says how to write it; what it says YAML reads as that float."""
+    import yaml
+
+    from mint.core.recipe_args import yaml_float
+
+    assert isinstance(yaml.safe_load(f"x: {text}")["x"], (str, int))
+    assert yaml.safe_load(f"x: {yaml_float(text)}")["x"] == float(text)
+
+
 @pytest.mark.parametrize("name", ["tissue_type", "mint.apps.no_such_app"])
 def test_unknown_application_names_the_key(name):
     with pytest.raises(MintError, match=f"config key 'application'.*{name}"):
@@ -90,8 +121,7 @@ def test_the_knowledge_aware_teacher_is_on_for_hpo_coded_cases_only():
 
 def test_build_student_reserves_the_threads_of_its_pretraining(tmp_path):
     """`train.threads` of the user's student settings, else of the application's packaged ones, else 1."""
-    from mint.core.app import builtin_student_threads
-    from mint.core.config import load_yaml
+    from mint.core.config import builtin_student_threads, load_yaml
 
     for name in ("rare_disease", "tissue"):
         app = load_application(name)

@@ -1,5 +1,5 @@
 """The workflow's own forward passes against TRL's: ORPO's and DPO's with each pair's prompt run once
-(`mint.core.trl_compat.shared_prefix_forward`, `shared_prefix_fused_forward`), SFT's with the LM head on
+(`mint.core.trainers.fast_forward.shared_prefix_forward`, `shared_prefix_fused_forward`), SFT's with the LM head on
 the answer only (`answer_only_fused_forward`).
 
     .venv/bin/python -m pytest -q tests/test_fast_forward.py
@@ -14,9 +14,8 @@ import pytest
 import torch
 from datasets import Dataset
 
-from mint.core import trl_compat
-from mint.core.trl_compat import shared_prefix_rows, trainer_classes
-from mint.core.vision import build_chat_tokenizer
+from mint.core.students.vision import build_chat_tokenizer
+from mint.core.trainers import fast_forward, shared_prefix_rows, trainer_classes
 from tests.test_vision_student import CORPUS, SHAPES, answer, ask, config_args, tiny_text_model
 
 
@@ -64,7 +63,7 @@ def test_shared_prefix_forward_equals_trls_forward_and_gradients(trainer):
     """Same mean log-probabilities, NLL, loss and gradients as TRL's concatenated forward pass."""
     t, batch = trainer
     model = t.model
-    fast = trl_compat.shared_prefix_forward(model, batch)
+    fast = fast_forward.shared_prefix_forward(model, batch)
     slow = t._trl_forward(model, batch)
     assert (batch["chosen_input_ids"][:, :4] == batch["rejected_input_ids"][:, :4]).all()  # prompts are shared
     for name, a, b in (("chosen logps", fast[0], slow[0]), ("rejected logps", fast[1], slow[1]),
@@ -88,14 +87,14 @@ def test_the_first_batch_decides_and_a_difference_falls_back(trainer, monkeypatc
     assert t.fast_forward is True
     t.fast_forward = None
 
-    original = trl_compat.shared_prefix_forward
+    original = fast_forward.shared_prefix_forward
 
     def off(model, batch):  # a model whose logits are not what the LM head makes of its last hidden state
         out = list(original(model, batch))
         out[0] = out[0] + 0.1
         return tuple(out)
 
-    monkeypatch.setattr(trl_compat, "shared_prefix_forward", off)
+    monkeypatch.setattr(fast_forward, "shared_prefix_forward", off)
     with pytest.warns(UserWarning, match="differs from TRL's"):
         t.compute_loss(copy.deepcopy(t.model), batch)
     assert t.fast_forward is False
@@ -117,7 +116,7 @@ def test_dpo_fused_forward_equals_trls_fused_head(dpo):
     ids, mask = batch["input_ids"], batch["attention_mask"]
     labels = ids.masked_fill(batch["completion_mask"] == 0, -100)
     assert (ids[:6, :4] == ids[6:, :4]).all() and (mask[:6].sum(-1) != mask[6:].sum(-1)).any()
-    fast = trl_compat.shared_prefix_fused_forward(t.model, labels, input_ids=ids, attention_mask=mask)
+    fast = fast_forward.shared_prefix_fused_forward(t.model, labels, input_ids=ids, attention_mask=mask)
     slow = t.model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, use_cache=False)
     assert fast.log_probs.shape == slow.log_probs.shape
     assert (fast.log_probs != 0).sum() == (labels[:, 1:] != -100).sum()
@@ -151,14 +150,14 @@ def test_dpo_takes_the_shared_path_with_the_same_reference_loss_and_gradients(dp
 
 def test_dpo_a_difference_falls_back_to_trls_way(dpo, monkeypatch):
     t, batch = dpo
-    original = trl_compat.shared_prefix_fused_forward
+    original = fast_forward.shared_prefix_fused_forward
 
     def off(*args, **kwargs):
         out = original(*args, **kwargs)
         out.log_probs = out.log_probs + 0.1 * out.label_mask
         return out
 
-    monkeypatch.setattr(trl_compat, "shared_prefix_fused_forward", off)
+    monkeypatch.setattr(fast_forward, "shared_prefix_fused_forward", off)
     t.fast_forward = None
     with pytest.warns(UserWarning, match="DPO: the workflow's forward pass differs from TRL's"):
         t.compute_loss(t.model, batch)
@@ -180,7 +179,7 @@ def test_sft_answer_only_head_equals_trls_and_gradients(sft):
     labels = batch["labels"]
     assert (labels == -100).sum() > (labels != -100).sum()  # the prompts are most of each row, and not learnt
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    fast = trl_compat.answer_only_fused_forward(t.model, labels, **inputs)
+    fast = fast_forward.answer_only_fused_forward(t.model, labels, **inputs)
     slow = t.model(**batch, fused_lm_head=True, use_cache=False)
     for name in ("log_probs", "entropy", "loss"):
         assert torch.allclose(getattr(fast, name), getattr(slow, name), atol=1e-5), name

@@ -20,11 +20,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from mint.apps.rare_disease.prompts import HEADER, PROMPT
-from mint.apps.rare_disease.student import build_tiny_llama, render_chat, train_tokenizer
 from mint.core import schemas
 from mint.core.config import load_yaml, validate_config
 from mint.core.launch import CPU_FLAGS, launch_flags, use_cpu
 from mint.core.prompts import assistant, build_prompt, format_answer
+from mint.core.students.text import build_tiny_llama, render_chat, train_tokenizer
 from tests.factories import make_cases, make_labels, write_cohort
 
 REPO = Path(__file__).resolve().parent.parent
@@ -144,7 +144,8 @@ def tiny(tmp_path_factory):
                                 "evaluation": {"batch_size": 2, "max_new_tokens": 8}})
     flags = ["--prompt", json.dumps(PROMPT.resolved(settings["prompt"]), sort_keys=True), "--text-field", "note",
              "--k", str(settings["preferences"]["k"]), "--batch-size", str(settings["evaluation"]["batch_size"]),
-             "--max-new-tokens", str(settings["evaluation"]["max_new_tokens"]), "--seed", str(settings["seed"])]
+             "--max-new-tokens", str(settings["evaluation"]["max_new_tokens"]), "--seed", str(settings["seed"]),
+             "--kind", "text"]
     return d, flags
 
 
@@ -163,7 +164,7 @@ def accelerate(*args: str, processes: int) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_two_cpu_processes_train_once_and_the_model_loads(tiny):
-    from mint.core.train import load_trained
+    from mint.core.students.load import load_trained
 
     d, _ = tiny
     out, log = d / "train/orpo", d / "logs/orpo.log"

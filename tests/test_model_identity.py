@@ -256,8 +256,8 @@ def offline(monkeypatch):
 def test_load_student_reads_a_resolved_snapshot(tmp_path, offline):
     import torch
 
-    from mint.apps.rare_disease.student import build_tiny_llama, train_tokenizer
     from mint.core.models import load_student
+    from mint.core.students.text import build_tiny_llama, train_tokenizer
 
     tokenizer = train_tokenizer(["a note about a patient", "the patient has a rare disease"] * 20, 300)
     model = build_tiny_llama(tokenizer, {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
@@ -277,7 +277,7 @@ def test_load_student_reads_a_resolved_snapshot(tmp_path, offline):
 def test_loaders_name_an_incomplete_snapshot_by_id_and_commit(tmp_path, offline):
     from mint.apps.tissue.teacher import load_clip
     from mint.core.models import load_student
-    from mint.core.vision import load_vision_student
+    from mint.core.students.vision import load_vision_student
 
     snapshot = cache_snapshot(tmp_path / "hub", REPO_ID, OLD, {"config.json": b'{"model_type": "llama"}'}, ("main",))
     ref = resolve_model(REPO_ID, key="student.base", cache_dir=tmp_path / "hub")

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from mint.apps.rare_disease.prompts import PROMPT
-from mint.apps.rare_disease.student import build_tiny_llama, render_chat, train_tokenizer
 from mint.core import panel, schemas
 from mint.core.io import MintError, read_parquet
 from mint.core.panel import MODALITY, _top_scores, _Trie, assign_chunks, candidate_tokens, rank_panel, score_panel
 from mint.core.prompts import build_prompt, first_item, format_answer
+from mint.core.students.text import build_tiny_llama, render_chat, train_tokenizer
 from tests.factories import make_cases, make_labels, write_cohort
 
 TINY_MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -224,7 +224,7 @@ def ranked(student, tmp_path, monkeypatch):
     for n in range(2):
         out = tmp_path / f"panel{n}.parquet"
         rank_panel(str(tmp_path / "student"), files["cases"], files["candidates"], out,
-                   prompt=PROMPT.resolved(None), text_field="note", k=3, batch_size=3, chunk=3)
+                   prompt=PROMPT.resolved(None), text_field="note", k=3, batch_size=3, chunk=3, kind="text")
         outs.append(out)
     return outs, cases, ids
 
@@ -233,7 +233,7 @@ def test_the_top_ranking_writes_each_cases_best_labels_of_the_whole_ranking(rank
     (whole, _), cases, ids = ranked
     out = tmp_path / "top.parquet"
     rank_panel(str(whole.parent / "student"), whole.parent / "cases.parquet", whole.parent / "candidates.parquet", out,
-               prompt=PROMPT.resolved(None), text_field="note", k=3, batch_size=3, chunk=3, top=3)
+               prompt=PROMPT.resolved(None), text_field="note", k=3, batch_size=3, chunk=3, top=3, kind="text")
     top = read_parquet(out, schemas.RANKINGS).sort("case_id", "rank")
     expected = read_parquet(whole, schemas.RANKINGS).filter(pl.col("rank") <= 3).sort("case_id", "rank")
     assert top.select("case_id", "label_id", "rank").equals(expected.select("case_id", "label_id", "rank"))
@@ -259,7 +259,7 @@ def test_a_vision_student_scores_against_the_cached_image_prompt_as_without_the_
     """The image is part of the prompt: encoded once per case, its cache reused by every candidate."""
     from PIL import Image
 
-    from mint.core.vision import build_tiny_llava, encode_prompts
+    from mint.core.students.vision import build_tiny_llava, encode_prompts
 
     shapes = ["Circle", "Square", "Triangle", "Star shape", "X"]
     system, question = "You name shapes.", "Which shapes? Name 2."

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from mint.apps.rare_disease.prompts import PROMPT
-from mint.apps.rare_disease.student import build_tiny_llama, render_chat, train_tokenizer
 from mint.core.predict import generate_answers
 from mint.core.prompts import build_prompt
+from mint.core.students.text import build_tiny_llama, render_chat, train_tokenizer
 
 TINY_MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
               "num_key_value_heads": 2, "max_position_embeddings": 256, "tie_word_embeddings": True}

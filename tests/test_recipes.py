@@ -6,7 +6,7 @@ import pytest
 
 from mint.core.io import MintError
 from mint.core.train import load_recipe
-from mint.core.trl_compat import METHODS, trainer_classes
+from mint.core.trainers import METHODS, trainer_classes
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPES = sorted(REPO.glob("config/recipes/*/*.yaml")) + sorted(REPO.glob("tests/data/*/recipes/*.yaml"))
@@ -111,3 +111,62 @@ def test_recipe_freeze_patterns_are_checked(value, named, tmp_path):
     bad.write_text(f"method: sft\nfreeze: {value}\n")
     with pytest.raises(MintError, match=f"'freeze'.*{named}"):
         load_recipe(bad)
+
+
+def test_the_option_table_is_the_installed_trls():
+    """Start-up checks `args` against mint/core/trl_fields.py (no TRL import); it must be what TRL's dataclasses say."""
+    from mint.core.recipe_args import TABLE_PATH, build_table, table_source
+
+    assert TABLE_PATH.read_text(encoding="utf-8") == table_source(*build_table()), (
+        "TRL's config classes changed: rerun `python -m mint.core.recipe_args --write`")
+
+
+def test_every_shipped_recipe_is_unchanged_by_the_check():
+    """The shipped recipes are already of TRL's types: the check converts nothing in them."""
+    from mint.core.config import check_recipe_fields, load_yaml
+
+    for path in RECIPES:
+        kind = "vision" if path.parent.name.startswith("tissue") else "text"
+        raw = load_yaml(path)
+        assert check_recipe_fields(raw, path, path.stem, kind) == raw, path
+
+
+def test_a_number_yaml_reads_as_text_is_converted_and_reaches_the_trl_config(tmp_path, monkeypatch):
+    """PyYAML reads `5e-5` as the string '5e-5' (its floats need a dot and a signed exponent). Start-up and
+    training convert it alike, and train_student hands TRL's config the float."""
+    import yaml
+
+    import mint.core.train as train
+    from mint.core.config import check_recipe
+
+    recipe = tmp_path / "sft.yaml"
+    recipe.write_text("method: sft\nargs:\n  learning_rate: 5e-5\n  num_train_epochs: '2'\n  max_steps: '3'\n")
+    assert yaml.safe_load(recipe.read_text())["args"]["learning_rate"] == "5e-5"
+    at_start_up = check_recipe(recipe, "sft", "test")["args"]
+    assert at_start_up == {"learning_rate": 5e-5, "num_train_epochs": 2.0, "max_steps": 3}
+    assert type(at_start_up["learning_rate"]) is float and type(at_start_up["max_steps"]) is int
+    assert load_recipe(recipe)["args"] == at_start_up
+
+    class Given(Exception):
+        pass
+
+    def config_cls(**kwargs):  # stands for TRL's SFTConfig: what train_student passes it
+        raise Given(kwargs)
+
+    import torch
+
+    monkeypatch.setattr(train, "load_base", lambda *a, **k: (torch.nn.Linear(1, 1), None))
+    monkeypatch.setattr(train, "trainer_classes", lambda method, **k: (config_cls, None))
+    with pytest.raises(Given) as given:
+        train.train_student(recipe, "base", tmp_path / "data.parquet", tmp_path / "out", seed=7)
+    assert given.value.args[0]["learning_rate"] == 5e-5 and type(given.value.args[0]["learning_rate"]) is float
+    assert given.value.args[0]["max_steps"] == 3 and given.value.args[0]["seed"] == 7
+
+
+def test_a_vision_orpo_recipe_is_checked_against_dpos_options(tmp_path):
+    """A vision student's ORPO trains with DPOConfig (mint.core.trainers.vision_trainer_classes)."""
+    recipe = tmp_path / "orpo.yaml"
+    recipe.write_text("method: orpo\nargs:\n  max_completion_length: 64\n")
+    assert load_recipe(recipe)["args"] == {"max_completion_length": 64}  # an option of ORPOConfig
+    with pytest.raises(MintError, match=r"\['max_completion_length'\] are not options of TRL's DPOConfig"):
+        load_recipe(recipe, kind="vision")

@@ -48,6 +48,7 @@ NOT_A_SETTING = {
                                   "test_student_errors_make_each_seeds_pairs_from_its_sft_student)",
     "teacher.rankings": "off in the tiny run (null); on, import_rankings reads the file by its digest",
     "student.revision": "part of student.base's identity (test_a_new_revision_of_the_student_reruns_its_readers)",
+    "privacy.shared_group": "who may read the outputs (their mode, tests/test_privacy.py), not their bytes",
 }
 # Keys that steps read, but whose value the generated test cannot change to another valid one; each is
 # covered otherwise.

@@ -1,4 +1,8 @@
-"""Fast tests of the builtin student: tokenizer, chat template, tiny Llama, corpus, pre-training, loading."""
+"""Fast tests of the builtin text student: the core's tokenizer, chat template, tiny Llama, pre-training and
+loading (mint.core.students), and the rare-disease application's corpus and build.
+
+    .venv/bin/python -m pytest -q tests/test_student.py
+"""
 
 from __future__ import annotations
 
@@ -18,17 +22,25 @@ from mint.apps.rare_disease.student import (
     DEFAULT_TINY,
     DEFAULT_TINY_PATH,
     build_builtin_student,
-    build_tiny_llama,
     knowledge_corpus,
     main,
-    pretrain,
-    render_chat,
-    train_tokenizer,
 )
 from mint.core import schemas
 from mint.core.io import MintError, write_parquet
 from mint.core.models import load_student
 from mint.core.prompts import assistant, build_prompt, format_answer, parse_answer
+from mint.core.students.kind import STUDENT_FILE, read_student_record, student_kind, write_student_record
+from mint.core.students.load import load_trained
+from mint.core.students.text import (
+    CHAT_TEMPLATE,
+    IMAGE,
+    TRAIN_KEYS,
+    build_tiny_llama,
+    pretrain,
+    render_chat,
+    render_document,
+    train_tokenizer,
+)
 from mint.core.tokenizer import BOS, EOT, PAD, SPECIAL_TOKENS
 from tests.factories import make_labels
 
@@ -44,7 +56,7 @@ TINY_MODEL = {
 TINY_CFG = {
     "vocab_size": 400,
     "model": TINY_MODEL,
-    "corpus": {"n_docs": 60, "n_distractors": 2, "k": 3},
+    "corpus": {"n_docs": 60, "n_distractors": 2},
     "train": {"steps": 4, "batch_size": 2, "max_length": 64, "threads": 1, "log_every": 2},
 }
 
@@ -101,15 +113,22 @@ def corpus(knowledge, panel):
 
 
 @pytest.fixture(scope="module")
-def tokenizer(corpus):
-    return train_tokenizer(corpus, 400)
+def texts(corpus):
+    """The corpus as pre-training reads it: chats rendered with the chat template, descriptions as they are."""
+    return [render_document(d) for d in corpus]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(texts):
+    return train_tokenizer(texts, 400)
 
 
 @pytest.fixture(scope="module")
 def builtin(knowledge, panel, tmp_path_factory):
     out = tmp_path_factory.mktemp("student") / "builtin"
     log = out.parent / "pretrain.jsonl"
-    metrics = build_builtin_student(knowledge_files(knowledge[0]), panel, TINY_CFG, out, log)
+    metrics = build_builtin_student(knowledge_files(knowledge[0]), panel, TINY_CFG, out, log, k=3,
+                                    prompt=PROMPT.resolved(None))
     return out, log, metrics
 
 
@@ -182,21 +201,46 @@ def test_packaged_tiny_defaults_build_a_model_that_takes_their_rows(tokenizer):
     assert torch.isfinite(logits).all()
 
 
-def test_knowledge_corpus_has_descriptions_and_answer_format(corpus, panel, knowledge):
+def test_knowledge_corpus_has_descriptions_and_answer_format(corpus, texts, panel, knowledge):
     names = set(knowledge[1]["name"].to_list())
-    chats = [d for d in corpus if d.startswith(BOS)]
-    descriptions = [d for d in corpus if not d.startswith(BOS)]
+    chats = [d for d in corpus if not isinstance(d, str)]
+    descriptions = [d for d in corpus if isinstance(d, str)]
     assert chats and descriptions
     assert all(" is a rare genetic disease." in d for d in descriptions)
-    for chat in chats:
-        reply = chat.split("<|start_header_id|>assistant<|end_header_id|>\n\n")[1].removesuffix(EOT)
-        got, ok = parse_answer(reply, HEADER)
+    for chat, text in zip(chats, [t for t, d in zip(texts, corpus) if not isinstance(d, str)]):
+        assert [m["role"] for m in chat] == ["system", "user", "assistant"]
+        assert chat[0]["content"] == PROMPT.system
+        got, ok = parse_answer(chat[-1]["content"], HEADER)
         assert ok and len(got) == 3 and set(got) <= names
-    mentioned = {n for n in names if any(n in d for d in corpus)}
+        assert text.startswith(BOS) and text.endswith(chat[-1]["content"] + EOT)
+    mentioned = {n for n in names if any(n in d for d in texts)}
     assert set(panel["name"].to_list()) <= mentioned
     assert len(mentioned) > panel.height  # distractors too
     # Not the workflow's question: the student meets that first in fine-tuning.
-    assert not any("could explain these findings" in d for d in corpus)
+    assert not any("could explain these findings" in d for d in texts)
+
+
+def test_the_corpus_answers_with_the_given_k_under_the_resolved_prompt(knowledge, panel):
+    """The answer length is preferences.k and the system message and header the resolved prompt's: given, not
+    the student settings' own."""
+    _, diseases, annotations, terms = knowledge
+    prompt = {"system": "You name diseases.", "user": "{note} ({k})", "header": "DIAGNOSES:"}
+    corpus = knowledge_corpus(diseases, annotations, terms, panel["label_id"].to_list(), k=2, n_docs=40,
+                              rng=np.random.default_rng(0), n_distractors=2, prompt=prompt)
+    chats = [d for d in corpus if not isinstance(d, str)]
+    assert chats and all(c[0]["content"] == "You name diseases." for c in chats)
+    for chat in chats:
+        got, ok = parse_answer(chat[-1]["content"], "DIAGNOSES:")
+        assert ok and len(got) == 2
+        assert "DIAGNOSES:" in chat[1]["content"] and "exactly 2 " in chat[1]["content"]
+
+
+def test_a_settings_file_that_still_gives_corpus_k_is_refused(knowledge, panel, tmp_path):
+    cfg = {**TINY_CFG, "corpus": {**TINY_CFG["corpus"], "k": 3}}
+    with pytest.raises(MintError, match=r"'corpus\.k'.*preferences\.k"):
+        build_builtin_student(knowledge_files(knowledge[0]), panel, cfg, tmp_path / "out", k=3,
+                              prompt=PROMPT.resolved(None))
+    assert not (tmp_path / "out").exists()
 
 
 def test_knowledge_corpus_names_unknown_panel_disease(knowledge):
@@ -211,8 +255,8 @@ def test_pretrain_reduces_loss_and_changes_every_parameter(tokenizer, tmp_path):
     texts = ["Alpha syndrome is a rare genetic disease. Common findings include Hypertelorism."] * 20
     log = tmp_path / "loss.jsonl"
     metrics = pretrain(model, tokenizer, texts,
-                       {"steps": 30, "batch_size": 4, "max_length": 32, "lr": 1e-2, "threads": 1, "log_every": 10},
-                       log)
+                       {**DEFAULT_TINY["train"], "steps": 30, "batch_size": 4, "max_length": 32, "lr": 1e-2,
+                        "threads": 1, "log_every": 10}, log)
     assert metrics["final_loss"] < metrics["first_loss"]
     assert metrics["steps"] == 30 and metrics["tokens_per_s"] > 0
     records = [json.loads(line) for line in log.read_text().splitlines()]
@@ -222,10 +266,19 @@ def test_pretrain_reduces_loss_and_changes_every_parameter(tokenizer, tmp_path):
     assert not unchanged
 
 
+def test_pretrain_names_a_missing_setting(tokenizer):
+    model = build_tiny_llama(tokenizer, TINY_MODEL)
+    with pytest.raises(MintError, match="'warmup_ratio'"):
+        pretrain(model, tokenizer, ["x"], {k: v for k, v in DEFAULT_TINY["train"].items() if k != "warmup_ratio"},
+                 None)
+    assert set(DEFAULT_TINY["train"]) == set(TRAIN_KEYS)  # the packaged settings give every key
+
+
 def test_build_builtin_student_round_trips_and_generates(builtin):
     out, log, metrics = builtin
     assert json.loads((out / "metrics.json").read_text()) == metrics
-    assert (out / "provenance.json").exists()
+    built_with = json.loads((out / "provenance.json").read_text())
+    assert built_with["step"] == "build_builtin_student"
     assert log.read_text().count("\n") == 2
     model, tokenizer = load_student(str(out))
     assert tokenizer.eos_token == EOT and tokenizer.chat_template
@@ -243,7 +296,7 @@ def test_main_builds_from_yaml(knowledge, panel, tmp_path):
     write_parquet(panel, candidates, schemas.LABELS)
     cfg = tmp_path / "builtin.yaml"
     cfg.write_text(yaml.safe_dump({**TINY_CFG, "train": {**TINY_CFG["train"], "steps": 2}}))
-    metrics = main([str(knowledge[0]), str(candidates), str(tmp_path / "out"), "--config", str(cfg)])
+    metrics = main([str(knowledge[0]), str(candidates), str(tmp_path / "out"), "--k", "3", "--config", str(cfg)])
     assert metrics["steps"] == 2
     assert (tmp_path / "out" / "config.json").exists()
 
@@ -263,8 +316,62 @@ def test_load_student_names_unreachable_hub_id(monkeypatch):
         load_student("mint-test/no-such-model")
 
 
-def test_header_is_what_the_corpus_teaches(corpus):
+def test_header_is_what_the_corpus_teaches(texts):
     """The answers are scored under the application's header: the corpus must teach that one."""
     from mint.apps.rare_disease import APPLICATION
 
-    assert any(f"\n\n{APPLICATION.prompt.header}\n1. " in d for d in corpus)
+    assert any(f"\n\n{APPLICATION.prompt.header}\n1. " in d for d in texts)
+
+
+def test_one_chat_template_for_text_and_vision_students(tokenizer):
+    """The text and the vision student share `CHAT_TEMPLATE`; it renders an image part as the image token."""
+    from mint.core.students import vision
+
+    assert vision.CHAT_TEMPLATE is CHAT_TEMPLATE and tokenizer.chat_template == CHAT_TEMPLATE
+    chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Which shape?"}]},
+            {"role": "assistant", "content": "1. Circle"}]
+    rendered = tokenizer.apply_chat_template(chat, tokenize=False)
+    assert rendered == render_chat(chat)
+    assert f"{IMAGE}Which shape?{EOT}" in rendered
+
+
+def test_the_builtin_student_records_its_kind_and_loads_by_it(builtin):
+    out, _, _ = builtin
+    assert json.loads((out / STUDENT_FILE).read_text()) == {"kind": "text"}
+    assert student_kind(out) == student_kind(out, "text") == "text"
+    model, tokenizer = load_trained(out)  # the folder says what it is: no kind to give
+    assert model.config.model_type == "llama" and tokenizer.eos_token == EOT
+    with pytest.raises(MintError, match="is a text student.*declares a vision student"):
+        load_trained(out, kind="vision")
+
+
+def test_a_folder_without_a_record_takes_the_declared_kind(tmp_path):
+    """A hub model's folder records no kind: the application's declared kind, which a caller must give."""
+    (tmp_path / "hub").mkdir()
+    assert read_student_record(tmp_path / "hub") is None
+    assert student_kind(tmp_path / "hub", "vision") == "vision"
+    with pytest.raises(MintError, match="records no kind.*Application.student_kind"):
+        student_kind(tmp_path / "hub")
+    with pytest.raises(MintError, match="records no kind"):
+        student_kind("org/name")
+
+
+def test_a_trained_record_keeps_its_kind_and_an_old_text_record_reads_as_text(tmp_path):
+    write_student_record(tmp_path, "vision", method="orpo", base="base", init=None, adapter=False)
+    assert json.loads((tmp_path / STUDENT_FILE).read_text()) == {"kind": "vision", "method": "orpo", "base": "base",
+                                                                "init": None, "adapter": False}
+    assert student_kind(tmp_path, "vision") == "vision"
+    # Trained text students' records from before kinds were recorded for text.
+    (tmp_path / STUDENT_FILE).write_text(json.dumps({"method": "sft", "base": "b", "init": None, "adapter": False}))
+    assert student_kind(tmp_path) == "text"
+    with pytest.raises(MintError, match="student kind 'audio': expected one of"):
+        write_student_record(tmp_path, "audio")
+
+
+def test_predict_refuses_images_for_a_text_student(builtin, tmp_path):
+    from mint.core.predict import answer_prompts
+
+    out, _, _ = builtin
+    with pytest.raises(MintError, match="is a text student, but the step gives it images"):
+        answer_prompts(str(out), [ask("Seizure.")], batch_size=1, max_new_tokens=2, threads=1, seed=0,
+                       images=[str(tmp_path / "x.png")])

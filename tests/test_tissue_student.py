@@ -10,7 +10,7 @@ import copy
 import torch
 
 from mint.apps.tissue.student import pretrain_vision_tower
-from mint.core.vision import build_tiny_llava
+from mint.core.students.vision import build_tiny_llava
 
 SETTINGS = {"steps": 60, "batch_size": 16, "learning_rate": 3e-3, "seed": 0}
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.dag import open_to_others
 from tests.factories import job_stats
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,9 +30,17 @@ def tissue_run(tmp_path_factory):
     shutil.copytree(REPO / "tests" / "data", wd / "tests" / "data")
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd),
            "--cores", "2", "--configfile", CONFIG]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    # Under the usual umask, which would let anyone read the outputs (test_outputs_are_their_owners_alone).
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, umask=0o022)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
     return wd
+
+
+def test_outputs_are_their_owners_alone(tissue_run):
+    """As in the rare-disease run (tests/test_privacy.py): patches, answers, weights, logs 0600 in 0700 folders."""
+    seen, offenders = open_to_others(tissue_run)
+    assert seen > 100
+    assert not offenders, f"{len(offenders)} of {seen} open to others: {offenders[:20]}"
 
 
 def test_every_method_has_a_row(tissue_run):
@@ -65,7 +74,7 @@ def test_the_students_are_vision_models_trained_on_every_weight(tissue_run):
         spec = json.loads((tissue_run / f"results/train/seed7/{method}/mint_student.json").read_text())
         assert spec["kind"] == "vision"
         metrics = json.loads((tissue_run / f"results/train/seed7/{method}/metrics.json").read_text())
-        # LLaVA never reads its vision tower's post_layernorm (mint.core.vision): the one exception.
+        # LLaVA never reads its vision tower's post_layernorm (mint.core.students.vision): the one exception.
         assert [n for n in metrics["unchanged_tensors"] if "post_layernorm" not in n] == []
     answers = pl.read_parquet(tissue_run / "results/predict/seed7/orpo.parquet")
     assert answers.height == pl.read_parquet(tissue_run / "results/cohort/cases.parquet").filter(

@@ -1,10 +1,12 @@
 """The core runs an application it has never heard of: the toy application of tests/toy_app
-(six shapes, one-line descriptions, an external rankings file as the teacher) through the whole
-core DAG: preferences, SFT/DPO/ORPO training, prediction, scoring and the report.
+(six shapes, one-line descriptions, an external rankings file as the teacher, a student the core's
+builtin text student makes from the toy's corpus) through the whole core DAG: preferences,
+SFT/DPO/ORPO training, prediction, scoring and the report.
 
     .venv/bin/python -m pytest -q tests/test_toy_app.py
 """
 
+import ast
 import os
 import shutil
 import subprocess
@@ -16,21 +18,16 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.toy_app import SHAPES
+from tests.toy_app import FEATURES, SHAPES
 
 REPO = Path(__file__).resolve().parent.parent
+TOY = REPO / "tests" / "toy_app"
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-WORDS = {"S1": "round, no corners", "S2": "four equal sides", "S3": "three corners", "S4": "six sides",
-         "S5": "five points", "S6": "an egg outline"}
-
-
-def _toy_inputs(wd: Path) -> None:
+def _toy_inputs(wd: Path, k: int) -> None:
     """Cases (6 per shape), an external teacher that ranks the truth first for 2 in 3 cases, a tiny student."""
     rng = np.random.default_rng(0)
     rows, scores = [], {}
-    for j, (label, words) in enumerate(WORDS.items()):
+    for j, (label, words) in enumerate(FEATURES.items()):
         for i in range(6):
             case_id = f"{label}_{i}"
             split = "test" if i < 2 else "validation" if i == 2 else "train"
@@ -43,27 +40,21 @@ def _toy_inputs(wd: Path) -> None:
     labels = list(SHAPES)
     pl.DataFrame({"case_id": [c for c in scores for _ in labels], "label_id": labels * len(scores),
                   "score": np.concatenate(list(scores.values()))}).write_parquet(wd / "rankings.parquet")
-    # A tiny untrained Llama with a chat template, built here (the toy application has no builtin student).
-    from mint.apps.rare_disease.student import build_tiny_llama, train_tokenizer
+    # The student folder config key `student.base` names: the core's tiny Llama, pre-trained on the toy's corpus.
+    from tests.toy_app.student import build_student
 
-    texts = [r["description"] for r in rows] + list(SHAPES.values()) + ["Name shapes, most likely first. SHAPES:"]
-    tokenizer = train_tokenizer(texts, 300)
-    model = build_tiny_llama(tokenizer, {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                                         "num_attention_heads": 2, "num_key_value_heads": 1,
-                                         "max_position_embeddings": 512, "tie_word_embeddings": True})
-    model.save_pretrained(wd / "student")
-    tokenizer.save_pretrained(wd / "student")
+    build_student(wd / "student", k=k)
 
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     wd = tmp_path_factory.mktemp("toy")
     shutil.copytree(REPO / "tests" / "data" / "tiny" / "recipes", wd / "recipes")
-    _toy_inputs(wd)
     config = {"application": "tests.toy_app", "seed": 3, "toy": {"cases": "toy.csv"},
               "teacher": {"rankings": "rankings.parquet"}, "preferences": {"k": 2, "q": 2},
               "student": {"base": "student"}, "training": {"methods": ["sft", "dpo", "orpo"], "recipes": "recipes"},
               "evaluation": {"max_new_tokens": 12, "bootstrap": 20}}
+    _toy_inputs(wd, k=config["preferences"]["k"])  # the student answers with preferences.k shapes
     (wd / "toy.yaml").write_text(yaml.safe_dump(config))  # its paths are relative to it: the run folder
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(wd),
@@ -73,6 +64,8 @@ def toy_run(tmp_path_factory):
     return wd
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_every_method_has_a_row_named_by_the_core(toy_run):
     table = pl.read_csv(toy_run / "results/report/metrics.csv")
     assert table["method"].to_list() == ["teacher_external", "base", "sft", "dpo", "orpo", "base_panel", "sft_panel",
@@ -86,6 +79,8 @@ def test_every_method_has_a_row_named_by_the_core(toy_run):
     assert "disease" not in summary.lower() and "note" not in summary.lower()
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_pairs_come_from_the_external_teacher_in_the_toy_prompt(toy_run):
     prefs = pl.read_parquet(toy_run / "results/preferences/preferences.parquet")
     assert prefs.height == 18  # 3 training cases x 6 shapes
@@ -100,8 +95,36 @@ def test_pairs_come_from_the_external_teacher_in_the_toy_prompt(toy_run):
         assert row["teacher"] == "external"
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_no_rare_disease_step_ran(toy_run):
     logs = {p.name for p in (toy_run / "logs").iterdir()}
     assert logs == {"build_cohort", "import_rankings", "build_preferences", "train_student", "predict_student",
                     "score_student", "rank_student", "score_student_panel", "score_teacher", "make_report"}
     assert not (toy_run / "results" / "knowledge").exists()
+
+
+def test_the_toy_application_imports_nothing_of_another_application():
+    """Its modules and rules reach the core only: no module of mint.apps, at any level of the code."""
+    imported = set()
+    for path in sorted(TOY.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+    assert {m for m in imported if m == "mint.apps" or m.startswith("mint.apps.")} == set()
+    assert "mint.core.students.text" in imported  # its student is the core's
+    assert "mint.apps" not in (TOY / "rules.smk").read_text()
+
+
+def test_the_toy_corpus_answers_with_k_shapes_under_its_header():
+    from mint.core.prompts import parse_answer
+    from tests.toy_app import APPLICATION
+    from tests.toy_app.student import shape_corpus
+
+    chats = [d for d in shape_corpus(k=3, n_docs=10) if not isinstance(d, str)]
+    assert len(chats) == 10
+    for chat in chats:
+        names, ok = parse_answer(chat[-1]["content"], APPLICATION.prompt.header)
+        assert ok and len(names) == 3 and set(names) <= set(SHAPES.values())

@@ -15,9 +15,7 @@ from datasets import Dataset
 from PIL import Image
 
 from mint.core.io import MintError
-from mint.core.train import freeze_parameters
-from mint.core.trl_compat import trainer_classes, vision_trainer_classes
-from mint.core.vision import (
+from mint.core.students.vision import (
     IMAGE,
     build_chat_tokenizer,
     build_tiny_llava,
@@ -26,6 +24,8 @@ from mint.core.vision import (
     lora_target_modules,
     save_vision_student,
 )
+from mint.core.train import freeze_parameters
+from mint.core.trainers import trainer_classes, vision_trainer_classes
 
 SYSTEM = "You name the shapes in pictures."
 QUESTION = "Which shapes does this picture show? List 2, most likely first."
@@ -124,6 +124,30 @@ def test_round_trip_generates_the_same_tokens(student, tmp_path):
     kwargs = {"max_new_tokens": 8, "do_sample": False}
     model.eval()
     assert torch.equal(model.generate(**enc, **kwargs), loaded.generate(**enc_loaded, **kwargs))
+
+
+def test_the_saved_student_records_its_kind_and_loads_and_answers_by_it(student, tmp_path):
+    """save_vision_student writes {"kind": "vision"}: training and prediction read the kind from the folder."""
+    import json
+
+    from mint.core.predict import answer_prompts
+    from mint.core.students.kind import STUDENT_FILE, student_kind
+    from mint.core.students.load import load_trained
+
+    model, processor = student
+    out = save_vision_student(model, processor, tmp_path / "student")
+    assert json.loads((out / STUDENT_FILE).read_text()) == {"kind": "vision"}
+    assert student_kind(out) == "vision"
+    loaded, _ = load_trained(out)  # no kind given: the folder's
+    assert type(loaded).__name__ == "LlavaForConditionalGeneration"
+    with pytest.raises(MintError, match="is a vision student.*declares a text student"):
+        load_trained(out, kind="text")
+    with pytest.raises(MintError, match="is a vision student, but the step gives it no image"):
+        answer_prompts(str(out), [ask()], batch_size=1, max_new_tokens=2, threads=1, seed=0)
+    picture(5).save(tmp_path / "p.png")
+    answers = answer_prompts(str(out), [ask()], batch_size=1, max_new_tokens=2, threads=1, seed=0,
+                             images=[str(tmp_path / "p.png")])
+    assert len(answers) == 1
 
 
 def test_load_names_a_missing_folder(tmp_path):
@@ -409,7 +433,7 @@ def test_vision_orpo_with_lora_keeps_no_reference_adapter(student, tmp_path):
 def test_cross_attention_mask_is_rebuilt_as_the_processor_builds_it(mllama_student):
     """Rebuilt from the token ids alone, the mask equals the processor's for prompts with one image, two
     images apart and two images together (each image attends from its token to the next image's, or to the end)."""
-    from mint.core.trl_compat import CrossAttentionMaskToFullLength
+    from mint.core.trainers import CrossAttentionMaskToFullLength
 
     _, processor = mllama_student
     texts = [f"{IMAGE}One picture.", f"{IMAGE}First, then {IMAGE}second.", f"{IMAGE}{IMAGE}Two together."]

@@ -89,9 +89,12 @@ class Application:
     - `select_teacher(config)`: when the application offers more than one teacher, the `Teacher` a
       validated config selects; None: its one teacher (`teacher_modalities`, `pair_modality`,
       `teacher_metrics`). Either way, a config that names external rankings selects those (`selected_teacher`).
-    - `student_kind` ('text' | 'vision'), `student_text` / `student_image`: the cases columns the student
-      reads, `student_input`: how the report names that input; `builtin_student`: the packaged settings
-      (YAML) of its builtin student, whose `train.threads` its `build_student` rule reserves, or None.
+    - `student_kind` ('text' | 'vision'): declared once here; training writes it into each trained folder,
+      a builtin student's folder records its own (`mint.core.students.kind`), and prediction reads it from
+      the folder (this declaration only for a model that records none, a hub model). `student_text` /
+      `student_image`: the cases columns the student reads, `student_input`: how the report names that
+      input; `builtin_student`: the packaged settings (YAML) of its builtin student, whose `train.threads`
+      its `build_student` rule reserves, or None.
     - `prompt`: system message, user template and answer header; `normalise`: how names are made
       comparable when answers are matched to labels.
     - `rankers`: baselines whose rules write `results/rankings/<name>.parquet` (modality `<name>`), scored
@@ -174,19 +177,6 @@ def load_application(name: str) -> Application:
 def package_file(package: str, name: str) -> Path:
     """A data file shipped inside a package (found with importlib.resources, wherever it is installed)."""
     return Path(str(resources.files(package).joinpath(name)))
-
-
-def builtin_student_threads(app: Application, settings: str | Path | None) -> int:
-    """The threads the builtin student's pre-training uses: `train.threads` of the user's settings file
-    (config `student.builtin`), else of the application's packaged ones, else 1. Its rule reserves as many,
-    so that Snakemake's count of busy cores is the step's own."""
-    from mint.core.config import load_yaml  # mint.core.config imports this module
-
-    threads = 1
-    for path in (app.builtin_student, settings):
-        if path and Path(path).is_file():
-            threads = (load_yaml(path).get("train") or {}).get("threads", threads)
-    return int(threads)
 
 
 def selected_teacher(app: Application, config: Mapping[str, Any]) -> Teacher:

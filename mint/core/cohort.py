@@ -14,6 +14,7 @@ records in `split_source` where each case's split came from (`SPLIT_SOURCES`).
 from __future__ import annotations
 
 import argparse
+import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -82,6 +83,51 @@ def check_split_column(df: pl.DataFrame, where: str) -> None:
     if bad.height:
         raise MintError(f"{where}: column 'split' must be one of {SPLITS} (or empty); case {bad['case_id'][0]!r} "
                         f"has {bad['split'][0]!r}")
+
+
+# A case's text (a note) is refused above this many characters at the cohort step (about 25,000 tokens; a long
+# discharge summary is 20,000 characters). The student reads at most its context: a longer prompt is cut
+# where it is answered (`mint.core.prompts.CasePrompts`), and the count is recorded.
+MAX_TEXT_CHARS = 100_000
+# Characters that show nothing: categories Cc (controls), Cf (format: zero-width space U+200B, BOM U+FEFF,
+# soft hyphen U+00AD, ...), Zs/Zl/Zp (spaces, separators), Mn/Me (marks, alone on nothing), Cn/Co/Cs
+# (unassigned, private, surrogates); and the few blank letters and symbols (Hangul fillers, braille blank).
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Zs", "Zl", "Zp", "Mn", "Me"})
+_BLANK_GLYPHS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def is_blank(text: str | None) -> bool:
+    """Whether `text` shows nothing: empty, or only whitespace and invisible characters (see above)."""
+    return all(c in _BLANK_GLYPHS or unicodedata.category(c) in _INVISIBLE_CATEGORIES for c in text or "")
+
+
+def check_case_text(text: str | None, where: str, what: str = "text") -> None:
+    """A case's text as the cohort step keeps it (unchanged): not blank (`is_blank`), at most `MAX_TEXT_CHARS`
+    characters; MintError naming `where` (file, row, case) otherwise."""
+    if is_blank(text):
+        shown = "" if not text else f" (only whitespace or invisible characters: {text[:8]!r})"
+        raise MintError(f"{where}: empty {what}{shown}")
+    if len(text) > MAX_TEXT_CHARS:
+        raise MintError(f"{where}: the {what} has {len(text):,} characters, more than the {MAX_TEXT_CHARS:,} read "
+                        "at most (docs/inputs.md, Limits)")
+
+
+def check_kept(cases: pl.DataFrame, where: str, *, read: int | None = None,
+               excluded: pl.DataFrame | None = None) -> None:
+    """The cohort step's last check before it writes: some case is kept, and some of them train (the teacher
+    and the students learn from the training cases). MintError naming `where` (the source), how many cases
+    were read and how many excluded, by reason (`excluded`: a table with `reason`)."""
+    reasons = (dict(excluded.group_by("reason").len().sort("reason").iter_rows())
+               if excluded is not None and excluded.height else {})
+    read_part = f"{read} read, " if read is not None else ""
+    if cases.height == 0:
+        raise MintError(f"{where}: no case kept ({read_part}{sum(reasons.values())} excluded: {reasons or 'none'}); "
+                        "the log names each excluded case and its reason")
+    if "split" in cases.columns and not (cases["split"] == "train").any():
+        by_split = dict(cases.group_by("split").len().sort("split").iter_rows())
+        raise MintError(f"{where}: no training case among the {cases.height} kept ({by_split}); the teacher and the "
+                        "students need some: give cases split train, or lower 'cohort.split.test' and "
+                        "'cohort.split.validation'")
 
 
 def given_split(value: str | None, where: str) -> str | None:

@@ -3,7 +3,8 @@
 A write lands in a temporary sibling first and is renamed into place, so a killed job never
 leaves a half-written file that Snakemake (or a later reader) would take for a finished one.
 Each output gets `<output>.provenance.json` beside it (inside it, for folders): config hash,
-package versions, seed, host, git commit.
+package versions, seed, host, git commit. A user's input is read only from a regular file and
+within the stated limits (`require_regular_file`, `read_user_table`, `MAX_TABLE_BYTES`, ...).
 
     python -c "import mint.core.io as io, json; print(json.dumps(io.provenance({'a': 1}), indent=1))"
 """
@@ -11,13 +12,16 @@ package versions, seed, host, git commit.
 from __future__ import annotations
 
 import contextlib
+import csv
 import glob
 import hashlib
 import json
 import os
 import pickle
 import platform
+import re
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -34,36 +38,148 @@ import pyarrow.parquet as pq
 ENV_LINEAGE = "MINT_LINEAGE"
 TRACKED_PACKAGES = ("mint", "torch", "transformers", "trl", "peft", "accelerate", "polars", "pyarrow", "snakemake")
 
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+# Everything a run writes may hold patient data (notes, images, answers, logs, weights): readable by its
+# owner alone whatever umask the run started with, or also by the owner's group with
+# `privacy.shared_group: true` (apply_output_mode). The processes a step starts inherit the mode by this
+# variable as well as by the umask.
+ENV_SHARED_GROUP = "MINT_SHARED_GROUP"
+PRIVATE_UMASK = 0o077  # files 0600, folders 0700
+SHARED_GROUP_UMASK = 0o027  # files 0640, folders 0750: the group reads, only the owner writes
 
 
 class MintError(ValueError):
     """A user-facing error: the message names the config key, file, row or case at fault."""
 
 
+# Limits on what a user's input may be (docs/inputs.md, "Limits"): each one is refused above it, naming the file.
+# A user table (manifest, panel, phenopacket-store's flat file) is read whole: 1 GiB of CSV is about a million
+# cases with 1,000-character notes, and 2-3 GiB in memory once parsed.
+MAX_TABLE_BYTES = 1 << 30
+# A config or recipe YAML: 16 MiB holds a `cohort.split.test_cases` list of half a million ids.
+MAX_YAML_BYTES = 16 << 20
+# JSON nesting (objects and arrays, one level each): a phenopacket nests about 10 deep. Python's json
+# recurses once a level and stops near 1,000 with a RecursionError; protobuf's JSON parser stops at 100.
+MAX_JSON_DEPTH = 64
+
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def require_regular_file(path: str | os.PathLike, what: str, max_bytes: int | None = None) -> Path:
+    """`path`, once its target (links followed) is known to be a regular file of at most `max_bytes` bytes;
+    else MintError naming the file and `what` it should be ("manifest", "phenopacket", ...).
+
+    Checked with stat, before anything opens the file: opening a FIFO waits for a writer (forever), and
+    a link to a device (/dev/zero, /dev/urandom) reads without end. A link to a regular file is fine.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise MintError(f"{path}: the {what} is not found") from None
+    except OSError as err:
+        raise MintError(f"{path}: the {what} cannot be read ({err.strerror})") from err
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(st.st_mode)), "not a file")
+        link = f" (a link to {os.path.realpath(path)})" if path.is_symlink() else ""
+        raise MintError(f"{path}: the {what} is {kind}{link}, not a regular file; give the file itself")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise MintError(f"{path}: the {what} is {st.st_size:,} bytes, more than the {max_bytes:,} read at most; "
+                        "split it, or shorten what it holds (docs/inputs.md, Limits)")
+    return path
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def check_json_depth(text: str, source: str, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """MintError naming `source` if the JSON `text` nests objects and arrays more than `max_depth` deep.
+
+    Counted on the brackets outside strings, without parsing: a parser recurses a level at a time and a
+    deep enough file ends it with a RecursionError that names no file.
+    """
+    import numpy as np
+
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)).encode()
+    if not brackets:
+        return
+    steps = np.frombuffer(brackets, dtype=np.uint8)
+    depth = int(np.cumsum(np.where((steps == ord("[")) | (steps == ord("{")), 1, -1)).max())
+    if depth > max_depth:
+        raise MintError(f"{source}: JSON nested {depth} levels deep; at most {max_depth} are read "
+                        "(mint.core.io.MAX_JSON_DEPTH)")
+
+
+def duplicated_columns(names: Iterable[str], path: str | os.PathLike, what: str) -> None:
+    """MintError naming the file and the column if `names` (a table's header) holds a name twice."""
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+    twice = [name for name, n in seen.items() if n > 1]
+    if twice:
+        raise MintError(f"{path}: the {what} has column {twice[0]!r} {seen[twice[0]]} times; each column must appear "
+                        f"once (duplicated: {twice[:5]})")
+
+
 def read_user_table(path: Path, what: str, *, text_suffixes: tuple[str, ...] = (".csv", ".tsv", ".txt"),
                     expected: str = "a header and one row per line") -> pl.DataFrame:
     """A user's table (Parquet, or UTF-8 CSV; any other text suffix is tab-separated), every column a
     string; MintError naming the file and the `what` if it is not UTF-8, empty (`expected` says what
-    should be there) or broken."""
+    should be there) or broken. Only a regular file of at most `MAX_TABLE_BYTES` is read, and a column
+    named twice in the header is refused (polars would rename the second copy `<name>_duplicated_0`)."""
     suffix = path.suffix.lower()
+    require_regular_file(path, what, MAX_TABLE_BYTES)
     try:
         if suffix == ".parquet":
+            duplicated_columns(pq.read_schema(path).names, path, what)
             df = pl.read_parquet(path)
             return df.with_columns(pl.col(c).cast(pl.String) for c in df.columns)
         if suffix in text_suffixes:
-            path.read_bytes().decode("utf-8")  # polars' own message for other encodings names no file
-            return pl.read_csv(path, separator="," if suffix == ".csv" else "\t", infer_schema=False)
+            separator = "," if suffix == ".csv" else "\t"
+            text = path.read_bytes().decode("utf-8")  # polars' own message for other encodings names no file
+            end = text.find("\n")
+            header = text if end < 0 else text[:end].rstrip("\r")
+            duplicated_columns(next(csv.reader([header], delimiter=separator), []), path, what)
+            return pl.read_csv(path, separator=separator, infer_schema=False)
     except UnicodeDecodeError as err:
         raise MintError(f"{path}: the {what} is not UTF-8 text (byte {err.start}: {err.reason}); save it as "
                         "UTF-8") from err
     except pl.exceptions.NoDataError as err:
         raise MintError(f"{path}: the {what} is empty; expected {expected}") from err
-    except (pl.exceptions.PolarsError, OSError) as err:
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as err:
         raise MintError(f"{path}: not a readable {what} ({err})") from err
     raise MintError(f"{path}: a {what} must be .csv, .tsv or .parquet")
+
+
+def apply_output_mode(shared_group: bool | None = None, existing: Iterable[str | os.PathLike] = ()) -> int:
+    """Set this process's umask (inherited by the processes it starts) so that what it creates is its
+    owner's alone (files 0600, folders 0700), or also its group's to read (0640, 0750) with `shared_group`;
+    None: as the running workflow says (MINT_SHARED_GROUP, default private). `existing`: paths made before
+    the mode was set (Snakemake's own log), given the mode a new one would get; a path of another owner
+    keeps its mode. Returns the umask set.
+
+        python -c "import mint.core.io as io; print(oct(io.apply_output_mode()))"
+    """
+    if shared_group is None:
+        shared_group = os.environ.get(ENV_SHARED_GROUP) == "1"
+    os.environ[ENV_SHARED_GROUP] = "1" if shared_group else "0"
+    mask = SHARED_GROUP_UMASK if shared_group else PRIVATE_UMASK
+    os.umask(mask)
+    for path in existing:
+        try:
+            os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
+        except (FileNotFoundError, PermissionError):  # not there, or another user's (not ours to change)
+            continue
+    return mask
+
+
+def current_umask() -> int:
+    """The umask in force. Reading it means setting it: for that instant it is the private one, so that
+    a file another thread creates meanwhile is never more open than outputs are."""
+    mask = os.umask(PRIVATE_UMASK)
+    os.umask(mask)
+    return mask
 
 
 def require_columns(df: pl.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -152,7 +268,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs should read like any file
+    os.chmod(tmp_path, 0o666 & ~current_umask())  # mkstemp makes 0600: the mode of the run's other files
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -167,6 +283,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700: the mode of the run's other folders
     try:
         yield tmp
         if path.exists():
@@ -304,7 +421,11 @@ def read_parquet(path: str | os.PathLike, schema: pa.Schema | None = None) -> pl
     path = Path(path)
     if not path.exists():
         raise MintError(f"file not found: {path}")
-    df = pl.read_parquet(path)
+    try:
+        df = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as err:
+        raise MintError(f"{path}: not a readable Parquet file, truncated or corrupt ({err}); remove it and rerun "
+                        "the step that writes it") from err
     if schema is not None:
         require_columns(df, schema.names, str(path))
     return df

@@ -29,10 +29,11 @@ import torch
 from tqdm import tqdm
 
 from mint.core.cohort import add_split_argument, cases_in, load_cases, load_labels
-from mint.core.io import MintError, provenance
-from mint.core.predict import add_prompt_arguments, parse_prompt
-from mint.core.prompts import build_prompt, first_item
+from mint.core.io import MintError, apply_output_mode, provenance
+from mint.core.predict import add_prompt_arguments, fit_prompts, parse_prompt
+from mint.core.prompts import CasePrompts, build_prompt, first_item
 from mint.core.rankings import RankingsWriter
+from mint.core.students.kind import check_student_input
 from mint.core.workflow import rank_log
 
 MODALITY = "student"  # the modality of a student's rankings (RANKINGS.modality)
@@ -304,7 +305,7 @@ def score_panel(
         texts = [processing.apply_chat_template(p, add_generation_prompt=True, tokenize=False) + start
                  for p in prompts]
     else:
-        from mint.core.vision import render_prompts
+        from mint.core.students.vision import render_prompts
 
         texts = render_prompts(processing, prompts, [[None]] * len(prompts), start)
     # The tokens a name adds do not depend on the case: every prompt ends in the same answer start.
@@ -325,11 +326,10 @@ def score_panel(
         if images is None:
             enc = tokenizer(texts[i], return_tensors="pt", add_special_tokens=False)
         else:
-            from PIL import Image
+            from mint.core.images import open_image
+            from mint.core.students.vision import encode_prompts
 
-            from mint.core.vision import encode_prompts
-
-            enc = encode_prompts(processing, [prompts[i]], [[Image.open(images[i]).convert("RGB")]], start)
+            enc = encode_prompts(processing, [prompts[i]], [[open_image(images[i], "RGB")]], start)
         logits, prompt_cache = _forward(model, **enc.to(device))
         prompt_len = prompt_cache.get_seq_length()
         if top is not None:
@@ -348,6 +348,7 @@ def rank_panel(
     model_dir: str, cases_path: str | Path, candidates_path: str | Path, out_path: str | Path, *,
     prompt: Mapping[str, str], text_field: str | None, k: int, batch_size: int = 256, threads: int = 1,
     split: str = "test", image_field: str | None = None, chunk: int = 256, top: int | None = None,
+    kind: str | None = None,
 ) -> None:
     """RANKINGS (modality `student`) of every candidate label for each `split` case, by the student in `model_dir`.
 
@@ -355,8 +356,9 @@ def rank_panel(
     its `image_field` path) and is asked the same question; `batch_size` candidates go through the model
     at once. The rankings are written `chunk` cases at a time. `top=N`: only each case's N best labels,
     scored exactly and written (ranks 1..N); the others are not run through the model (`score_panel`).
+    `kind`: the application's declared student kind, for a model whose folder records none.
     """
-    from mint.core.train import load_trained
+    from mint.core.students.load import load_trained
 
     torch.set_num_threads(threads)
     cases = cases_in(load_cases(cases_path), split)
@@ -366,7 +368,7 @@ def rank_panel(
     labels = load_labels(candidates_path)
     if labels.height == 0:
         raise MintError(f"{candidates_path}: no candidate labels to rank")
-    model, processing = load_trained(model_dir, kind="text" if image_field is None else "vision")
+    model, processing = load_trained(model_dir, kind=check_student_input(model_dir, kind, image_field is not None))
     if torch.cuda.is_available():
         model.to("cuda")
     texts = cases[text_field].to_list() if text_field else [None] * cases.height
@@ -375,12 +377,20 @@ def rank_panel(
                 "batch_size": batch_size, "score": "sum of the name's token log-probabilities",
                 "labels": "all" if top is None else f"each case's {top} best"}
     ids = cases["case_id"].to_list()
-    with RankingsWriter(out_path, labels["label_id"].to_list(), provenance(settings, model=str(model_dir))) as out:
+    # A prompt is cut to the student's context less the room of the longest answer scored (start and name).
+    answers = ["".join(first_item(name, prompt["header"], k)) for name in labels["name"].to_list()]
+    room = max(map(len, getattr(processing, "tokenizer", processing)(answers, add_special_tokens=False)["input_ids"]))
+    prov, truncated = provenance(settings, model=str(model_dir)), 0
+    with RankingsWriter(out_path, labels["label_id"].to_list(), prov) as out:
         for s in tqdm(range(0, len(ids), chunk), desc="rank panel", unit="chunk"):
-            prompts = [build_prompt(prompt, k, text, text_field) for text in texts[s:s + chunk]]
+            part = CasePrompts(texts[s:s + chunk], lambda _, text: build_prompt(prompt, k, text, text_field),
+                               ids[s:s + chunk])
+            prompts = fit_prompts(part, model, processing, room)
+            truncated += len(part.truncated)
             scores = score_panel(model, processing, prompts, labels["name"].to_list(), prompt["header"], k,
                                  batch_size=batch_size, images=paths[s:s + chunk] if paths else None, top=top)
             out.add(ids[s:s + chunk], scores, MODALITY, top=top)
+        prov["truncated_prompts"] = truncated  # the sidecar, written as the block ends: the report's to state
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -402,11 +412,12 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     a = make_parser().parse_args(argv)
+    apply_output_mode()  # a workflow step's output mode (MINT_SHARED_GROUP); run by hand, owner-only
     with rank_log(a.log):
         prompt = parse_prompt(a.prompt)
         rank_panel(a.model_dir, a.cases, a.candidates, a.out, prompt=prompt, text_field=a.text_field, k=a.k,
                    batch_size=a.batch_size, threads=a.threads, split=a.split,
-                   image_field=a.image_field, top=a.top)
+                   image_field=a.image_field, top=a.top, kind=a.kind)
 
 
 if __name__ == "__main__":

@@ -26,10 +26,11 @@ from tqdm import tqdm
 
 from mint.core import schemas
 from mint.core.cohort import add_split_argument, cases_in, load_cases
-from mint.core.io import MintError, provenance, write_parquet
+from mint.core.io import MintError, apply_output_mode, provenance, write_parquet
 from mint.core.launch import use_cpu
-from mint.core.prompts import build_prompt, parse_answer
+from mint.core.prompts import CasePrompts, build_prompt, parse_answer
 from mint.core.steps import step_from_env
+from mint.core.students.kind import KINDS, check_student_input
 from mint.core.workflow import rank_log
 
 
@@ -71,11 +72,10 @@ def generate_answers(
         if images is None:
             enc = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
         else:
-            from PIL import Image
+            from mint.core.images import open_image
+            from mint.core.students.vision import encode_prompts
 
-            from mint.core.vision import encode_prompts
-
-            pictures = [[Image.open(images[i]).convert("RGB")] for i in idx]
+            pictures = [[open_image(images[i], "RGB")] for i in idx]
             enc = encode_prompts(processing, [prompts[i] for i in idx], pictures)
         enc = enc.to(model.device)
         if images is None:
@@ -287,22 +287,48 @@ def greedy_tokens(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     return tokens
 
 
+def context_length(model, processing) -> int | None:
+    """Tokens the student reads at most: its config's `max_position_embeddings` (a vision student's text
+    model's), else its tokenizer's `model_max_length` where one is set; None where neither says."""
+    config = getattr(model, "config", None)
+    for part in (config, getattr(config, "text_config", None)):
+        n = getattr(part, "max_position_embeddings", None)
+        if isinstance(n, int) and n > 0:
+            return n
+    n = getattr(getattr(processing, "tokenizer", processing), "model_max_length", None)
+    return n if isinstance(n, int) and 0 < n < 1 << 31 else None  # transformers' "unset" is 1e30
+
+
+def fit_prompts(prompts: Sequence[list[dict]] | CasePrompts, model, processing, room: int) -> list[list[dict]]:
+    """`prompts` as the student gets them: `CasePrompts` cut so that each prompt and `room` tokens more (the
+    answer) fit the student's context (`context_length`); a plain list as given. Without this a note of a
+    million characters makes a prompt the model cannot hold (attention grows as its square)."""
+    if not isinstance(prompts, CasePrompts):
+        return list(prompts)
+    context = context_length(model, processing)
+    return prompts.fit(processing, None if context is None else context - room)
+
+
 def answer_prompts(
-    model_dir: str, prompts: Sequence[list[dict]], *, batch_size: int, max_new_tokens: int, threads: int, seed: int,
-    state=None, images: Sequence[str] | None = None,
+    model_dir: str, prompts: Sequence[list[dict]] | CasePrompts, *, batch_size: int, max_new_tokens: int,
+    threads: int, seed: int, state=None, images: Sequence[str] | None = None, kind: str | None = None,
 ) -> list[str]:
     """The answers of the model in `model_dir` (seeded; `threads` CPU threads, `batch_size` prompts a batch).
 
-    With `images` (one path per prompt) the model is a vision student. With `state` (several
-    processes), each generates its share and every process gets all answers.
+    The student's kind is the one its folder records, else `kind` (the application's declared kind,
+    for a model MINT did not write): a vision student gets `images` (one path per prompt), a text
+    student none. With `state` (several processes), each generates its share and every process gets all answers.
     """
-    from mint.core.train import load_trained
+    from mint.core.students.load import load_trained
 
+    kind = check_student_input(model_dir, kind, images is not None)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    model, processing = load_trained(model_dir, kind="text" if images is None else "vision")
+    model, processing = load_trained(model_dir, kind=kind)
     if state is not None:
         model.to(state.device)
+    # CasePrompts are cut to the student's context less the answer's room; their `truncated` names the cases cut.
+    prompts = fit_prompts(prompts, model, processing, max_new_tokens)
     return generate_answers(model, processing, prompts, batch_size, max_new_tokens, state, images)
 
 
@@ -326,12 +352,13 @@ def write_predictions(
 def predict(
     model_dir: str, cases_path: str | Path, out_path: str | Path, *, method: str, prompt: Mapping[str, str],
     text_field: str | None, k: int, batch_size: int = 128, max_new_tokens: int = 64, threads: int = 1,
-    seed: int = 0, split: str = "test", image_field: str | None = None,
+    seed: int = 0, split: str = "test", image_field: str | None = None, kind: str | None = None,
 ) -> None:
     """Answer the `split` cases with the model in `model_dir`; one Parquet (PREDICTIONS) to `out_path`.
 
     The student reads the case's `text_field` column and/or the image at its `image_field` path,
-    nothing else. Several processes (accelerate launch) share the work; only process 0 writes.
+    nothing else. `kind`: the application's declared student kind, for a model whose folder records
+    none (`mint.core.students.kind`). Several processes (accelerate launch) share the work; only process 0 writes.
     """
     state = process_state()
     cases = cases_in(load_cases(cases_path), split)
@@ -339,16 +366,17 @@ def predict(
         if field is not None and field not in cases.columns:
             raise MintError(f"{cases_path}: no column {field!r}, the student's input")
     texts = cases[text_field].to_list() if text_field else [None] * cases.height
-    prompts = [build_prompt(prompt, k, text, text_field) for text in texts]
+    prompts = CasePrompts(texts, lambda _, text: build_prompt(prompt, k, text, text_field), cases["case_id"].to_list())
     answers = answer_prompts(model_dir, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
                              threads=threads, seed=seed, state=state,
-                             images=cases[image_field].to_list() if image_field else None)
+                             images=cases[image_field].to_list() if image_field else None, kind=kind)
     if not state.is_main_process:
         return
     settings = {"prompt": dict(prompt), "text_field": text_field, "k": k, "batch_size": batch_size,
                 "max_new_tokens": max_new_tokens}
+    # How many prompts were cut to the student's context (their text's first tokens kept): the report's to state.
     write_predictions(cases["case_id"].to_list(), method, answers, prompt["header"], out_path,
-                      provenance(settings, seed=seed, model=str(model_dir)))
+                      provenance(settings, seed=seed, model=str(model_dir), truncated_prompts=len(prompts.truncated)))
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -373,6 +401,8 @@ def add_prompt_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--text-field", default=None, help="the cases column the student reads (text students)")
     p.add_argument("--image-field", default=None, help="the cases column of the image path a vision student sees")
     p.add_argument("--k", type=int, required=True, help="labels the student is asked to name")
+    p.add_argument("--kind", default=None, choices=KINDS,
+                   help="the student kind the application declares, for a model that records none (a hub model)")
 
 
 def parse_prompt(text: str) -> dict[str, Any]:
@@ -385,12 +415,13 @@ def parse_prompt(text: str) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     a = make_parser().parse_args(argv)
+    apply_output_mode()  # a workflow step's output mode (MINT_SHARED_GROUP); run by hand, owner-only
     with rank_log(a.log):
         step_from_env()  # inside a workflow step: check its inputs' provenance (mint.core.steps)
         prompt = parse_prompt(a.prompt)
         predict(a.model_dir, a.cases, a.out, method=a.method, prompt=prompt, text_field=a.text_field, k=a.k,
                 batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, threads=a.threads, seed=a.seed,
-                split=a.split, image_field=a.image_field)
+                split=a.split, image_field=a.image_field, kind=a.kind)
 
 
 if __name__ == "__main__":

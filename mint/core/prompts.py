@@ -1,6 +1,7 @@
 """The question the student is asked and the shape of its answer: one place for both directions.
 
-`build_prompt` makes the chat messages (system + user) for one case's input, `format_answer`
+`build_prompt` makes the chat messages (system + user) for one case's input (`CasePrompts`: for every case
+of a step, each cut to the student's context where it would not fit), `format_answer`
 writes a numbered list under the application's header (the paper's `POTENTIAL_DISEASES:` in the
 rare-disease application), `parse_answer` reads one back from free text. The wording comes from
 the application (`Application.prompt`), with the config's `prompt.system` / `prompt.user` over it.
@@ -10,12 +11,15 @@ the application (`Application.prompt`), with the config's `prompt.system` / `pro
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from mint.core.io import MintError
 
 Message = dict[str, str]
+log = logging.getLogger(__name__)
 
 
 def build_prompt(
@@ -36,6 +40,66 @@ def build_prompt(
     if context:
         user = f"{context}\n\n{user}"
     return [{"role": "system", "content": prompt["system"]}, {"role": "user", "content": user}]
+
+
+@dataclass
+class CasePrompts:
+    """The prompts of a step's cases, each built from its case's text (`build(i, text)`; text None: none),
+    where the text can be cut to fit the student's context (`fit`). Iterating gives the built prompts.
+
+    A prompt longer than the student reads keeps its text's first tokens, and the template's every other
+    part whole (the system turn, the question after the text, the generation prompt): what the cases'
+    notes state first (demographics, the first findings) is what the student reads. `truncated` lists the
+    cases `fit` cut (their `case_ids`), which the step records in its output's provenance.
+    """
+
+    texts: list[str | None]
+    build: Callable[[int, str | None], list[Message]]
+    case_ids: list[str]
+    truncated: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __iter__(self) -> Iterator[list[Message]]:
+        return (self.build(i, text) for i, text in enumerate(self.texts))
+
+    def fit(self, processing, budget: int | None) -> list[list[Message]]:
+        """The prompts, each of at most `budget` tokens as `processing` (a tokenizer, or a processor with
+        one) renders them for generation; None: as built. A text is cut to its first tokens (decoded back to
+        text), as few cut as bring its prompt within `budget`; MintError naming the case when even the
+        prompt without its text is longer."""
+        self.truncated = []
+        prompts = list(self)
+        if budget is None or all(t is None for t in self.texts):
+            return prompts
+        tokenizer = getattr(processing, "tokenizer", processing)
+
+        def lengths(messages: Sequence[list[Message]]) -> list[int]:
+            rendered = [processing.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+                        for m in messages]
+            return [len(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]
+
+        for i, n in enumerate(lengths(prompts)):
+            if n <= budget:
+                continue
+            ids = tokenizer(self.texts[i] or "", add_special_tokens=False)["input_ids"]
+            keep = len(ids) - (n - budget)
+            while n > budget:
+                if keep < 1:
+                    raise MintError(f"case {self.case_ids[i]!r}: its prompt without its text is longer than the "
+                                    f"{budget} tokens the student reads at most here (its context less the "
+                                    "answer's room); shorten the prompt (config key 'prompt')")
+                text = tokenizer.decode(ids[:keep]).rstrip("\ufffd")  # not half a character at the cut
+                prompts[i] = self.build(i, text)
+                n = lengths([prompts[i]])[0]
+                keep -= n - budget  # still over: cut as many more tokens
+            self.truncated.append(self.case_ids[i])
+        if self.truncated:
+            log.warning("%d of %d prompts cut to the student's %d tokens (their text's first tokens kept): %s%s",
+                        len(self.truncated), len(prompts), budget, self.truncated[:5],
+                        " ..." if len(self.truncated) > 5 else "")
+        return prompts
 
 
 def format_answer(names: Sequence[str], header: str) -> str:

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from mint.core import schemas
 from mint.core.cohort import load_cases, load_labels
-from mint.core.io import MintError, ParquetStream, provenance, write_parquet
+from mint.core.io import MintError, ParquetStream, provenance, require_regular_file, write_parquet
 
 
 def rankings_frame(case_ids: Sequence[str], classes: Sequence[str], scores: np.ndarray, modality: str) -> pl.DataFrame:
@@ -236,11 +236,13 @@ def import_rankings(external: str | Path, cases_path: str | Path, candidates_pat
     null, NaN or infinite (it would sort as the best or the worst label); a (case, label) pair given
     twice; a case or label not in the cohort; a ranked case whose labels are not exactly the candidates
     (each case's ranking must cover the whole panel, as the application's teacher's does); a training
-    case with no ranking.
+    case with no ranking; a case whose labels all have one score (it prefers none: every pair drawn from
+    it would be a coin toss). The file must be a regular file (not a FIFO or a device).
     """
     src = Path(external)
     if not src.exists():
         raise MintError(f"config key 'teacher.rankings': file not found: {src}")
+    require_regular_file(src, "rankings file (config key 'teacher.rankings')")
     try:
         df = pl.read_parquet(src)
     except (pl.exceptions.PolarsError, OSError) as err:
@@ -286,6 +288,13 @@ def import_rankings(external: str | Path, cases_path: str | Path, candidates_pat
     absent = set(train) - set(df["case_id"].to_list())
     if absent:
         raise MintError(f"{src}: no rankings for training case(s) {sorted(absent)[:5]}")
+    flat = (df.group_by("case_id").agg(n=pl.len(), low=pl.col("score").min(), high=pl.col("score").max())
+            .filter((pl.col("n") > 1) & (pl.col("low") == pl.col("high"))).sort("case_id"))
+    if flat.height:
+        case_id, n, score = flat.row(0)[:3]
+        raise MintError(f"{src}: case {case_id!r} gives all its {n} labels the same score ({score}), a ranking "
+                        f"that prefers none; expected scores that order the labels ({flat.height} such case(s): "
+                        f"{flat['case_id'].to_list()[:5]})")
     df = df.drop("_row").with_columns(
         modality=pl.lit("external"),
         rank=pl.col("score").rank("ordinal", descending=True).over("case_id").cast(pl.Int32),

@@ -39,8 +39,9 @@ from mint.core.evaluate import (
     summarize_by_seen,
     training_counts,
 )
-from mint.core.io import atomic_path, load_json, provenance, read_parquet, write_json, write_parquet
+from mint.core.io import atomic_path, load_json, provenance, read_parquet, sidecar_path, write_json, write_parquet
 from mint.core.rankings import RankedLists
+from mint.core.trainers import fell_back
 
 STUDENT_ROWS = {"base": "base model", "sft": "SFT", "dpo": "DPO (from SFT)", "orpo": "MINT (ORPO)"}
 # A student's full-panel ranking (`mint.core.panel`) is the method `<student><PANEL_SUFFIX>` of the report,
@@ -71,7 +72,8 @@ def score_student(
     preds = read_parquet(predictions_path, schemas.PREDICTIONS)
     scores = score_predictions(preds, split_truth(load_cases(cases_path), split), matcher, k, header, seed=seed)
     write_parquet(scores, out_path, schemas.CASE_SCORES,
-                  provenance({"k": k, "header": header, "fuzzy_cutoff": fuzzy_cutoff}, seed=seed))
+                  provenance({"k": k, "header": header, "fuzzy_cutoff": fuzzy_cutoff}, seed=seed,
+                             **recorded_cuts(predictions_path)))
 
 
 def score_ranker(cases_path: str | Path, rankings_path: str | Path, out_path: str | Path, *, modality: str,
@@ -87,7 +89,16 @@ def score_ranker(cases_path: str | Path, rankings_path: str | Path, out_path: st
         parts = [score_rankings(rows, truth.join(rows.select("case_id").unique(), on="case_id"), k, method, seed)
                  for rows in _ranked_rows(ranked, modality, chunk)]
     scores = pl.concat(parts) if parts else pl.DataFrame(schema=CASE_SCORE_SCHEMA)
-    write_parquet(scores, out_path, schemas.CASE_SCORES, provenance({"modality": modality, "k": k}, seed=seed))
+    write_parquet(scores, out_path, schemas.CASE_SCORES, provenance({"modality": modality, "k": k}, seed=seed,
+                                                                    **recorded_cuts(rankings_path)))
+
+
+def recorded_cuts(path: str | Path) -> dict[str, int]:
+    """{"truncated_prompts": n} where the provenance beside `path` records how many of a student's prompts were
+    cut to its context (`mint.core.prompts.CasePrompts`); {} where it records none (a teacher's rankings)."""
+    side = sidecar_path(path)
+    n = load_json(side).get("truncated_prompts") if side.is_file() else None
+    return {"truncated_prompts": n} if n is not None else {}
 
 
 def _ranked_rows(ranked: RankedLists, modality: str, chunk: int) -> Iterator[pl.DataFrame]:
@@ -156,7 +167,14 @@ def make_report(
     teacher ranked, from what (a line of the summary). `split`: the cases the scores are of (`evaluation.split`).
     """
     rows = row_labels(app)
-    scores = pl.concat([read_parquet(p, schemas.CASE_SCORES) for p in score_paths])
+    parts = [read_parquet(p, schemas.CASE_SCORES) for p in score_paths]
+    scores = pl.concat(parts)
+    # Prompts cut to a student's context, by method (over its seeds): stated only where some were.
+    cut: dict[str, int] = {}
+    for path, part in zip(score_paths, parts):
+        n = recorded_cuts(path).get("truncated_prompts", 0)
+        if n and part.height:
+            cut[part["method"][0]] = cut.get(part["method"][0], 0) + n
     table = summarize(scores, ks=tuple(ks), n_boot=n_boot, seed=seed)
     table = table.with_columns(label=pl.col("method").map_elements(lambda m: display_name(m, rows),
                                                                    return_dtype=pl.String))
@@ -205,12 +223,13 @@ def make_report(
             _plot_confusion(scores, method, load_labels(candidates_path), rows, app, out / "confusion.png")
     teacher = load_json(teacher_metrics) if teacher_metrics else None
     write_json({"split": split, "metrics": table.to_dicts(), "training": training, "orpo_vs": comparisons,
-                "teacher_vs": teacher_vs, "cohort": cohort, "teacher": teacher}, out / "metrics.json", prov)
+                "teacher_vs": teacher_vs, "cohort": cohort, "teacher": teacher,
+                **({"truncated_prompts": cut} if cut else {})}, out / "metrics.json", prov)
     _plot_accuracy(table, k, app, out / "accuracy.png", split)
     _plot_training(train_dirs, rows, out / "training.png")
     context = {"table": table, "k": k, "ks": list(ks), "teacher_metrics": teacher, "cohort": cohort, "cases": cases,
                "agreement": agreement, "q": q, "teacher_description": teacher_description,
-               "seen_section": seen_section, "teacher_vs": teacher_vs, "split": split}
+               "seen_section": seen_section, "teacher_vs": teacher_vs, "split": split, "truncated": cut}
     _write_summary(app, rows, context, training, comparisons, out / "summary.md")
     return table
 
@@ -339,6 +358,17 @@ def _fmt(row: Mapping[str, Any], m: str, pct: bool = True) -> str:
     return f"{f(row[m])} [{f(row[m + '_lo'])}, {f(row[m + '_hi'])}]"
 
 
+def fast_forward_lines(training: Sequence[Mapping[str, Any]], rows: Mapping[str, str]) -> list[str]:
+    """A line of the summary naming each student that trained TRL's way instead of with the workflow's own forward
+    pass (`fast_forward` in its metrics.json, mint.core.trainers.fast_forward); none when every student used it."""
+    fell = [m for m in training if fell_back(m.get("fast_forward"))]
+    if not fell:
+        return []
+    named = "; ".join(f"{display_name(m['method'], rows)} seed {m.get('seed', '')}: {m['fast_forward']}" for m in fell)
+    return ["", f"Trained with TRL's own forward pass, not the workflow's (slower; the same loss up to float "
+            f"rounding): {named}."]
+
+
 def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[str, Any], training, comparisons,
                    path: Path) -> None:
     table, k = context["table"], context["k"]
@@ -368,6 +398,10 @@ def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[s
         spread = f"{100 * row['top1_seed_sd']:.1f}" if row["n_seeds"] > 1 else ""  # one seed: no spread
         cells += [str(row["n_seeds"]), spread] if seeds > 1 else []
         lines.append("| " + " | ".join(cells) + " |")
+    if context.get("truncated"):
+        named = "; ".join(f"{display_name(m, rows)}: {n}" for m, n in context["truncated"].items())
+        lines += ["", "Prompts cut to the student's context, the case text's first tokens kept "
+                      f"(docs/inputs.md, Limits; over all seeds): {named}."]
     by_method = {r["method"]: r for r in table.iter_rows(named=True)}
     ablation = [(m, app.modality_labels.get(m.removeprefix("teacher_"), m), "teacher")
                 for m in by_method if m.startswith("teacher_") and m != "teacher_external"]
@@ -402,6 +436,7 @@ def _write_summary(app: Application, rows: Mapping[str, str], context: Mapping[s
             lines.append(f"| {display_name(m['method'], rows)} | {m.get('seed', '')} | {m['fine_tuning']} | "
                          f"{m['trainable_parameters']:,} | {m['global_step']} | "
                          f"{len(m['unchanged_tensors'])} of {m['trainable_tensors']} |")
+        lines += fast_forward_lines(training, rows)
     agreement = context.get("agreement")
     if agreement is not None and agreement.height:
         lines += ["", "## Agreement with the teacher's lists", "",

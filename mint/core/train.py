@@ -2,12 +2,17 @@
 
 A recipe names the method, where training starts (`init: base`, or `init: sft` for DPO as in the
 paper), LoRA settings (`lora: null` means full fine-tuning, what the builtin tiny student's
-recipes use) and `args` passed unchanged to TRL's config class.
+recipes use) and `args` passed to TRL's config class (but `save_total_limit`: see below), checked by type
+and range first, as at start-up, a number YAML reads as text (`5e-5`) converted (mint.core.recipe_args).
 
 The output folder is a Hugging Face folder (a peft adapter, or a full model) plus
-`mint_student.json` (how to rebuild the model: base, init, adapter), `metrics.json` and
+`mint_student.json` (the student's kind, and how to rebuild the model: base, init, adapter;
+`mint.core.students.kind`), `metrics.json` and
 `trainer_log.jsonl`. Checkpoints go to a separate folder (Snakemake deletes the outputs of a
-failed job), and a rerun resumes from the last one.
+failed job), and a rerun resumes from the last complete one: a checkpoint counts once every process has
+saved it and process 0 has written `mint_complete.json` into it; one a kill cut short is removed on the
+rerun. So MINT applies the recipe's `save_total_limit` itself, removing older checkpoints only once a newer
+one is complete (the Trainer's own rotation removes them before the newer one is marked).
 
 The same code runs as one process or as several under `accelerate launch` (DDP, DeepSpeed
 ZeRO-3, FSDP: `config/accelerate/`): every process trains, only process 0 claims the checkpoint
@@ -32,11 +37,14 @@ from typing import Any
 
 import torch
 from datasets import Dataset
+from transformers import TrainerCallback
 
 from mint.core import schemas
 from mint.core.config import check_recipe_fields, load_yaml
+from mint.core.images import dataset_images
 from mint.core.io import (
     MintError,
+    apply_output_mode,
     atomic_dir,
     config_hash,
     file_digest,
@@ -46,53 +54,35 @@ from mint.core.io import (
     write_json,
 )
 from mint.core.launch import use_cpu
-from mint.core.models import load_student
 from mint.core.steps import step_from_env
-from mint.core.trl_compat import METHODS, VISION_METHODS, trainer_classes, vision_trainer_classes
+from mint.core.students.kind import KINDS, check_kind, write_student_record
+from mint.core.students.load import load_base, load_trained
+from mint.core.trainers import (
+    METHODS,
+    fast_forward_outcome,
+    fell_back,
+    trainer_classes,
+    vision_trainer_classes,
+)
 from mint.core.workflow import rank_log
 
 log = logging.getLogger(__name__)
 
-STUDENT_FILE = "mint_student.json"
-KINDS = ("text", "vision")  # the student reads text, or an image with text
-
 
 def load_recipe(path: str | Path, kind: str = "text") -> dict[str, Any]:
-    """A recipe, checked: known keys, a known method, and `args` that its TRL config class accepts.
+    """A recipe, checked as start-up checks it (`mint.core.config.check_recipe_fields`: known keys, a known method,
+    `args` of the types and ranges of its TRL config class, a number YAML read as text converted), with defaults.
 
     `kind`: the student's (a vision student's ORPO trains on DPO's vision path, with DPO's config).
     """
     stem = Path(path).stem
-    recipe = check_recipe_fields(load_yaml(path), path, stem if stem in METHODS else None)
-    method = recipe.get("method")
-    if method not in METHODS:
-        raise MintError(f"{path}: recipe key 'method' must be one of {METHODS}, got {method!r}")
+    recipe = check_recipe_fields(load_yaml(path), path, stem if stem in METHODS else None, kind)
     recipe.setdefault("init", "base")
     recipe.setdefault("lora", None)
     recipe.setdefault("args", {})
     recipe.setdefault("dtype", "float32")
     recipe.setdefault("nll", "completion")
     recipe.setdefault("freeze", [])
-    freeze = recipe["freeze"]
-    if not isinstance(freeze, list) or not all(isinstance(x, str) and x for x in freeze):
-        raise MintError(f"{path}: recipe key 'freeze' must be a list of parameter-name patterns (regular "
-                        f"expressions, e.g. 'model\\.vision_tower\\.'), got {freeze!r}")
-    for pattern in freeze:
-        try:
-            re.compile(pattern)
-        except re.error as err:
-            raise MintError(f"{path}: recipe key 'freeze': {pattern!r} is not a regular expression: {err}") from err
-    if recipe["nll"] not in ("completion", "full"):
-        raise MintError(f"{path}: recipe key 'nll' must be 'completion' or 'full' (ORPO's NLL over the prompt too), "
-                        f"got {recipe['nll']!r}")
-    if kind == "vision" and method not in VISION_METHODS:
-        raise MintError(f"{path}: method {method!r} has no image path here; a vision student trains with "
-                        f"{VISION_METHODS} (config key 'training.methods')")
-    config_cls, _ = vision_trainer_classes(method) if kind == "vision" else trainer_classes(method)
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    bad = sorted(set(recipe["args"]) - fields)
-    if bad:
-        raise MintError(f"{path}: recipe 'args' key(s) {bad} are not options of TRL's {config_cls.__name__}")
     if recipe["lora"] is not None:
         from peft import LoraConfig
 
@@ -103,43 +93,11 @@ def load_recipe(path: str | Path, kind: str = "text") -> dict[str, Any]:
     return recipe
 
 
-def load_base(name_or_path: str, dtype: str = "float32", kind: str = "text"):
-    """(model, tokenizer or processor) of a base student: a text LLM, or a vision LLM with its processor."""
-    if kind == "vision":
-        from mint.core.vision import load_vision_student
-
-        return load_vision_student(name_or_path, dtype=dtype)
-    return load_student(name_or_path, dtype=dtype)
-
-
-def load_trained(model_dir: str | Path, dtype: str = "float32", kind: str = "text"):
-    """(model, tokenizer or processor) of a trained student folder: base, then each stage's weights merged."""
-    model_dir = Path(model_dir)
-    spec_path = model_dir / STUDENT_FILE
-    if not spec_path.exists():
-        return load_base(str(model_dir), dtype, kind)  # a plain model folder or hub id
-    spec = json.loads(spec_path.read_text())
-    kind = spec.get("kind", "text")
-    if spec["init"]:
-        model, processing = load_trained(spec["init"], dtype, kind)
-    else:
-        model, processing = load_base(spec["base"], dtype, kind)
-    if spec["adapter"]:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
-    else:
-        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
-
-        auto = AutoModelForImageTextToText if kind == "vision" else AutoModelForCausalLM
-        model = auto.from_pretrained(str(model_dir), dtype=getattr(torch, dtype))
-    return model, processing
-
-
 def load_dataset(method: str, data_path: str | Path, kind: str = "text") -> tuple[Dataset, list[str]]:
     """The method's training rows in TRL's conversational format (messages as lists of dicts), and their case ids.
 
-    A vision student's rows also hold `images`: paths, decoded to images when the trainer reads a row.
+    A vision student's rows also hold `images`: paths (converted pixels where Pillow alone would read a file
+    otherwise than `mint.core.images` does), decoded to images when the trainer reads a row.
     """
     vision = kind == "vision"
     if method == "sft":
@@ -150,13 +108,19 @@ def load_dataset(method: str, data_path: str | Path, kind: str = "text") -> tupl
     df = read_parquet(data_path, schema).select(columns + (["images"] if vision else []))
     if df.height == 0:
         raise MintError(f"{data_path}: no training rows")
-    dataset = Dataset.from_list(df.drop("case_id").to_dicts())
+    rows = df.drop("case_id").to_dicts()
     if vision:
-        from datasets import Image, Sequence
-
         missing = [p for paths in df["images"].to_list() for p in paths if not Path(p).is_file()]
         if missing:
             raise MintError(f"{data_path}: image(s) not found, e.g. {missing[0]!r} ({len(missing)} in all)")
+        # A path where Pillow reads the file as MINT does (8-bit RGB or grey); else converted pixels
+        # (16-bit scaled, not clipped): mint.core.images.
+        images = dataset_images(df["images"].to_list())
+        rows = [dict(row, images=i) for row, i in zip(rows, images, strict=True)]
+    dataset = Dataset.from_list(rows)
+    if vision:
+        from datasets import Image, Sequence
+
         dataset = dataset.cast_column("images", Sequence(Image()))
     return dataset, df["case_id"].to_list()
 
@@ -232,8 +196,7 @@ def train_student(
     writes (and returns the metrics; the others return None).
     """
     torch.set_num_threads(threads)
-    if kind not in KINDS:
-        raise MintError(f"student kind {kind!r}: expected one of {KINDS}")
+    check_kind(kind)  # the application's declared kind; a base folder that records another is an error
     recipe = load_recipe(recipe_path, kind)
     method = recipe["method"]
     if recipe["init"] == "sft" and init_dir is None:
@@ -267,6 +230,7 @@ def train_student(
     # use_cpu: several CPU processes then join one gloo group (DDP on CPU).
     args.update(bf16=args.get("bf16", False) and gpu, fp16=args.get("fp16", False) and gpu, use_cpu=not gpu)
     checkpoint_dir = Path(checkpoint_dir or Path(out_dir).with_name(Path(out_dir).name + ".checkpoints"))
+    keep = args.pop("save_total_limit", None)  # applied by CompleteCheckpoints, once a newer one is complete
     targs = config_cls(output_dir=str(checkpoint_dir), report_to=[], **args)
     main_process = targs.process_index == 0  # also sets up the process group under accelerate launch
 
@@ -280,12 +244,17 @@ def train_student(
     # Temporary files the libraries write (datasets keeps DPO's precomputed reference log-probs in one) stay in
     # the run, under the checkpoint folder, and go when training ends.
     with temp_files_in(checkpoint_dir):
-        trainer = trainer_cls(model=model, args=targs, train_dataset=dataset, processing_class=tokenizer)
+        trainer = trainer_cls(model=model, args=targs, train_dataset=dataset, processing_class=tokenizer,
+                              callbacks=[CompleteCheckpoints(keep)])
         before = _snapshot(trainer.model) if main_process else {}
         last = _last_checkpoint(checkpoint_dir)
         if last:
             log.info("resuming from %s", last)
         result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    fast_forward = fast_forward_outcome(trainer)  # None: a trainer without a forward pass of the workflow's own
+    if fell_back(fast_forward):
+        log.warning("%s: trained with TRL's own forward pass, not the workflow's (slower, the same loss up to "
+                    "float rounding): %s", method, fast_forward)
     state, sharded = _gathered_state(trainer)
     if not trainer.is_world_process_zero():
         return None
@@ -303,6 +272,7 @@ def train_student(
         "recipe": str(recipe_path),
         "fine_tuning": "lora" if adapter else "full",
         "nll": recipe["nll"] if method == "orpo" else None,
+        "fast_forward": fast_forward,
         "n_rows": len(dataset),
         "trainable_parameters": int(sum(t.numel() for t in after.values())),
         "trainable_tensors": len(after),
@@ -322,10 +292,7 @@ def train_student(
         # FSDP leaves trainer.model wrapped; the gathered state dict holds the weights.
         trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(tmp), state_dict=state if sharded else None)
         tokenizer.save_pretrained(str(tmp))
-        spec = {"method": method, "base": base, "init": init, "adapter": adapter}
-        if kind != "text":  # text students' folders stay as they were
-            spec["kind"] = kind
-        (tmp / STUDENT_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+        write_student_record(tmp, kind, method=method, base=base, init=init, adapter=adapter)
         (tmp / "trainer_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in trainer.state.log_history))
         write_json(metrics, tmp / "metrics.json")
         write_json(provenance({"recipe": recipe, "base": base, "init": init},
@@ -358,8 +325,51 @@ def remove_empty_parents(path: Path, levels: int) -> None:
             return
 
 
+COMPLETE_FILE = "mint_complete.json"  # in a checkpoint folder: written last, once every process has saved it
+CHECKPOINT = re.compile(r"checkpoint-(\d+)")  # the Trainer's folder names (transformers' PREFIX_CHECKPOINT_DIR)
+
+
+class CompleteCheckpoints(TrainerCallback):
+    """Mark each checkpoint complete once it is saved, then keep the newest `keep` complete ones.
+
+    The Trainer writes `checkpoint-N` in place, file by file (weights, optimizer, scheduler, RNG
+    state, trainer state), so a kill mid-save leaves a folder a resume fails on. `on_save` runs in
+    every process right after the whole save: once all processes are there (each may have written its
+    own shard), process 0 writes `COMPLETE_FILE` atomically; only marked folders count (`_last_checkpoint`).
+    Older ones are removed after that, marker first, so that a kill never leaves fewer complete
+    checkpoints than before, and a folder half removed is no longer marked.
+    """
+
+    def __init__(self, keep: int | None):
+        self.keep = keep  # the recipe's save_total_limit; None or <= 0 keeps all
+
+    def on_save(self, args, state, control, **kwargs):
+        args.distributed_state.wait_for_everyone()
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            write_json({"global_step": state.global_step}, folder / COMPLETE_FILE)
+            if self.keep and self.keep > 0:
+                protected = {folder, Path(state.best_model_checkpoint or folder)}
+                for old in _complete_checkpoints(Path(args.output_dir))[:-self.keep]:
+                    if old not in protected:
+                        (old / COMPLETE_FILE).unlink()
+                        shutil.rmtree(old)
+        return control
+
+
+def _checkpoint_folders(checkpoint_dir: Path) -> list[Path]:
+    """The `checkpoint-N` folders, oldest (lowest N) first."""
+    folders = [p for p in checkpoint_dir.iterdir() if CHECKPOINT.fullmatch(p.name) and p.is_dir()]
+    return sorted(folders, key=lambda p: int(CHECKPOINT.fullmatch(p.name).group(1)))
+
+
+def _complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
+    return [p for p in _checkpoint_folders(checkpoint_dir) if (p / COMPLETE_FILE).is_file()]
+
+
 def _claim_checkpoints(checkpoint_dir: Path, run: Mapping[str, Any]) -> None:
-    """Keep checkpoints only if they belong to this very run (same recipe, model and data)."""
+    """Keep checkpoints only if they belong to this very run (same recipe, model and data) and are
+    complete; a checkpoint a kill cut short is removed, with a warning that names it."""
     marker = checkpoint_dir / "mint_run.json"
     key = config_hash(run)
     if checkpoint_dir.exists() and (not marker.exists() or json.loads(marker.read_text()).get("key") != key):
@@ -367,15 +377,18 @@ def _claim_checkpoints(checkpoint_dir: Path, run: Mapping[str, Any]) -> None:
         shutil.rmtree(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"key": key}) + "\n")
+    for folder in _checkpoint_folders(checkpoint_dir):
+        if not (folder / COMPLETE_FILE).is_file():
+            log.warning("%s: an incomplete checkpoint (no %s): removed", folder, COMPLETE_FILE)
+            shutil.rmtree(folder)
 
 
 def _last_checkpoint(checkpoint_dir: Path) -> Path | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
+    """The newest complete checkpoint, or None."""
     if not checkpoint_dir.is_dir():
         return None
-    last = get_last_checkpoint(str(checkpoint_dir))
-    return Path(last) if last else None
+    complete = _complete_checkpoints(checkpoint_dir)
+    return complete[-1] if complete else None
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -395,6 +408,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     a = make_parser().parse_args(argv)
+    apply_output_mode()  # a workflow step's output mode (MINT_SHARED_GROUP); run by hand, owner-only
     with rank_log(a.log):
         step_from_env()  # inside a workflow step: check its inputs' provenance (mint.core.steps)
         metrics = train_student(a.recipe, a.base, a.data, a.out_dir, a.init, a.checkpoints, a.threads, a.seed,

@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
-from mint.core.io import MintError
+from mint.core.io import MintError, apply_output_mode
 from mint.core.steps import SETTINGS_PARAM, enter_step
 
 
@@ -55,7 +55,9 @@ def step_log(path: str | Path, echo: bool = True) -> Iterator[None]:
 @contextlib.contextmanager
 def run_step(smk, log: str | Path | None = None) -> Iterator[None]:
     """A `script:` step: its log (`log`, default the rule's first), in which its inputs' provenance is
-    checked against its settings and the current config before the block runs (`enter_step`)."""
+    checked against its settings and the current config before the block runs (`enter_step`). What it
+    writes, its log first, has the workflow's output mode (`apply_output_mode`: its owner's alone by default)."""
+    apply_output_mode()
     with step_log(log or smk.log[0]):
         settings = smk.params.get(SETTINGS_PARAM) if hasattr(smk.params, "get") else None
         enter_step(smk.rule, [str(p) for p in smk.output], settings, [str(p) for p in smk.input])

@@ -153,7 +153,7 @@ rule build_student:
     benchmark:
         "benchmarks/build_student.tsv"
     params:
-        **builtin_student_params(),
+        **builtin_student_params(k=cfg("preferences.k"), prompt=prompt()),
     conda:
         "../../envs/mint.yaml"
     threads: builtin_student_threads()

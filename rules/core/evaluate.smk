@@ -16,6 +16,7 @@ rule predict_student:
             prompt=prompt(),
             text_field=f"--text-field {APP.student_text}" if APP.student_text else "",
             image_field=f"--image-field {APP.student_image}" if APP.student_image else "",
+            kind=APP.student_kind,
             k=cfg("preferences.k"),
             batch_size=cfg("evaluation.batch_size"),
             max_new_tokens=cfg("evaluation.max_new_tokens"),
@@ -40,7 +41,7 @@ rule predict_student:
         "MINT_STEP={params.step:q} MINT_STEP_SETTINGS={params.settings:q} "
         "accelerate launch --config_file {input.accelerate:q} $PROCESSES -m mint.core.predict "
         "{params.model:q} {input.cases:q} {output.predictions:q} --prompt {params.prompt:q} {params.text_field} {params.image_field} "
-        "--k {params.k} --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens} "
+        "--kind {params.kind} --k {params.k} --batch-size {params.batch_size} --max-new-tokens {params.max_new_tokens} "
         "--threads {params.eval_threads} --seed {params.seed} --method {params.method} --split {params.split} --log {log:q}"
 
 

@@ -1,7 +1,8 @@
 """A toy application, defined in the tests only: shapes named from a one-line description.
 
 It proves the core's seam: a few labels, made-up inputs, an external rankings file as the teacher,
-its own rules file (`rules.smk`) and config key, and nothing of the rare-disease application.
+its own rules file (`rules.smk`) and config key, a text student made by the core's builtin text
+student from its own corpus (`student.py`), and nothing of the rare-disease application.
 Selected with `application: tests.toy_app` (the repository root on PYTHONPATH).
 """
 
@@ -17,6 +18,9 @@ from mint.core.app import Application, Prompt
 from mint.core.io import write_parquet
 
 SHAPES = {"S1": "circle", "S2": "square", "S3": "triangle", "S4": "hexagon", "S5": "star", "S6": "oval"}
+# What the toy knows of each shape: its student's corpus (tests/toy_app/student.py) and the cases' descriptions.
+FEATURES = {"S1": "a round outline and no corners", "S2": "four equal sides", "S3": "three corners",
+            "S4": "six sides", "S5": "five points", "S6": "an egg outline"}
 CASE_FIELDS = (pa.field("description", pa.string()),)
 
 

@@ -30,9 +30,9 @@ from tqdm import tqdm
 from mint.apps.rare_disease.face import load_face, render_face_png
 from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
 from mint.apps.rare_disease.notes import demographic_line, term_label, write_note
-from mint.apps.rare_disease.phenopackets import raw_files, read_raw, split_by_publication, to_cases
+from mint.apps.rare_disease.phenopackets import raw_files, read_panel, read_raw, split_by_publication, to_cases
 from mint.core import schemas
-from mint.core.cohort import given_split, split_cases
+from mint.core.cohort import check_case_text, check_kept, given_split, split_cases
 from mint.core.config import load_config
 from mint.core.io import MintError, atomic_dir, provenance, read_user_table, write_parquet
 from mint.core.paths import check_name, file_in, resolve_inside
@@ -226,8 +226,7 @@ def read_manifest(
         if row["case_id"] in seen:
             raise MintError(f"{where}: duplicate case_id")
         seen.add(row["case_id"])
-        if not (row["note"] or "").strip():
-            raise MintError(f"{where}: empty note")
+        check_case_text(row["note"], where, "note")
         if row["disease_id"] not in known:
             raise MintError(
                 f"{where}: unknown disease id {row['disease_id']!r} (not an OMIM disease of the HPO release)"
@@ -244,33 +243,6 @@ def read_manifest(
 
 
 # ---------------------------------------------------------------- phenopacket cohort
-
-
-def read_panel(path: str | Path, diseases: pl.DataFrame) -> pl.DataFrame:
-    """The candidate panel from a TSV/CSV with `disease_id` and `name` (or `label`, as phenopacket-store's).
-
-    Panel diseases that this HPO release does not annotate stay in the panel (a patient may have
-    one); their names come from the file.
-    """
-    path = Path(path)
-    df = read_table(path, "panel", "cohort.phenopacket.panel")
-    if "name" not in df.columns and "label" in df.columns:
-        df = df.rename({"label": "name"})
-    missing = [c for c in ("disease_id", "name") if c not in df.columns]
-    if missing:
-        raise MintError(f"{path}: panel is missing column(s) {missing}; it needs disease_id and name (or label)")
-    if df.height == 0:
-        raise MintError(f"{path}: the panel has a header and no rows; expected one row per candidate disease")
-    dup = df.filter(pl.col("disease_id").is_duplicated())["disease_id"].unique().sort().to_list()
-    if dup:
-        raise MintError(f"{path}: disease id(s) listed twice: {dup[:5]}")
-    known = dict(zip(diseases["disease_id"].to_list(), diseases["name"].to_list()))
-    df = df.with_columns(name=pl.when(pl.col("name").fill_null("").str.strip_chars() == "").then(
-        pl.col("disease_id").replace_strict(known, default=None)).otherwise(pl.col("name")))
-    unnamed = df.filter(pl.col("name").is_null())["disease_id"].to_list()
-    if unnamed:
-        raise MintError(f"{path}: no name for disease(s) {unnamed[:5]} (not in this HPO release either)")
-    return df.select("disease_id", "name").sort("disease_id")
 
 
 def phenopacket_cohort(
@@ -307,6 +279,7 @@ def phenopacket_cohort(
     # Exclusions are judged on the whole phenopacket, the note on its first findings.
     _, excluded = to_cases(raw, panel_ids, known_terms, names)
     kept = raw.filter(~pl.col("case_id").is_in(excluded["case_id"].implode()))
+    check_kept(kept, f"config key 'cohort.phenopacket.path': {pp['path']}", read=raw.height, excluded=excluded)
     capped = kept.with_columns(pl.col("observed_hpo").list.head(pp["max_observed"]),
                                pl.col("excluded_hpo").list.head(pp["max_excluded"]))
     real, _ = to_cases(capped, panel_ids, known_terms, names)
@@ -337,7 +310,9 @@ def phenopacket_cohort(
     log.info("phenopacket cohort: %d real cases (%s), %d excluded, %d simulated training cases of %d annotated "
              "panel diseases", real.height, dict(real["split"].value_counts().iter_rows()), excluded.height,
              sum(p.height for p in parts[1:]), annotated.height)
-    return pl.concat(parts), panel, excluded
+    cases = pl.concat(parts)
+    check_kept(cases, f"config key 'cohort.phenopacket.path': {pp['path']}")
+    return cases, panel, excluded
 
 
 def split_phenopackets(
@@ -413,6 +388,7 @@ def build_cohort(
         done = split_cases(named, shares["validation"], shares["test"], seed, test_cases=shares.get("test_cases", []),
                            test_groups=shares.get("test_publications", []), keys=SPLIT_KEYS,
                            where=f"the {cohort['source']} cases")
+        check_kept(done, f"the {cohort['source']} cases")
         return cases.with_columns(split=done["split"], split_source=done["split_source"])  # rows keep their order
 
     if cohort["source"] == "phenopacket":

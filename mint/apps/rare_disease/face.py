@@ -21,12 +21,12 @@ import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mint.core.io import MintError, atomic_path
+from mint.core.images import open_image
+from mint.core.io import atomic_path
 
 # Every parameter: (neutral, lowest, highest). The bounds keep each part inside the canvas and
 # off its neighbours. Units: "canvas" = fraction of the image side; "head" = fraction of
@@ -371,16 +371,11 @@ def render_face_png(
 
 
 def load_face(path: str | os.PathLike, size: int = 64) -> np.ndarray:
-    """Read a face image as float32 (size, size) in [0, 1], grayscale, resized if it is not square `size`."""
-    path = Path(path)
-    if not path.is_file():
-        raise MintError(f"face image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()  # decode now, so a truncated file fails here rather than later
-            gray = im.convert("L")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise MintError(f"{path}: not a readable image ({err})") from err
+    """Read a face image as float32 (size, size) in [0, 1], grayscale, resized if it is not square `size`.
+
+    Any mode `mint.core.images.open_image` reads (16-bit scaled, not clipped; EXIF rotation applied) is
+    converted to 8-bit grey first; MintError naming the file if it cannot be read."""
+    gray = open_image(path, "L", what="face image")
     if gray.size != (size, size):
         gray = gray.resize((size, size), Image.Resampling.LANCZOS)
     return np.asarray(gray, dtype=np.float32) / 255.0

@@ -31,7 +31,7 @@ from phenopackets.schema.v2 import Phenopacket, Sex
 from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
 from mint.apps.rare_disease.notes import write_case_note
 from mint.core.cohort import given_split
-from mint.core.io import MintError
+from mint.core.io import MAX_TABLE_BYTES, MintError, check_json_depth, read_user_table, require_regular_file
 from mint.core.paths import check_name
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ CASES_SCHEMA = {
 EXCLUDED_SCHEMA = {"case_id": pl.String, "disease_id": pl.String, "reason": pl.String, "detail": pl.String}
 # Checked in this order; a case is excluded once, for the first that applies.
 REASONS = ("no_diagnosis", "several_diagnoses", "disease_not_in_panel", "unknown_hpo_id", "no_observed_term")
+# A phenopacket JSON file is refused above this size (bytes): phenopacket-store's largest is under 1 MB.
+MAX_PHENOPACKET_BYTES = 50_000_000
 
 # ---------------------------------------------------------------- reading
 
@@ -84,11 +86,14 @@ def parse_phenopacket(text: str, source: str) -> dict:
     usually the causal gene): it is the gene symbol when the case has exactly one gene, else null.
     """
     packet = Phenopacket()
+    check_json_depth(text, source)  # before the parsers, which recurse a level at a time
     try:
         json.loads(text)  # json_format's own message for broken JSON does not say where
         json_format.Parse(text, packet)
     except (ValueError, json_format.ParseError) as err:
         raise MintError(f"{source}: not a GA4GH Phenopacket v2 JSON file: {err}") from err
+    except RecursionError as err:  # depth within the limit, yet too deep for this interpreter's stack
+        raise MintError(f"{source}: JSON nested too deeply to parse ({err})") from err
     if not packet.id:
         raise MintError(f"{source}: not a GA4GH Phenopacket v2 JSON file: no 'id'")
 
@@ -149,6 +154,7 @@ def read_phenopacket_json(folder: str | Path) -> pl.DataFrame:
     paths = phenopacket_files(folder)
     rows, seen = [], {}
     for p in paths:
+        require_regular_file(p, "phenopacket", MAX_PHENOPACKET_BYTES)
         try:
             text = p.read_text(encoding="utf-8")
         except UnicodeDecodeError as err:
@@ -170,7 +176,11 @@ def read_flat(path: str | Path) -> pl.DataFrame:
     path = Path(path)
     if not path.exists():
         raise MintError(f"file not found: {path}")
-    df = pl.read_parquet(path)
+    require_regular_file(path, "phenopacket table", MAX_TABLE_BYTES)
+    try:
+        df = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as err:
+        raise MintError(f"{path}: not a readable Parquet file of phenopackets ({err})") from err
     missing = [c for c in RAW_COLUMNS if c not in df.columns]
     if missing:
         raise MintError(f"{path}: missing columns {missing}; expected {list(RAW_COLUMNS)}")
@@ -288,6 +298,38 @@ def split_by_publication(cases: pl.DataFrame, validation: float, test: float, se
     return cases.with_columns(split=groups.replace_strict(side_of, return_dtype=pl.String))
 
 
+# ---------------------------------------------------------------- the candidate panel
+
+
+def read_panel(path: str | Path, diseases: pl.DataFrame) -> pl.DataFrame:
+    """The candidate panel from a TSV/CSV with `disease_id` and `name` (or `label`, as phenopacket-store's).
+
+    Panel diseases that this HPO release does not annotate stay in the panel (a patient may have
+    one); their names come from the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MintError(f"config key 'cohort.phenopacket.panel': file not found: {path}")
+    df = read_user_table(path, "panel")
+    if "name" not in df.columns and "label" in df.columns:
+        df = df.rename({"label": "name"})
+    missing = [c for c in ("disease_id", "name") if c not in df.columns]
+    if missing:
+        raise MintError(f"{path}: panel is missing column(s) {missing}; it needs disease_id and name (or label)")
+    if df.height == 0:
+        raise MintError(f"{path}: the panel has a header and no rows; expected one row per candidate disease")
+    dup = df.filter(pl.col("disease_id").is_duplicated())["disease_id"].unique().sort().to_list()
+    if dup:
+        raise MintError(f"{path}: disease id(s) listed twice: {dup[:5]}")
+    known = dict(zip(diseases["disease_id"].to_list(), diseases["name"].to_list()))
+    df = df.with_columns(name=pl.when(pl.col("name").fill_null("").str.strip_chars() == "").then(
+        pl.col("disease_id").replace_strict(known, default=None)).otherwise(pl.col("name")))
+    unnamed = df.filter(pl.col("name").is_null())["disease_id"].to_list()
+    if unnamed:
+        raise MintError(f"{path}: no name for disease(s) {unnamed[:5]} (not in this HPO release either)")
+    return df.select("disease_id", "name").sort("disease_id")
+
+
 # ---------------------------------------------------------------- step entry point
 
 
@@ -296,8 +338,6 @@ def summarize_import(
     validation: float = 0.15, test: float = 0.15, seed: int = 0,
 ) -> dict:
     """Import `source` as the cohort step would and count what happens (no patient data in the summary)."""
-    from mint.apps.rare_disease.cohort import read_panel
-
     diseases, _, terms = load_knowledge(*knowledge_files(knowledge_dir).values())
     names = dict(zip(terms["hpo_id"].to_list(), terms["name"].to_list()))
     start = time.perf_counter()

@@ -29,7 +29,7 @@ from mint.core import schemas
 from mint.core.cohort import cases_in, load_cases, load_labels
 from mint.core.config import load_config
 from mint.core.io import MintError, provenance, read_parquet, write_parquet
-from mint.core.prompts import build_prompt
+from mint.core.prompts import CasePrompts, build_prompt
 from mint.core.rankings import rankings_frame
 
 RETRIEVERS = ("minilm", "bm25")
@@ -123,16 +123,18 @@ def predict_rag(
                                              split)
     name_of = dict(zip(panel["label_id"].to_list(), panel["name"].to_list()))
     train_dx = train["label_id"].to_list()
-    prompts = []
-    for note, row in zip(scored["note"].to_list(), idx):
-        diagnoses = list(dict.fromkeys(name_of[train_dx[j]] for j in row))[:rag_diseases]
-        prompts.append(build_prompt(prompt, k, note, "note", context=rag_context(diagnoses)))
+    contexts = [rag_context(list(dict.fromkeys(name_of[train_dx[j]] for j in row))[:rag_diseases]) for row in idx]
+    # A note too long for the student is cut, its first tokens and the retrieved context kept (CasePrompts).
+    prompts = CasePrompts(scored["note"].to_list(),
+                          lambda i, note: build_prompt(prompt, k, note, "note", context=contexts[i]),
+                          scored["case_id"].to_list())
+    # This application's student is a text one (APPLICATION.student_kind): for a hub model, which records no kind.
     answers = answer_prompts(model_dir, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                             threads=threads, seed=seed)
+                             threads=threads, seed=seed, kind="text")
     settings = {"prompt": dict(prompt), "k": k, "retriever": retriever, "neighbours": n_neighbours,
                 "rag_diseases": rag_diseases, "batch_size": batch_size, "max_new_tokens": max_new_tokens}
     write_predictions(scored["case_id"].to_list(), method, answers, prompt["header"], out_path,
-                      provenance(settings, seed=seed, model=str(model_dir)))
+                      provenance(settings, seed=seed, model=str(model_dir), truncated_prompts=len(prompts.truncated)))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

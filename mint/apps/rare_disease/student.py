@@ -1,15 +1,15 @@
-"""The rare-disease application's builtin text student: a tiny Llama that stands in for a real LLM offline.
+"""The rare-disease application's builtin text student: its knowledge corpus, for the core's tiny Llama.
 
 Real runs load an instruct model (`student.base: meta-llama/Llama-3.2-3B-Instruct`) through
-`mint.core.models.load_student`. Where nothing can be downloaded, the default student is built here:
-a byte-level BPE tokenizer with a Llama-3-style chat template, a tiny `LlamaForCausalLM`, and a
-couple of CPU minutes of causal-LM pre-training on a *knowledge corpus* — what a real LLM would
-have read about these diseases (descriptions of their findings, and question/answer chats in the
-numbered-list answer format of the application's prompt), never patient cases. Afterwards the student knows
-the disease names and the answer format, so that fine-tuning on cases has something to improve.
+`mint.core.models.load_student`. Where nothing can be downloaded, the core builds a tiny Llama
+(`mint.core.students.text.build_text_student`) and pre-trains it for a couple of CPU minutes on a
+corpus that this module writes: what a real LLM would have read about these diseases (descriptions of
+their findings, and question/answer chats in the numbered-list answer format of the workflow's prompt,
+`preferences.k` diseases an answer), never patient cases. Afterwards the student knows the disease
+names and the answer format, so that fine-tuning on cases has something to improve.
 
     python -m mint.apps.rare_disease.student results/knowledge results/cohort/candidates.parquet results/student/base \
-        --config config/student/benchmark.yaml --log logs/build_student/pretrain_loss.jsonl
+        --k 3 --config config/student/benchmark.yaml --log logs/build_student/pretrain_loss.jsonl
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,99 +27,38 @@ import polars as pl
 
 from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
 from mint.apps.rare_disease.notes import join_phrases
-from mint.apps.rare_disease.prompts import DEFAULT_SYSTEM, DEFAULT_USER, HEADER, PROMPT
+from mint.apps.rare_disease.prompts import PROMPT
 from mint.core import schemas
 from mint.core.app import package_file
 from mint.core.config import deep_update, load_yaml
-from mint.core.io import MintError, atomic_dir, provenance, read_parquet, require_columns, write_json, write_provenance
-from mint.core.prompts import build_prompt, format_answer
-from mint.core.tokenizer import BOS, END_HEADER, EOT, SPECIAL_TOKENS, START_HEADER, train_chat_tokenizer
+from mint.core.io import MintError, read_parquet, require_columns
+from mint.core.prompts import format_answer
+from mint.core.students.text import Document, build_text_student
 
 log = logging.getLogger(__name__)
 
-# Llama 3's chat template, trimmed to what MINT uses (no tools, no date preamble). The
-# `{% generation %}` block marks assistant tokens, so TRL's `assistant_only_loss` works with it.
-CHAT_TEMPLATE = (
-    "{{- bos_token }}"
-    "{%- for message in messages %}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{%- generation %}{{- message['content'] | trim + '<|eot_id|>' }}{%- endgeneration %}"
-    "{%- else %}"
-    "{{- message['content'] | trim + '<|eot_id|>' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
-)
-
-# The corpus asks about findings in other words than the workflow's question (`DEFAULT_USER`):
+# The corpus asks about findings in other words than the workflow's question (`prompts.DEFAULT_USER`):
 # the student should meet that exact question first in fine-tuning, as a real LLM does.
 CORPUS_QUESTIONS = (
     "Which rare genetic diseases feature {findings}? List exactly {k} of them, most frequent first, "
-    "as a numbered list under the header " + HEADER,
+    "as a numbered list under the header {header}",
     "A patient shows {findings}. Name exactly {k} rare genetic diseases with these findings, as a "
-    "numbered list under the header " + HEADER,
+    "numbered list under the header {header}",
     "Findings: {findings}.\n\nGive exactly {k} rare genetic diseases in which these findings are "
-    "common, numbered, under the header " + HEADER,
+    "common, numbered, under the header {header}",
 )
 # HPO frequency at or above which a finding counts as common ('Frequent': 30-79%).
 COMMON_FREQUENCY = 0.3
+# The one input the workflow's question is asked about when it enters the vocabulary (never the training text).
+EXAMPLE_NOTE = "A 4-year-old boy."
 
 # The builtin student's defaults live in one place, the YAML the workflow uses (its comments give
-# the sizes and measured times); a settings file given by the user is merged over them.
+# the sizes and measured times); a settings file given by the user is merged over them. Its answer
+# length is the workflow's (`preferences.k`), and its prompt the resolved one: both are given.
 DEFAULT_TINY_PATH = package_file(__package__, "student_tiny.yaml")
 
 
 DEFAULT_TINY: dict[str, Any] = load_yaml(DEFAULT_TINY_PATH)
-
-
-# --------------------------------------------------------------------------- tokenizer
-
-
-def render_chat(messages: Sequence[Mapping[str, str]], add_generation_prompt: bool = False) -> str:
-    """`CHAT_TEMPLATE` in Python, so the corpus can be written before any tokenizer exists."""
-    parts = [BOS]
-    for m in messages:
-        parts.append(f"{START_HEADER}{m['role']}{END_HEADER}\n\n{m['content'].strip()}{EOT}")
-    if add_generation_prompt:
-        parts.append(f"{START_HEADER}assistant{END_HEADER}\n\n")
-    return "".join(parts)
-
-
-def train_tokenizer(texts: Iterable[str], vocab_size: int):
-    """Byte-level BPE of `vocab_size` tokens (special tokens included) with Llama 3's chat format."""
-    return train_chat_tokenizer(texts, vocab_size, special_tokens=SPECIAL_TOKENS, chat_template=CHAT_TEMPLATE,
-                                max_length=DEFAULT_TINY["model"]["max_position_embeddings"])
-
-
-# --------------------------------------------------------------------------- model
-
-
-def build_tiny_llama(tokenizer, model_cfg: Mapping[str, Any], seed: int = 0):
-    """A freshly initialised `LlamaForCausalLM` of the size `model_cfg` gives, for `tokenizer`."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-            "num_key_value_heads", "max_position_embeddings", "tie_word_embeddings")
-    missing = [k for k in keys if k not in model_cfg]
-    if missing:
-        raise MintError(f"student model config: missing keys {missing}; expected {list(keys)}")
-    config = LlamaConfig(
-        **{k: model_cfg[k] for k in keys},
-        vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        rms_norm_eps=1e-5,
-        rope_theta=10000.0,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
-    return model
 
 
 # --------------------------------------------------------------------------- corpus
@@ -160,15 +97,17 @@ def knowledge_corpus(
     n_distractors: int = 30,
     chat_fraction: float = 0.6,
     names: Mapping[str, str] | None = None,
-) -> list[str]:
-    """`n_docs` texts about the panel diseases and `n_distractors` look-alikes, no patient cases.
+    prompt: Mapping[str, str] | None = None,
+) -> list[Document]:
+    """`n_docs` documents about the panel diseases and `n_distractors` look-alikes, no patient cases.
 
-    A `chat_fraction` of them are chats (rendered with `CHAT_TEMPLATE`, the system message of
-    `build_prompt`): the user asks which diseases feature one or two findings, the assistant
-    answers `format_answer` of `k` diseases that have them, most frequent first, padded with other
-    known diseases. The rest are plain descriptions: '<name> is a rare genetic disease. Common
-    findings include ...; occasional findings: ...', each a random subset of the annotations.
-    `names` overrides disease names (the panel's own spelling).
+    A `chat_fraction` of them are chats (messages, which `mint.core.students.text` renders with its
+    chat template) under the system message of `prompt` (the resolved prompt; default: the
+    application's): the user asks which diseases feature one or two findings, the assistant answers
+    `format_answer` of `k` diseases that have them under the prompt's header, most frequent first,
+    padded with other known diseases. The rest are plain descriptions: '<name> is a rare genetic
+    disease. Common findings include ...; occasional findings: ...', each a random subset of the
+    annotations. `names` overrides disease names (the panel's own spelling).
     """
     panel_ids = list(dict.fromkeys(panel_ids))
     name_of = dict(zip(diseases["disease_id"].to_list(), diseases["name"].to_list()))
@@ -190,9 +129,10 @@ def knowledge_corpus(
     known = [d for d in known if findings[d]]
     if not known:
         raise MintError("no panel disease has an annotated finding in this HPO release")
-    system = PROMPT.system
+    prompt = prompt or PROMPT.resolved(None)
+    system, header = prompt["system"], prompt["header"]
 
-    docs = [f"{name_of[d]} is a rare genetic disease." for d in name_only]
+    docs: list[Document] = [f"{name_of[d]} is a rare genetic disease." for d in name_only]
     for _ in range(n_docs):
         d = known[rng.integers(len(known))]
         hpo = list(findings[d])
@@ -212,10 +152,11 @@ def knowledge_corpus(
             question = CORPUS_QUESTIONS[rng.integers(len(CORPUS_QUESTIONS))]
             messages = [
                 {"role": "system", "content": system},
-                {"role": "user", "content": question.format(findings=join_phrases([label[h] for h in asked]), k=k)},
-                {"role": "assistant", "content": format_answer([name_of[e] for e in answer], HEADER)},
+                {"role": "user",
+                 "content": question.format(findings=join_phrases([label[h] for h in asked]), k=k, header=header)},
+                {"role": "assistant", "content": format_answer([name_of[e] for e in answer], header)},
             ]
-            docs.append(render_chat(messages))
+            docs.append(messages)
         else:
             common = [h for h in hpo if findings[d][h] >= COMMON_FREQUENCY]
             rare = [h for h in hpo if findings[d][h] < COMMON_FREQUENCY]
@@ -233,116 +174,6 @@ def knowledge_corpus(
     return docs
 
 
-# --------------------------------------------------------------------------- pre-training
-
-
-def _token_stream(tokenizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """All documents as one token stream (each starts with BOS, ends with EOT) and their offsets."""
-    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    docs = []
-    for doc in ids:
-        if not doc or doc[0] != bos:
-            doc = [bos, *doc]
-        if doc[-1] != eos:
-            doc = [*doc, eos]
-        docs.append(doc)
-    lengths = np.array([len(d) for d in docs])
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return np.fromiter((t for d in docs for t in d), dtype=np.int64, count=int(lengths.sum())), starts
-
-
-def pretrain(model, tokenizer, texts: Sequence[str], train_cfg: Mapping[str, Any], log_path: str | Path | None
-             ) -> dict[str, Any]:
-    """Causal-LM training on `texts`, packed: each row is `max_length` tokens from a document start on.
-
-    AdamW, linear warm-up over `warmup_ratio` of the steps then cosine decay to 0, gradients
-    clipped at norm 1. Every `log_every` steps a JSON line {step, loss, lr, tokens_per_s, seconds}
-    goes to `log_path`. Returns steps, first/final loss, tokens seen, tokens/s and seconds.
-    """
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import get_cosine_schedule_with_warmup
-
-    cfg = {**DEFAULT_TINY["train"], **train_cfg}
-    torch.set_num_threads(int(cfg["threads"]))
-    torch.manual_seed(int(cfg["seed"]))
-    rng = np.random.default_rng(int(cfg["seed"]))
-    steps, batch_size, length = int(cfg["steps"]), int(cfg["batch_size"]), int(cfg["max_length"])
-
-    stream, starts = _token_stream(tokenizer, texts)
-    corpus_tokens = len(stream)
-    if len(stream) < length + 1:  # tiny corpora: repeat until one row fits
-        reps = math.ceil((length + 1) / len(stream))
-        starts = np.concatenate([starts + i * len(stream) for i in range(reps)])
-        stream = np.tile(stream, reps)
-    starts = starts[starts + length + 1 <= len(stream)]
-    # Rows start at document starts so that, as at inference, a chat begins at position 0.
-    data = torch.from_numpy(stream)
-    offsets = torch.arange(length + 1)
-
-    # Weight decay on matrices only, not on norms (nanoGPT's split).
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": float(cfg["weight_decay"])}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=float(cfg["lr"]),
-        betas=(0.9, 0.95),
-    )
-    sched = get_cosine_schedule_with_warmup(opt, int(round(float(cfg["warmup_ratio"]) * steps)), steps)
-
-    log = open(log_path, "w") if log_path else None
-    model.train()
-    first_loss, window, logged = None, [], []
-    t0 = t_log = time.perf_counter()
-    tokens_since = 0
-    try:
-        bar = tqdm(range(1, steps + 1), desc="pretrain", mininterval=2.0)
-        for step in bar:
-            rows = torch.from_numpy(rng.choice(starts, size=batch_size))[:, None] + offsets
-            batch = data[rows]
-            out = model(input_ids=batch[:, :-1], labels=batch[:, :-1])
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            loss = out.loss.item()
-            first_loss = loss if first_loss is None else first_loss
-            window.append(loss)
-            tokens_since += batch_size * length
-            if step % int(cfg["log_every"]) == 0 or step == steps:
-                now = time.perf_counter()
-                record = {
-                    "step": step,
-                    "loss": round(float(np.mean(window)), 4),
-                    "lr": sched.get_last_lr()[0],
-                    "tokens_per_s": round(tokens_since / (now - t_log), 1),
-                    "seconds": round(now - t0, 2),
-                }
-                logged.append(record)
-                if log:
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
-                bar.set_postfix(loss=record["loss"], tok_s=record["tokens_per_s"])
-                window, tokens_since, t_log = [], 0, now
-    finally:
-        if log:
-            log.close()
-    seconds = time.perf_counter() - t0
-    model.eval()
-    return {
-        "steps": steps,
-        "first_loss": round(first_loss, 4) if first_loss is not None else None,
-        "final_loss": logged[-1]["loss"] if logged else None,
-        "tokens_seen": steps * batch_size * length,
-        "corpus_tokens": corpus_tokens,
-        "epochs": round(steps * batch_size * length / corpus_tokens, 2),
-        "tokens_per_s": round(steps * batch_size * length / seconds, 1),
-        "seconds": round(seconds, 1),
-    }
-
-
 # --------------------------------------------------------------------------- builtin student
 
 
@@ -352,47 +183,34 @@ def build_builtin_student(
     cfg: Mapping[str, Any],
     out_dir: str | Path,
     log_path: str | Path | None = None,
+    *,
+    k: int,
+    prompt: Mapping[str, str],
 ) -> dict[str, Any]:
-    """Corpus -> tokenizer -> tiny Llama -> pre-training; saved in Hugging Face layout in `out_dir`.
+    """The knowledge corpus of the panel's diseases -> the core's tiny Llama, pre-trained on it, in `out_dir`.
 
-    `cfg` is merged over `DEFAULT_TINY`. The folder holds the model, the tokenizer, `metrics.json`
-    and `provenance.json`; `load_student(out_dir)` reads it back.
+    `cfg` is merged over `DEFAULT_TINY`; `k` (config `preferences.k`) and `prompt` (the resolved prompt:
+    the application's, with config `prompt.*` over it) are the workflow's question, which the corpus
+    answers in its format. The folder holds the model, the tokenizer, the student's kind, `metrics.json`
+    and `provenance.json` (`mint.core.students.text.build_text_student`); `load_student(out_dir)` reads it back.
     """
-    import torch
-
     cfg = deep_update(DEFAULT_TINY, cfg or {})
+    if "k" in (cfg.get("corpus") or {}):
+        raise MintError("builtin student settings: key 'corpus.k' is no longer read: the corpus answers with "
+                        f"config key 'preferences.k' diseases ({k} here); remove 'corpus.k' from the settings file "
+                        "(config key 'student.builtin')")
     require_columns(panel, ("label_id", "name"), "candidates")
-    torch.set_num_threads(int(cfg["train"]["threads"]))
-    seed = int(cfg["train"]["seed"])
-    t0 = time.perf_counter()
     diseases, annotations, terms = load_knowledge(knowledge["diseases"], knowledge["annotations"], knowledge["terms"])
     corpus_cfg = cfg["corpus"]
-    texts = knowledge_corpus(
+    corpus = knowledge_corpus(
         diseases, annotations, terms, panel["label_id"].to_list(),
-        k=int(corpus_cfg["k"]), n_docs=int(corpus_cfg["n_docs"]), rng=np.random.default_rng(seed),
+        k=k, n_docs=int(corpus_cfg["n_docs"]), rng=np.random.default_rng(int(cfg["train"]["seed"])),
         n_distractors=int(corpus_cfg["n_distractors"]), chat_fraction=float(corpus_cfg["chat_fraction"]),
-        names=dict(zip(panel["label_id"].to_list(), panel["name"].to_list())),
+        names=dict(zip(panel["label_id"].to_list(), panel["name"].to_list())), prompt=prompt,
     )
-    # The workflow's own question goes into the vocabulary (not into the training text).
-    example = render_chat(build_prompt(PROMPT.resolved(None), int(corpus_cfg["k"]), "A 4-year-old boy.", "note"),
-                          add_generation_prompt=True)
-    templates = [DEFAULT_SYSTEM, DEFAULT_USER, example]
-    tokenizer = train_tokenizer([*texts, *templates], int(cfg["vocab_size"]))
-    tokenizer.model_max_length = int(cfg["model"]["max_position_embeddings"])
-    model = build_tiny_llama(tokenizer, cfg["model"], seed=seed)
-    metrics = pretrain(model, tokenizer, texts, cfg["train"], log_path)
-    metrics.update(
-        n_parameters=sum(p.numel() for p in model.parameters()),
-        n_docs=len(texts),
-        vocab_size=len(tokenizer),
-        total_seconds=round(time.perf_counter() - t0, 1),
-    )
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json(metrics, tmp / "metrics.json")
-        write_provenance(tmp, provenance(cfg, seed=seed, step="build_builtin_student"))
-    return metrics
+    # The cases column the student reads (APPLICATION.student_text), which the prompt's user template names.
+    return build_text_student(corpus, cfg, out_dir, prompt=prompt, k=k, text_field="note", example=EXAMPLE_NOTE,
+                              log_path=log_path)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -403,6 +221,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("knowledge_dir", help="folder written by mint.apps.rare_disease.knowledge")
     parser.add_argument("panel", help="candidates Parquet (label_id, name, synonyms)")
     parser.add_argument("out_dir", help="where the model folder goes")
+    parser.add_argument("--k", type=int, required=True, help="diseases an answer lists (config preferences.k)")
+    parser.add_argument("--prompt", default=None,
+                        help="JSON mapping with system, user and header (default: the application's prompt)")
     parser.add_argument("--config", help="YAML merged over DEFAULT_TINY (keys: vocab_size, model, corpus, train)")
     parser.add_argument("--log", help="JSON-lines loss log")
     return parser
@@ -418,8 +239,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         cfg = load_yaml(args.config)
         if not isinstance(cfg, Mapping):
             raise MintError(f"{args.config}: expected a mapping with keys {sorted(DEFAULT_TINY)}")
+    try:
+        prompt = json.loads(args.prompt) if args.prompt else PROMPT.resolved(None)
+    except json.JSONDecodeError as err:
+        raise MintError(f"--prompt: not a JSON mapping: {err}") from err
     panel = read_parquet(args.panel, schemas.LABELS)
-    metrics = build_builtin_student(knowledge_files(args.knowledge_dir), panel, cfg, args.out_dir, args.log)
+    metrics = build_builtin_student(knowledge_files(args.knowledge_dir), panel, cfg, args.out_dir, args.log,
+                                    k=args.k, prompt=prompt)
     print(json.dumps(metrics, indent=1))
     return metrics
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from mint.apps.tissue.patches import FEATURE_NAMES, nucleus_features, simulate_patches
 from mint.apps.tissue.tissues import TISSUE_IDS, labels_frame
 from mint.core import schemas
-from mint.core.cohort import split_cases
+from mint.core.cohort import check_kept, split_cases
 from mint.core.io import MintError, atomic_dir, provenance, write_parquet
 from mint.core.paths import file_in
 
@@ -101,6 +101,7 @@ def build_cohort(*, cases_path: str | Path, candidates_path: str | Path, exclude
         split = cohort["split"]  # inside the block: a split that cannot hold leaves no patch folder
         cases = split_cases(cases, split["validation"], split["test"], seed, test_cases=split.get("test_cases", []),
                             test_groups=split.get("test_groups", []), where=f"the {source} cases")
+        check_kept(cases, f"the {source} cases")
     order = cases.with_row_index("_i").sort("case_id")
     nuclei = pl.DataFrame({"case_id": order["case_id"], "features": [feats[i].tolist() for i in order["_i"]]})
     sources = dict(cases.group_by("split_source").len().sort("split_source").iter_rows())

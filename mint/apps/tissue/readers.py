@@ -14,8 +14,10 @@ The arrays are memory-mapped: a fold of 2,600 patches (4 GB of images) is not re
 A manifest (CSV, TSV or Parquet) has columns `image_path` and `tissue` (a tissue id, name, synonym
 or PanNuke spelling), and optionally `mask_path`, `case_id`, `split` (train, validation or test; empty:
 the seeded split decides) and `group` (the unit a given split keeps on one side, e.g. the slide).
-Paths are relative to the manifest's folder (or `root`). A mask is a `.npy` of shape (H, W) (instance
-ids, types unknown), (H, W, 2) (instance, type) or (H, W, 6) (PanNuke's channels).
+Paths are relative to the manifest's folder (or `root`); images of any mode `mint.core.images` reads
+(16-bit, float, palette, alpha, CMYK, EXIF-rotated) are converted to 8-bit RGB by its rules. A mask
+is a `.npy` of shape (H, W) (instance ids, types unknown), (H, W, 2) (instance, type) or (H, W, 6)
+(PanNuke's channels).
 
     python -c "from mint.apps.tissue.readers import read_manifest; print(read_manifest('patches/manifest.csv'))"
 """
@@ -29,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from PIL import Image
 
 from mint.apps.tissue.tissues import BACKGROUND_CHANNEL, N_TYPES, TISSUES, resolve_tissue
 from mint.core.cohort import SPLITS, given_split
-from mint.core.io import MintError, read_user_table
+from mint.core.images import open_image, read_image
+from mint.core.io import MintError, read_user_table, require_regular_file
 from mint.core.paths import check_name, resolve_inside
 
 PANNUKE_FILES = ("images.npy", "masks.npy", "types.npy")
@@ -114,36 +116,25 @@ def load_mask(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_image(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image file after verifying and fully decoding it; MintError naming the file
-    if it is missing, not an image, truncated or corrupt."""
-    path = Path(path)
-    if not path.is_file():
-        raise MintError(f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.verify()  # structure and checksums (PNG CRCs)
-        with Image.open(path) as im:
-            im.load()  # decode every pixel, so a truncated file fails here and not in training
-            im.convert("RGB")
-            return im.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise MintError(f"{path}: not a readable image ({err})") from err
+    """(width, height) of an image file (upright) after verifying, fully decoding and converting it as
+    `load_image` does; MintError naming the file if it is missing, not a regular file, too large, not an
+    image, truncated, corrupt or of a mode that is not read (mint.core.images)."""
+    return open_image(path, "RGB").size
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3); MintError naming the file if it cannot be read."""
-    path = Path(path)
-    check_image(path)
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+    """An image file as RGB uint8 (H, W, 3), converted from its mode by `mint.core.images.open_image`
+    (16-bit scaled, not clipped); MintError naming the file if it cannot be read."""
+    return read_image(path, "RGB")
 
 
 # ------------------------------------------------------------------ PanNuke
 
 
 def _load_npy(path: Path, mmap: bool) -> np.ndarray:
-    if not path.is_file():
+    if not path.exists():
         raise MintError(f"file not found: {path}")
+    require_regular_file(path, ".npy array")  # no size limit: PanNuke's arrays are memory-mapped
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except ValueError as err:
@@ -326,14 +317,14 @@ def _manifest_file(path: Path) -> Path:
         if not entries:
             raise MintError(f"{path}: the folder is empty; expected a manifest ({' or '.join(MANIFEST_NAMES)}) "
                             f"and the images it lists")
-        found = [path / n for n in MANIFEST_NAMES if (path / n).is_file()]
+        found = [path / n for n in MANIFEST_NAMES if (path / n).exists()]
         if len(found) != 1:
             raise MintError(f"{path}: expected exactly one of {list(MANIFEST_NAMES)} in the folder, found "
                             f"{[p.name for p in found] or 'none'} among {len(entries)} entries")
         return found[0]
-    if not path.is_file():
+    if not path.exists():
         raise MintError(f"manifest not found: {path}")
-    return path
+    return path  # read_user_table refuses what is not a regular file (a FIFO, a device)
 
 
 def _manifest_table(path: str | Path, root: str | Path | None) -> tuple[Path, pl.DataFrame, Path]:

@@ -1,8 +1,8 @@
 """The tissue application's builtin vision student: a tiny LLaVA, pre-trained on the training captions.
 
 Real runs load a vision LLM (`student.base: meta-llama/Llama-3.2-11B-Vision-Instruct`) through
-`mint.core.vision.load_vision_student`. Offline, `build_builtin_student` makes a stand-in from
-configs (`mint.core.vision.build_tiny_llava`, sizes in `student_tiny.yaml`) and trains it for a few
+`mint.core.students.vision.load_vision_student`. Offline, `build_builtin_student` makes a stand-in from
+configs (`mint.core.students.vision.build_tiny_llava`, sizes in `student_tiny.yaml`) and trains it for a few
 CPU seconds to describe the training patches ("Describe this patch." -> the patch's caption), so
 that it has seen images, and the tissue names, before alignment. Never on test patches.
 
@@ -26,9 +26,10 @@ from mint.apps.tissue.tissues import TISSUES
 from mint.core.app import package_file
 from mint.core.cohort import load_cases
 from mint.core.config import deep_update, load_yaml
+from mint.core.images import dataset_images, open_image
 from mint.core.io import MintError, provenance, write_json, write_provenance
-from mint.core.trl_compat import vision_trainer_classes
-from mint.core.vision import build_tiny_llava, save_vision_student
+from mint.core.students.vision import build_tiny_llava, save_vision_student
+from mint.core.trainers import vision_trainer_classes
 
 DEFAULT_TINY: dict[str, Any] = load_yaml(package_file(__package__, "student_tiny.yaml"))
 DESCRIBE = "Describe this patch."
@@ -115,15 +116,15 @@ def build_builtin_student(cases_path: str | Path, settings: Mapping[str, Any], o
                                         seed=int(train_cfg["seed"]))
     vision_curve = []
     if int(cfg["vision_pretrain"]["steps"]) > 0:
-        from PIL import Image as PILImage
-
         train = cases.filter(pl.col("split") == "train").sort("case_id")
-        pictures = [PILImage.open(path).convert("RGB") for path in train["image_path"].to_list()]
+        pictures = [open_image(path, "RGB") for path in train["image_path"].to_list()]
         pixels = processor.image_processor(images=pictures, return_tensors="pt")["pixel_values"]
         vision_curve = pretrain_vision_tower(model.model.vision_tower, pixels, train["label_id"].to_list(),
                                              {"seed": train_cfg["seed"], **cfg["vision_pretrain"]})
     if train_cfg["freeze_vision_tower"]:  # as LLaVA's caption stage: the language side learns to read it
         model.model.vision_tower.requires_grad_(False)
+    images = dataset_images([r["images"] for r in rows])  # paths, or converted pixels (mint.core.images)
+    rows = [dict(r, images=i) for r, i in zip(rows, images, strict=True)]
     dataset = Dataset.from_list(rows).cast_column("images", Sequence(Image()))
     config_cls, trainer_cls = vision_trainer_classes("sft")
     out_dir = Path(out_dir)

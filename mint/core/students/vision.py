@@ -3,10 +3,11 @@
 Real runs load an instruct vision LLM (e.g. `meta-llama/Llama-3.2-11B-Vision-Instruct`) with
 `load_vision_student`. Where nothing can be downloaded, `build_tiny_llava` makes a stand-in from
 configs: a small CLIP vision tower joined to a small Llama through transformers' LLaVA classes,
-a byte-level BPE tokenizer with an `<image>` token and a Llama-3-style chat template, and the
-LLaVA processor that turns each `<image>` into one placeholder per image patch.
+a byte-level BPE tokenizer with an `<image>` token and the builtin students' one chat template
+(`mint.core.students.text.CHAT_TEMPLATE`, which renders an image part as `<image>`), and the LLaVA
+processor that turns each `<image>` into one placeholder per image patch.
 
-    python -c "from mint.core.vision import build_tiny_llava; print(build_tiny_llava(['a cell'])[0])"
+    python -c "from mint.core.students.vision import build_tiny_llava; print(build_tiny_llava(['a cell'])[0])"
 """
 
 from __future__ import annotations
@@ -17,38 +18,13 @@ from typing import Any
 
 from mint.core.io import MintError, atomic_dir
 from mint.core.models import HUB_ID, unloadable_folder
+from mint.core.students.kind import write_student_record
+from mint.core.students.text import CHAT_TEMPLATE, IMAGE
 from mint.core.tokenizer import SPECIAL_TOKENS as TEXT_SPECIAL_TOKENS
 from mint.core.tokenizer import train_chat_tokenizer
 
-IMAGE = "<image>"
+# The text student's special tokens and the image token: one whole token, never learnt from text.
 SPECIAL_TOKENS = (*TEXT_SPECIAL_TOKENS, IMAGE)
-
-# Llama 3's chat template, trimmed to what MINT uses (no tools, no date preamble). A message's
-# content is a string or a list of parts, as TRL's vision collators write them: {"type": "image"}
-# renders the image token, {"type": "text", "text": ...} its text. `{% generation %}` marks the
-# assistant tokens, so TRL's `assistant_only_loss` works with it.
-CHAT_TEMPLATE = (
-    "{{- bos_token }}"
-    "{%- for message in messages %}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
-    "{%- if message['content'] is string %}"
-    "{%- set text = message['content'] %}"
-    "{%- else %}"
-    "{%- set ns = namespace(text='') %}"
-    "{%- for part in message['content'] %}"
-    "{%- if part['type'] == 'image' %}{%- set ns.text = ns.text + '" + IMAGE + "' %}"
-    "{%- elif part['type'] == 'text' %}{%- set ns.text = ns.text + part['text'] %}{%- endif %}"
-    "{%- endfor %}"
-    "{%- set text = ns.text %}"
-    "{%- endif %}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{%- generation %}{{- text | trim + '<|eot_id|>' }}{%- endgeneration %}"
-    "{%- else %}"
-    "{{- text | trim + '<|eot_id|>' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
-)
 
 # The tiny student's sizes (~1.2M parameters with a 3,000-token vocabulary at 64 px, patch 16).
 TINY_VISION: dict[str, Any] = {
@@ -191,10 +167,12 @@ def lora_target_modules(model) -> list[str]:
 
 
 def save_vision_student(model, processor, out_dir: str | Path) -> Path:
-    """Model and processor in Hugging Face layout, written atomically; `load_vision_student` reads it back."""
+    """Model, processor and the student's kind ('vision', `mint.core.students.kind`) in Hugging Face layout,
+    written atomically; `load_vision_student` reads it back."""
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        write_student_record(tmp, "vision")
     return Path(out_dir)
 
 
