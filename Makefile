@@ -31,10 +31,10 @@ demo: setup
 demo-tissue: setup
 	mkdir -p runs/tissue
 	$(BIN)/snakemake --cores $(CORES) --snakefile $(CURDIR)/Snakefile --directory runs/tissue \
-		--configfile $(CURDIR)/config/tissue.yaml
+		--configfile $(CURDIR)/config/tissue/default.yaml
 	@echo; cat runs/tissue/results/report/summary.md
 
-# The phenopacket benchmark (config/benchmark.yaml) in its own folder, runs/benchmark, reading the
+# The phenopacket benchmark (config/rare_disease/benchmark.yaml) in its own folder, runs/benchmark, reading the
 # phenopacket-store snapshot in place through the link data/phenopacket-store, which the config names
 # (STORE=... to point elsewhere; nothing is copied).
 STORE ?= $(abspath ../shared/phenopacket-store)
@@ -43,9 +43,9 @@ benchmark: setup
 	mkdir -p $(BENCH_DIR)
 	ln -sfn $(STORE) data/phenopacket-store
 	$(BIN)/snakemake --cores $(CORES) --snakefile $(CURDIR)/Snakefile --directory $(BENCH_DIR) \
-		--configfile $(CURDIR)/config/benchmark.yaml
+		--configfile $(CURDIR)/config/rare_disease/benchmark.yaml
 	cd $(BENCH_DIR) && $(CURDIR)/$(BIN)/snakemake --snakefile $(CURDIR)/Snakefile \
-		--configfile $(CURDIR)/config/benchmark.yaml --report results/report/report.html
+		--configfile $(CURDIR)/config/rare_disease/benchmark.yaml --report results/report/report.html
 	@echo; cat $(BENCH_DIR)/results/report/summary.md
 
 test: setup
@@ -62,8 +62,8 @@ test-offline: setup
 
 # ruff (Python), snakefmt (Snakefile and rules) and Snakemake's own linter; CI runs it before the tests.
 lint: setup
-	$(BIN)/ruff check mint tests bench workflow_scripts
-	$(BIN)/snakefmt --check Snakefile rules tests/toy_app/rules.smk
+	$(BIN)/ruff check mint tests bench workflow_scripts examples
+	$(BIN)/snakefmt --check Snakefile rules examples/toy_app/rules.smk
 	$(BIN)/snakemake --lint
 
 bench: setup

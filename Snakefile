@@ -7,7 +7,7 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: "config/rare_disease/default.yaml"
 
 
 report: "report/workflow.rst"

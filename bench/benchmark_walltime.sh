@@ -8,7 +8,7 @@
 # Each commit gets a git worktree (WORKDIR/old, WORKDIR/new) and a fresh run folder (WORKDIR/run-old,
 # WORKDIR/run-new) holding links to that worktree's config/ and to the phenopacket-store snapshot
 # (STORE, default ../shared/phenopacket-store), as `make benchmark` sets them up. Snakemake runs with
-# --cores ${CORES:-2}, the worktree's Snakefile and config/benchmark.yaml, then the overlays; the
+# --cores ${CORES:-2}, the worktree's Snakefile and config/rare_disease/benchmark.yaml, then the overlays; the
 # worktree comes first on PYTHONPATH, so its own `mint` package runs (not the editable install).
 # Overlays named in NEW_ONLY (e.g. one that switches off a step the old commit did not have) go to
 # the new commit only. The wall times go to WORKDIR/times.txt; per-step times and peaks then come from
@@ -35,8 +35,10 @@ for side in ${SIDES:-old new}; do
   [ "$side" = new ] && [ -n "${NEW_ONLY:-}" ] && extra=($NEW_ONLY)
   cd "$work/run-$side" || exit 1
   start=$(date +%s.%N)
+  config=$work/$side/config/rare_disease/benchmark.yaml
+  [ -f "$config" ] || config=$work/$side/config/benchmark.yaml  # a commit before config/<application>/
   PYTHONPATH=$work/$side snakemake --cores "${CORES:-2}" --snakefile "$work/$side/Snakefile" \
-    --configfile "$work/$side/config/benchmark.yaml" "$@" "${extra[@]}" > run.log 2>&1
+    --configfile "$config" "$@" "${extra[@]}" > run.log 2>&1
   rc=$?
   end=$(date +%s.%N)
   echo "$side $(git -C "$work/$side" rev-parse --short HEAD) rc=$rc wall_s=$(echo "$end - $start" | bc)" >> "$work/times.txt"

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--cores", type=int, default=2)
-    p.add_argument("--configfile", default=None, help="default: config/config.yaml (the embedded default)")
+    p.add_argument("--configfile", default=None,
+                   help="default: config/rare_disease/default.yaml (the embedded default)")
     a = p.parse_args(argv)
     times, wd = [], None
     for i in range(a.repeats):

@@ -5,7 +5,7 @@ Builds the model from a `LlamaConfig` (`--shape 3b`, the default: hidden 3072, 2
 shape, without its RoPE scaling; `--shape 1b`: Llama-3.2-1B's) with random weights, and a word-level
 tokenizer built here (every word one token, so each sequence has exactly the length asked for).
 Nothing is downloaded. The model gets the LoRA adapters of the paper's ORPO recipe
-(`config/recipes/paper/orpo.yaml`: r 256, alpha 128, dropout 0.05, every linear layer) through
+(`config/rare_disease/recipes/paper/orpo.yaml`: r 256, alpha 128, dropout 0.05, every linear layer) through
 peft, as `mint.core.train` gives them; `--full` trains every weight instead. Synthetic preference
 rows (prompt, chosen, rejected) go through MINT's own ORPO trainer
 (`mint.core.trainers.trainer_classes("orpo")`), `--warmup` steps untimed, then `--steps` timed.
@@ -70,7 +70,7 @@ LLAMA_3_2_1B = {
 LLAMA_3_2_3B = {**LLAMA_3_2_1B, "hidden_size": 3072, "num_hidden_layers": 28, "num_attention_heads": 24,
                 "num_key_value_heads": 8, "intermediate_size": 8192}
 SHAPES = {"1b": ("Llama-3.2-1B shape", LLAMA_3_2_1B), "3b": ("Llama-3.2-3B shape", LLAMA_3_2_3B)}
-PAPER_RECIPE = "config/recipes/paper/orpo.yaml"
+PAPER_RECIPE = "config/rare_disease/recipes/paper/orpo.yaml"
 TINY = {**LLAMA_3_2_1B, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 600, "max_position_embeddings": 256}
 SPECIAL = ("<bos>", "<eos>", "<pad>", "<unk>")

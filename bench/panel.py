@@ -13,7 +13,7 @@ with the same model (`--names-from` ranks a real panel's names instead):
   candidate pays for the prompt again.
 
 The model has the builtin student's shape from `--student-config` (default the benchmark's,
-config/student/benchmark.yaml: 4 layers, hidden 128, vocabulary up to 4,000), freshly initialised,
+config/rare_disease/students/benchmark.yaml: 4 layers, hidden 128, vocabulary up to 4,000), freshly initialised,
 with a tokenizer trained on the bench's prompts and names: the cost of a forward pass does not
 depend on the weights. Prints the median cases/s of each over `--repeats` (alternating), by wall
 clock and by the process's CPU time (what a busy machine distorts less), their ratios, and the
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
                         "(evaluation.panel_batch_size)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--student-config", type=Path, default=Path("config/student/benchmark.yaml"))
+    p.add_argument("--student-config", type=Path, default=Path("config/rare_disease/students/benchmark.yaml"))
     p.add_argument("--skip-uncached", action="store_true", help="time the cached ways only")
     p.add_argument("--skip-rows", action="store_true", help="leave out the way 'prompt cache, a row per name'")
     p.add_argument("--model", type=Path, help="a trained student folder (instead of a fresh model of "

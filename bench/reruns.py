@@ -1,10 +1,10 @@
-"""What a one-setting change reruns, and what it costs, on the embedded default (config/config.yaml).
+"""What a one-setting change reruns, and what it costs, on the embedded default (config/rare_disease/default.yaml).
 
 In a run folder (`--dir`; by default a new one under runs/, removed afterwards unless `--keep`),
-with its own copy of the repository's `config` (paths in a config are relative to it): one complete
-run first (nothing to do if the folder holds one already), then, per change, a dry run with the
-default config plus a config file that sets that one key (`snakemake -n --configfile config/config.yaml
-change.yaml`):
+with its own copy of the repository's `config` (paths in a config are relative to it; a config file,
+bench-recipes.yaml, names the copy's default recipes): one complete run first (nothing to do if the folder
+holds one already), then, per change, a dry run with the default config plus a config file that sets that
+one key (`snakemake -n --configfile config/rare_disease/default.yaml bench-recipes.yaml change.yaml`):
 the jobs Snakemake plans, per rule, and their cost estimated from the complete run (the mean wall
 seconds of each rule's jobs, from Snakemake's records in `.snakemake/metadata`, times the planned
 jobs). For the changes named in `--measure` (an evaluation setting by default) the rerun is also
@@ -32,7 +32,10 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO / "config" / "config.yaml"
+DEFAULT_CONFIG = Path("config/rare_disease/default.yaml")
+# The default recipes (the application's, which the default config leaves to the schema), as the run folder's
+# copy: a recipe change edits them there.
+DEFAULT_RECIPES = Path("config/rare_disease/recipes/tiny")
 RECIPE_CHANGE = "recipe:orpo.learning_rate"  # a value inside a recipe file, not a config key
 # One setting at a time: evaluation, preferences, a recipe value, the teacher, the seeds.
 CHANGES = [
@@ -112,8 +115,7 @@ def change_files(folder: Path, key: str, value):
         yield path
         return
     method, _, arg = key.removeprefix("recipe:").partition(".")
-    recipes = yaml.safe_load(DEFAULT_CONFIG.read_text())["training"]["recipes"]
-    recipe_path = folder / "config" / recipes / f"{method}.yaml"
+    recipe_path = folder / DEFAULT_RECIPES / f"{method}.yaml"
     text, stat = recipe_path.read_text(), recipe_path.stat()
     try:
         recipe = yaml.safe_load(text)
@@ -151,7 +153,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not (folder / "config").exists():
         shutil.copytree(REPO / "config", folder / "config")  # copy2: the files keep their times
     cores = ["--cores", str(a.cores)]
-    base = ["--configfile", str(folder / "config" / "config.yaml")]
+    recipes = folder / "bench-recipes.yaml"  # its paths are relative to it: the folder's copy
+    recipes.write_text(yaml.safe_dump({"training": {"recipes": DEFAULT_RECIPES.as_posix()}}))
+    base = ["--configfile", str(folder / DEFAULT_CONFIG), str(recipes)]
     rows = []
     try:
         if not a.dry_only:

@@ -38,7 +38,7 @@ from mint.core import schemas
 from mint.core.io import read_parquet, write_parquet
 
 N_LABELS = 800
-K, Q = 10, 15  # config/paper.yaml: preferences.k, preferences.q
+K, Q = 10, 15  # config/rare_disease/paper.yaml: preferences.k, preferences.q
 BATCH = 4096  # cases a score batch (4096 x 800 float64 = 26 MB)
 STEPS = ("rank", "preferences", "score", "agreement")
 

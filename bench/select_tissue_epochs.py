@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for epochs in a.epochs:
         for method in a.methods:
-            recipe = yaml.safe_load((REPO / f"config/recipes/tissue/{method}.yaml").read_text())
+            recipe = yaml.safe_load((REPO / f"config/tissue/recipes/tiny/{method}.yaml").read_text())
             recipe["args"]["num_train_epochs"] = epochs
             recipe["init"] = "base"
             name = f"{method}-{epochs}"

@@ -201,8 +201,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rows", type=int, default=320, help="synthetic cases; with --data its first N pairs (0: all)")
     p.add_argument("--data", type=Path, help="a workflow preferences Parquet to train on instead")
     p.add_argument("--methods", nargs="+", default=["orpo", "sft", "dpo"])
-    p.add_argument("--recipes", type=Path, default=Path("config/recipes/benchmark"))
-    p.add_argument("--student-config", type=Path, default=Path("config/student/benchmark.yaml"))
+    p.add_argument("--recipes", type=Path, default=Path("config/rare_disease/recipes/benchmark"))
+    p.add_argument("--student-config", type=Path, default=Path("config/rare_disease/students/benchmark.yaml"))
     p.add_argument("--student", type=Path, help="a base student folder to train (e.g. a benchmark run's "
                                                  "results/student) instead of a fresh one of --student-config")
     p.add_argument("--repeats", type=int, default=3)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mint.core.app import load_application, selected_teacher
 from mint.core.config import builtin_student_threads as builtin_student_threads_of
-from mint.core.config import check_inputs, load_yaml, resolve_paths, validate_config
+from mint.core.config import check_inputs, load_yaml, resolve_paths, training_seeds, validate_config
 from mint.core.fingerprint import fingerprint_files
 from mint.core.io import apply_output_mode
 from mint.core.models import resolve_encoder, resolve_model
@@ -131,9 +131,9 @@ def model_setting(key, ref):
     return STEP.setting(key, ref.source, identity=ref.identity)
 
 
-def teacher_training():
-    """The `teacher` keys that the application's teacher training reads (its TEACHER_TRAINING), as one setting."""
-    return STEP.group("teacher", TEACHER_TRAINING)
+def teacher_training(keys):
+    """The `teacher` keys that the application's teacher training reads (`keys`), as one setting."""
+    return STEP.group("teacher", keys)
 
 
 def encoder_setting():
@@ -219,7 +219,7 @@ def methods():
 
 def seeds():
     """Training seeds: each trained method is trained, answered and scored once per seed."""
-    return config["training"]["seeds"] or [config["seed"]]
+    return training_seeds(config)
 
 
 def trained(method, seed):
@@ -322,8 +322,8 @@ def predict_model_files(wildcards):
 
 
 def application_scores():
-    """Score files of the application's own rows (its baselines); its rules file may redefine this."""
-    return []
+    """Score files of the application's own rows (its baselines): its `score_files` hook, or none."""
+    return list(APP.score_files(config)) if APP.score_files is not None else []
 
 
 def student_runs():

@@ -12,6 +12,8 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
+from mint.core.app import BUILTIN, load_application
+
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "mint"
 # Words of the rare-disease domain that the core's code and rules must not use (docstrings and
@@ -137,3 +139,70 @@ def test_only_the_trainers_import_trl():
                  if trainers not in p.parents and any(m == "trl" or m.startswith("trl.") for m in imports(p)))
     assert bad == [], f"only mint/core/trainers/ may import trl; also: {bad}"
     assert any(m.startswith("trl") for m in imports(trainers / "registry.py"))
+
+
+# Every Snakefile, rules file and example rules file: Snakemake includes them into one namespace.
+SMK_FILES = [REPO / "Snakefile", *sorted((REPO / "rules").rglob("*.smk")), *sorted((REPO / "examples").rglob("*.smk"))]
+
+
+def defined_twice(paths: list[Path]) -> dict[str, list[str]]:
+    """Function name -> the files that define it, for each name defined more than once (in one file or several).
+    Snakemake files are not Python: a `def name(` at the start of a line is a definition."""
+    owners: dict[str, list[str]] = {}
+    for path in paths:
+        for name in re.findall(r"^def (\w+)\(", path.read_text(), flags=re.M):
+            owners.setdefault(name, []).append(path.relative_to(REPO).as_posix() if path.is_relative_to(REPO)
+                                               else path.name)
+    return {name: files for name, files in owners.items() if len(files) > 1}
+
+
+def test_no_function_is_defined_in_two_rules_files():
+    """An application's rules file that defined a function of rules/common.smk would replace it silently (one
+    namespace; the last include wins): what an application adds to the core's rules is a field of `Application`."""
+    assert {"common.smk", "rare_disease_common.smk", "tissue_common.smk"} <= {p.name for p in SMK_FILES}
+    assert defined_twice(SMK_FILES) == {}
+
+
+def test_no_application_rules_file_assigns_a_name_of_the_core():
+    """Nor a module-level name (`CASES = ...`) of the Snakefile or the core's rules: two applications' files may
+    share one (each runs alone), an application's and the core's may not."""
+    def assigned(path: Path) -> set[str]:
+        return set(re.findall(r"^(\w+) = ", path.read_text(), flags=re.M))
+
+    core = [REPO / "Snakefile", REPO / "rules" / "common.smk", *sorted((REPO / "rules" / "core").glob("*.smk"))]
+    core_names = set().union(*map(assigned, core))
+    assert {"CASES", "STEP", "APP"} <= core_names
+    clashes = {p.relative_to(REPO).as_posix(): sorted(assigned(p) & core_names) for p in SMK_FILES if p not in core}
+    assert {path: names for path, names in clashes.items() if names} == {}
+
+
+def test_the_redefinition_check_sees_one(tmp_path):
+    """A rules file that redefines the core's function, as rules/apps/rare_disease_common.smk once redefined
+    application_scores(), is found."""
+    (tmp_path / "common.smk").write_text("def application_scores():\n    return []\n\n\nrule a:\n    input: 'x'\n")
+    (tmp_path / "app.smk").write_text("# its baselines\ndef application_scores():\n    return ['y']\n")
+    assert defined_twice([tmp_path / "common.smk", tmp_path / "app.smk"]) == {
+        "application_scores": ["common.smk", "app.smk"]}
+
+
+# The fields of `Application` that are functions of the config or of the report's context: an application's hooks.
+HOOKS = ("check_config", "check_inputs", "input_files", "teacher", "score_files", "summary_sections")
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_an_applications_hooks_live_in_its_hooks_module(name):
+    app = load_application(name)
+    where = {field: getattr(app, field).__module__ for field in HOOKS if callable(getattr(app, field))}
+    assert "teacher" in where and set(where.values()) == {f"{BUILTIN[name]}.hooks"}, where
+
+
+def test_every_application_field_is_documented():
+    """docs/architecture.md, Writing an application, gives each field of `Application` a line."""
+    from dataclasses import fields
+
+    from mint.core.app import Application
+
+    text = (REPO / "docs" / "architecture.md").read_text()
+    assert "\n## Writing an application\n" in text
+    section = text.split("\n## Writing an application\n", 1)[1].split("\n## ", 1)[0]
+    assert [f.name for f in fields(Application) if f"`{f.name}`" not in section] == []

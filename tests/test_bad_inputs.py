@@ -83,9 +83,9 @@ def config_row(cfg: dict | None = None, text: str | bytes | None = None, setup: 
 
 def recipe_row(method: str, text: str, pattern: str, methods: list[str] | None = None):
     def make(wd: Path):
-        (wd / "config/recipes/tiny" / f"{method}.yaml").write_text(text)
+        (wd / "config/rare_disease/recipes/tiny" / f"{method}.yaml").write_text(text)
         # The work folder's recipes (the config file's folder is what its paths are relative to).
-        cfg = {"training": {"recipes": "config/recipes/tiny", **({"methods": methods} if methods else {})}}
+        cfg = {"training": {"recipes": "config/rare_disease/recipes/tiny", **({"methods": methods} if methods else {})}}
         return start_up(config(wd, cfg)), pattern
     return make
 
@@ -376,8 +376,9 @@ BAD = [
         config_row({"teacher": {"rankings": "teacher.parquet"}},
                    pattern="'teacher.rankings': file not found: teacher.parquet")),
     Bad("config: recipes folder without the method's recipe", "config", START_UP,
-        config_row({"training": {"recipes": "config/recipes/none"}},
-                   pattern=r"'training.recipes': no recipe config/recipes/none/sft.yaml for method 'sft'")),
+        config_row({"training": {"recipes": "config/rare_disease/recipes/none"}},
+                   pattern=r"'training.recipes': no recipe config/rare_disease/recipes/none/sft.yaml for method "
+                           r"'sft'")),
     Bad("config: manifest file not found", "config", START_UP,
         config_row({"cohort": {"source": "manifest", "manifest": {"path": "cases.csv"}}},
                    pattern="'cohort.manifest.path': file not found: cases.csv")),
@@ -895,7 +896,7 @@ def work(tmp_path, monkeypatch):
     wd, outside = tmp_path / "work", tmp_path / "outside"
     wd.mkdir()
     outside.mkdir()
-    shutil.copytree(REPO / "config/recipes/tiny", wd / "config/recipes/tiny")
+    shutil.copytree(REPO / "config/rare_disease/recipes/tiny", wd / "config/rare_disease/recipes/tiny")
     monkeypatch.chdir(wd)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return wd

@@ -111,7 +111,7 @@ def test_reruns_bench_plans_a_change_with_a_dry_run(tmp_path):
     assert "train_student (3)" in res.stdout  # nothing was run: every method is planned
     # The recipe was edited in the run folder's copy of the config, and put back; the repository's is untouched.
     for config in (tmp_path / "config", REPO / "config"):
-        assert "5.0e-4" not in (config / "recipes" / "tiny" / "orpo.yaml").read_text()
+        assert "5.0e-4" not in (config / "rare_disease" / "recipes" / "tiny" / "orpo.yaml").read_text()
 
 
 def test_compare_runs_pairs_each_run_with_the_first(tmp_path, capsys):

@@ -8,7 +8,9 @@ from mint.core.io import MintError
 from mint.core.train import load_recipe
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIGS = sorted(REPO.glob("config/*.yaml")) + sorted(REPO.glob("tests/data/*/config.yaml"))
+# Each application's configs (config/<application>/*.yaml; config/accelerate/ holds launch topology only).
+CONFIGS = sorted(p for p in REPO.glob("config/*/*.yaml") if p.parent.name != "accelerate") + sorted(
+    REPO.glob("tests/data/*/config.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(REPO).as_posix())
@@ -34,6 +36,20 @@ def test_defaults_are_filled_in():
     assert cfg["student"]["builtin"] is None
 
 
+@pytest.mark.parametrize("app", ["rare_disease", "tissue"])
+def test_each_application_defaults_to_its_own_recipes(app):
+    """training.recipes has no core default: each application's schema names its tiny set (config/<app>/)."""
+    assert validate_config({"application": app})["training"]["recipes"] == f"config/{app}/recipes/tiny"
+
+
+def test_an_application_without_default_recipes_needs_the_key():
+    with pytest.raises(MintError, match=r"config key 'training.recipes' is required: application 'examples.toy_app' "
+                                        r"gives it no default"):
+        validate_config({"application": "examples.toy_app"})
+    config = {"application": "examples.toy_app", "training": {"recipes": "recipes"}}
+    assert validate_config(config)["training"]["recipes"] == "recipes"
+
+
 @pytest.mark.parametrize(
     "bad, key",
     [
@@ -43,7 +59,7 @@ def test_defaults_are_filled_in():
         ({"teacher": {"epochs": "ten"}}, "teacher.epochs"),
         ({"studnet": {}}, "(top level)"),
         ({"training": {"methods": ["dpo"]}}, "training.methods"),
-        # The application's checks (mint.apps.rare_disease.report.check_config), run by validate_config.
+        # The application's checks (mint.apps.rare_disease.hooks.check_config), run by validate_config.
         ({"cohort": {"source": "manifest"}}, "cohort.manifest.path"),
         ({"cohort": {"source": "phenopacket"}}, "cohort.phenopacket.path"),
         ({"cohort": {"simulated": {"true_terms": [4, 2]}}}, "cohort.simulated.true_terms"),
@@ -66,7 +82,8 @@ def test_invalid_config_names_the_key(bad, key):
 def test_an_invalid_value_names_the_source_that_set_it():
     """rules/common.smk passes each config file (and --config) as an origin; the error names the last that set the
     key."""
-    origins = [({"seed": 1}, "config/config.yaml"), ({"seed": 7.0, "evaluation": {}}, "mine.yaml"), ({}, "--config")]
+    origins = [({"seed": 1}, "config/rare_disease/default.yaml"), ({"seed": 7.0, "evaluation": {}}, "mine.yaml"),
+               ({}, "--config")]
     with pytest.raises(MintError, match=r"^workflow config: invalid value at config key 'seed' \(set in mine.yaml\): "
                        r"7.0 is not of type 'integer' \(expected a whole number: write 7\)$"):
         validate_config({"seed": 7.0, "evaluation": {}}, "workflow config", origins)
@@ -106,7 +123,7 @@ def test_missing_config_file_is_named(tmp_path):
 
 
 def test_the_knowledge_aware_teacher_is_on_for_hpo_coded_cases_only():
-    from mint.apps.rare_disease.report import select_teacher, uses_knowledge
+    from mint.apps.rare_disease.hooks import select_teacher, uses_knowledge
 
     assert uses_knowledge(validate_config({}, source="t.yaml"))
     manifest = validate_config({"cohort": {"source": "manifest", "manifest": {"path": "m.csv"}},
@@ -117,6 +134,53 @@ def test_the_knowledge_aware_teacher_is_on_for_hpo_coded_cases_only():
     assert fused.pair_modality == "note_photo_knowledge" and "knowledge" in fused.modalities
     # Without a validation split the fusion has nothing to fit on: allowed when it is off.
     validate_config({"cohort": {"split": {"validation": 0}}, "teacher": {"knowledge": False}}, source="t.yaml")
+
+
+def _app(teacher, **fields):
+    from mint.core.app import Application, Prompt
+
+    return Application(name="toy", label_noun="shape", labels_noun="shapes", rules=Path("rules.smk"),
+                       config_schema={}, case_fields=(), teacher=teacher, modality_labels={"a": "A", "b": "B"},
+                       prompt=Prompt("s", "{text}", "H:"), student_text="text", **fields)
+
+
+def test_an_applications_teacher_is_fixed_or_chosen_by_the_config():
+    """`Application.teacher`: one `Teacher`, or a function of the config; external rankings replace either."""
+    from mint.core.app import Teacher, selected_teacher
+
+    config = {"teacher": {"rankings": None, "which": "b"}}
+    fixed = Teacher(("a", "b"), "a", "metrics.json")
+    assert selected_teacher(_app(fixed), config) is fixed
+    chosen = selected_teacher(_app(lambda cfg: Teacher((cfg["teacher"]["which"],), cfg["teacher"]["which"])), config)
+    assert (chosen.modalities, chosen.pair_modality, chosen.metrics) == (("b",), "b", None)
+    external = selected_teacher(_app(fixed), {"teacher": {"rankings": "r.parquet"}})
+    assert (external.modalities, external.pair_modality) == (("external",), "external")
+
+
+def test_a_teacher_modality_without_a_name_in_the_report_is_refused():
+    from mint.core.app import Teacher, selected_teacher
+
+    with pytest.raises(MintError, match=r"application 'toy': teacher modalities \['c'\] have no entry in "
+                                        r"modality_labels \['a', 'b'\]"):
+        _app(Teacher(("a", "c"), "a"))
+    with pytest.raises(MintError, match=r"teacher modalities \['c'\]"):
+        selected_teacher(_app(lambda cfg: Teacher(("c",), "c")), {"teacher": {"rankings": None}})
+    with pytest.raises(MintError, match=r"its teacher function gave None, not a Teacher"):
+        selected_teacher(_app(lambda cfg: None), {"teacher": {"rankings": None}})
+    with pytest.raises(MintError, match=r"teacher must be a Teacher or a function of the config"):
+        _app(("a",))
+
+
+def test_the_baselines_score_files_follow_the_config():
+    """The rare-disease application's own report rows (`score_files`): each ranker, RAG with SFT per seed, RAG base."""
+    rare = load_application("rare_disease")
+    assert rare.score_files(validate_config({}, source="t.yaml")) == []
+    config = validate_config({"baselines": {"phenomizer": True, "knn": True, "rag": ["base", "sft"]},
+                              "training": {"seeds": [1, 2]}}, source="t.yaml")
+    assert rare.score_files(config) == ["results/scores/phenomizer.parquet", "results/scores/knn.parquet",
+                                        "results/scores/seed1/rag_sft.parquet", "results/scores/seed2/rag_sft.parquet",
+                                        "results/scores/rag_base.parquet"]
+    assert load_application("tissue").score_files is None
 
 
 def test_build_student_reserves_the_threads_of_its_pretraining(tmp_path):
@@ -131,4 +195,4 @@ def test_build_student_reserves_the_threads_of_its_pretraining(tmp_path):
         assert builtin_student_threads(app, tmp_path / "mine.yaml") == 5
         (tmp_path / "sizes.yaml").write_text("model:\n  hidden_size: 64\n")
         assert builtin_student_threads(app, tmp_path / "sizes.yaml") == packaged
-    assert builtin_student_threads(load_application("tests.toy_app"), None) == 1
+    assert builtin_student_threads(load_application("examples.toy_app"), None) == 1

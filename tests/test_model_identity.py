@@ -191,7 +191,7 @@ def test_check_student_base_returns_the_ref_at_a_revision(cache, monkeypatch):
 def test_check_clip_source_resolves_through_the_cache(cache, monkeypatch, tmp_path):
     import huggingface_hub.constants
 
-    from mint.apps.tissue.teachers import check_clip_source
+    from mint.apps.tissue.hooks import check_clip_source
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     assert check_clip_source(REPO_ID, "v2").identity == f"{REPO_ID}@{NEW}"

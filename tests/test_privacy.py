@@ -89,7 +89,8 @@ def test_the_workflow_applies_the_config_key(tmp_path, shared_group):
     (tmp_path / "config").symlink_to(REPO / "config")  # the recipes, relative to the working directory
     (tmp_path / "privacy.yaml").write_text(f"privacy:\n  shared_group: {str(shared_group).lower()}\n")
     cmd = [*SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(REPO / "config/config.yaml"), str(tmp_path / "privacy.yaml"), "--list-rules"]
+           "--configfile", str(REPO / "config/rare_disease/default.yaml"), str(tmp_path / "privacy.yaml"),
+           "--list-rules"]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120, umask=0o022)
     assert res.returncode == 0, res.stderr[-3000:]
     logs = list((tmp_path / ".snakemake/log").iterdir())

@@ -41,7 +41,7 @@ def test_rule_blocks_cover_every_rule_snakemake_loads(tmp_path):
     """Else the checks below pass on rules they never read (as when rules/ gained subfolders)."""
     (tmp_path / "config").symlink_to(REPO / "config")  # the recipes, relative to the working directory
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--configfile", str(REPO / "config/config.yaml"), "--directory", str(tmp_path), "--list-rules"]
+           "--configfile", str(REPO / "config/rare_disease/default.yaml"), "--directory", str(tmp_path), "--list-rules"]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
     loaded = set(res.stdout.split()) - {"all"}  # `all` is the Snakefile's own target

@@ -4,23 +4,26 @@ from pathlib import Path
 
 import pytest
 
+from mint.core.app import load_application
 from mint.core.io import MintError
 from mint.core.train import load_recipe
-from mint.core.trainers import METHODS, trainer_classes
+from mint.core.trainers import METHODS, VISION_METHODS, trainer_classes
 
 REPO = Path(__file__).resolve().parent.parent
-RECIPES = sorted(REPO.glob("config/recipes/*/*.yaml")) + sorted(REPO.glob("tests/data/*/recipes/*.yaml"))
+# config/<application>/recipes/<set>/<method>.yaml, and the test configs' recipes.
+RECIPES = sorted(REPO.glob("config/*/recipes/*/*.yaml")) + sorted(REPO.glob("tests/data/*/recipes/*.yaml"))
 
 
 def test_recipes_exist_for_every_method_and_set():
     for folder in {p.parent for p in RECIPES}:
         stems = {p.stem for p in folder.glob("*.yaml")}
         assert {"sft", "dpo", "orpo"} <= stems <= set(METHODS), folder
-        if folder.name in ("tiny", "paper"):  # the default and the paper's sets offer every method
-            assert stems == set(METHODS), folder
+        if folder.name in ("tiny", "paper"):  # the default and the paper's sets offer every method of the student
+            kind = load_application(folder.parents[1].name).student_kind
+            assert stems == set(METHODS if kind == "text" else VISION_METHODS), folder
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_recipe_builds_its_trl_config(path, tmp_path):
     recipe = load_recipe(path)
     assert recipe["method"] == path.stem
@@ -35,17 +38,17 @@ def test_recipe_builds_its_trl_config(path, tmp_path):
 
 
 def test_paper_recipes_keep_the_papers_settings():
-    orpo = load_recipe(REPO / "config/recipes/paper/orpo.yaml")
+    orpo = load_recipe(REPO / "config/rare_disease/recipes/paper/orpo.yaml")
     assert orpo["lora"]["r"] == 256 and orpo["lora"]["lora_alpha"] == 128
     assert orpo["args"]["beta"] == 0.1 and orpo["args"]["learning_rate"] == 5e-5
-    assert load_recipe(REPO / "config/recipes/paper/dpo.yaml")["init"] == "sft"
+    assert load_recipe(REPO / "config/rare_disease/recipes/paper/dpo.yaml")["init"] == "sft"
 
 
 def test_tissue_paper_recipes_keep_the_papers_settings():
     for method in ("sft", "dpo", "orpo"):
-        recipe = load_recipe(REPO / f"config/recipes/tissue-paper/{method}.yaml", kind="vision")
+        recipe = load_recipe(REPO / f"config/tissue/recipes/paper/{method}.yaml", kind="vision")
         assert recipe["lora"]["r"] == 256 and recipe["lora"]["lora_alpha"] == 128, method
-    assert load_recipe(REPO / "config/recipes/tissue-paper/orpo.yaml", kind="vision")["args"]["beta"] == 0.1
+    assert load_recipe(REPO / "config/tissue/recipes/paper/orpo.yaml", kind="vision")["args"]["beta"] == 0.1
 
 
 def test_tissue_paper_lora_targets_the_language_model_the_vision_mlps_and_the_projector():
@@ -62,7 +65,7 @@ def test_tissue_paper_lora_targets_the_language_model_the_vision_mlps_and_the_pr
         text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
                      "num_key_value_heads": 1, "cross_attention_layers": [1], "vocab_size": 300, "pad_token_id": 0,
                      "bos_token_id": 1, "eos_token_id": 2})
-    lora = {**load_recipe(REPO / "config/recipes/tissue-paper/orpo.yaml", kind="vision")["lora"], "r": 2}
+    lora = {**load_recipe(REPO / "config/tissue/recipes/paper/orpo.yaml", kind="vision")["lora"], "r": 2}
     model = get_peft_model(MllamaForConditionalGeneration(config), LoraConfig(task_type="CAUSAL_LM", **lora))
     adapted = {re.sub(r"^base_model\.model\.model\.|\.lora_A\..*$", "", n) for n, _ in model.named_parameters()
                if "lora_A" in n}

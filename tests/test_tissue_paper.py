@@ -1,4 +1,4 @@
-"""The paper's tissue config (config/tissue-paper.yaml) plans its DAG and runs its first steps.
+"""The paper's tissue config (config/tissue/paper.yaml) plans its DAG and runs its first steps.
 
 PanNuke's three folds are tiny fake arrays the test writes where the config expects them
 (data/pannuke/fold1..3). PLIP (`vinid/plip`) is not on this machine and the hub is offline, so the
@@ -23,7 +23,7 @@ from tests.factories import job_stats, write_tiny_clip
 from tests.test_tissue_ingest import write_fold
 
 REPO = Path(__file__).resolve().parent.parent
-CONFIG = "config/tissue-paper.yaml"
+CONFIG = "config/tissue/paper.yaml"
 
 pytestmark = pytest.mark.integration
 

@@ -335,7 +335,7 @@ def test_external_model_and_rankings_go_together():
 def test_a_clip_source_that_cannot_load_is_refused_at_start_up(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
-    from mint.apps.tissue.teachers import check_clip_source
+    from mint.apps.tissue.hooks import check_clip_source
 
     (tmp_path / "config.json").write_text("{}")
     assert check_clip_source(str(tmp_path)).identity.startswith("folder:")  # the rest is checked when it loads

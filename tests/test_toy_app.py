@@ -1,4 +1,4 @@
-"""The core runs an application it has never heard of: the toy application of tests/toy_app
+"""The core runs an application it has never heard of: the toy application of examples/toy_app
 (six shapes, one-line descriptions, an external rankings file as the teacher, a student the core's
 builtin text student makes from the toy's corpus) through the whole core DAG: preferences,
 SFT/DPO/ORPO training, prediction, scoring and the report.
@@ -18,10 +18,10 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.toy_app import FEATURES, SHAPES
+from examples.toy_app import FEATURES, SHAPES
 
 REPO = Path(__file__).resolve().parent.parent
-TOY = REPO / "tests" / "toy_app"
+TOY = REPO / "examples" / "toy_app"
 
 def _toy_inputs(wd: Path, k: int) -> None:
     """Cases (6 per shape), an external teacher that ranks the truth first for 2 in 3 cases, a tiny student."""
@@ -41,7 +41,7 @@ def _toy_inputs(wd: Path, k: int) -> None:
     pl.DataFrame({"case_id": [c for c in scores for _ in labels], "label_id": labels * len(scores),
                   "score": np.concatenate(list(scores.values()))}).write_parquet(wd / "rankings.parquet")
     # The student folder config key `student.base` names: the core's tiny Llama, pre-trained on the toy's corpus.
-    from tests.toy_app.student import build_student
+    from examples.toy_app.student import build_student
 
     build_student(wd / "student", k=k)
 
@@ -50,7 +50,7 @@ def _toy_inputs(wd: Path, k: int) -> None:
 def toy_run(tmp_path_factory):
     wd = tmp_path_factory.mktemp("toy")
     shutil.copytree(REPO / "tests" / "data" / "tiny" / "recipes", wd / "recipes")
-    config = {"application": "tests.toy_app", "seed": 3, "toy": {"cases": "toy.csv"},
+    config = {"application": "examples.toy_app", "seed": 3, "toy": {"cases": "toy.csv"},
               "teacher": {"rankings": "rankings.parquet"}, "preferences": {"k": 2, "q": 2},
               "student": {"base": "student"}, "training": {"methods": ["sft", "dpo", "orpo"], "recipes": "recipes"},
               "evaluation": {"max_new_tokens": 12, "bootstrap": 20}}
@@ -119,9 +119,9 @@ def test_the_toy_application_imports_nothing_of_another_application():
 
 
 def test_the_toy_corpus_answers_with_k_shapes_under_its_header():
+    from examples.toy_app import APPLICATION
+    from examples.toy_app.student import shape_corpus
     from mint.core.prompts import parse_answer
-    from tests.toy_app import APPLICATION
-    from tests.toy_app.student import shape_corpus
 
     chats = [d for d in shape_corpus(k=3, n_docs=10) if not isinstance(d, str)]
     assert len(chats) == 10

@@ -73,34 +73,32 @@ class Teacher:
 
 @dataclass(frozen=True)
 class Application:
-    """What an application declares; every field is read by the core or its rules.
+    """What an application declares; every field is read by the core or its rules, every hook is a field.
 
     - `name`: the value of `config.application`; `label_noun` (+ `labels_noun`): what a label is.
     - `rules`: its Snakemake rules file, which must write `results/cohort/{cases,candidates,excluded}.parquet`
       (+ `vocabulary.parquet` when `vocabulary` is true) and, unless the config names external rankings,
-      `results/rankings/teacher.parquet`; `teacher_metrics`: a JSON file of its teacher, or None.
+      `results/rankings/teacher.parquet`. It defines no function or name that the core's rules define.
     - `config_schema`: JSON-schema of its own config keys, merged into the core's.
     - `case_fields`: its own columns of `cases.parquet`.
-    - `synthetic_sources`: the values of the cases' `source` column that mark generated (not real) cases. A
-      test case's label is *seen* when a training case of it comes from any other source; the report gives
-      accuracy on the test cases of seen and of unseen labels apart, and per label by its real training cases.
-    - `teacher_modalities`: the modalities its teacher ranks (each scored in the report), with
-      `modality_labels`; `pair_modality`: the one whose ranking makes the preference pairs.
-    - `select_teacher(config)`: when the application offers more than one teacher, the `Teacher` a
-      validated config selects; None: its one teacher (`teacher_modalities`, `pair_modality`,
-      `teacher_metrics`). Either way, a config that names external rankings selects those (`selected_teacher`).
+    - `teacher`: the `Teacher` its rules train (modalities, the pair modality, its metrics file), or, when
+      the application offers more than one, a function of the validated config that gives the one it selects.
+      A config that names external rankings selects those instead (`selected_teacher`).
+    - `modality_labels`: every modality its teachers rank, in the report's row order, with the name the
+      report gives it.
+    - `prompt`: system message, user template and answer header.
     - `student_kind` ('text' | 'vision'): declared once here; training writes it into each trained folder,
       a builtin student's folder records its own (`mint.core.students.kind`), and prediction reads it from
       the folder (this declaration only for a model that records none, a hub model). `student_text` /
       `student_image`: the cases columns the student reads, `student_input`: how the report names that
       input; `builtin_student`: the packaged settings (YAML) of its builtin student, whose `train.threads`
       its `build_student` rule reserves, or None.
-    - `prompt`: system message, user template and answer header; `normalise`: how names are made
-      comparable when answers are matched to labels.
+    - `vocabulary`: whether its rules write `vocabulary.parquet` (the names answers are matched against;
+      else the candidates); `normalise`: how names are made comparable when answers are matched to labels.
     - `rankers`: baselines whose rules write `results/rankings/<name>.parquet` (modality `<name>`), scored
       by the core; `extra_runs`: a regex of further answer files `results/predict/<run>.parquet` its rules
-      write (scored by the core like the students'); its rules file lists the score files of both in
-      `application_scores()`.
+      write (scored by the core like the students'); `score_files(config)`: the score files of both that a
+      validated config asks for (its own rows of the report), or None: none.
     - `rows`: report labels of methods the core does not name itself (its baselines); `row_order`:
       the order of the rows after the teacher's (the core's student methods among them);
       `summary_sections(context)`: extra Markdown lines for the report; `check_config(config, source)`:
@@ -112,6 +110,13 @@ class Application:
       'cohort.manifest.images': [each image and mask its rows name]}; a folder stands for every file below
       it, and keys of settings that are off are absent. Each group's `mint.core.fingerprint.fingerprint_files`
       is a param of the rule that reads it, so that editing a file reruns that step. None: no such files.
+    - `synthetic_sources`: the values of the cases' `source` column that mark generated (not real) cases. A
+      test case's label is *seen* when a training case of it comes from any other source; the report gives
+      accuracy on the test cases of seen and of unseen labels apart, and per label by its real training cases.
+
+    An application keeps its hooks, the fields that are functions of the config or of the report's context
+    (`check_config`, `check_inputs`, `input_files`, `teacher`, `score_files`, `summary_sections`), in one module,
+    `<package>/hooks.py`; `normalise` stays beside its prompt. examples/toy_app is the smallest whole application.
     """
 
     name: str
@@ -120,8 +125,7 @@ class Application:
     rules: Path
     config_schema: Mapping[str, Any]
     case_fields: Sequence[pa.Field]
-    teacher_modalities: Sequence[str]
-    pair_modality: str
+    teacher: Teacher | Callable[[Mapping[str, Any]], Teacher]
     modality_labels: Mapping[str, str]
     prompt: Prompt
     student_kind: str = "text"
@@ -130,17 +134,16 @@ class Application:
     student_input: str = "the input"
     builtin_student: Path | None = None
     vocabulary: bool = False
-    teacher_metrics: str | None = None
     normalise: Callable[[str], str] = _identity_normalise
     rankers: Sequence[str] = ()
     extra_runs: str | None = None
+    score_files: Callable[[Mapping[str, Any]], Sequence[str]] | None = None
     rows: Mapping[str, str] = field(default_factory=dict)
     row_order: Sequence[str] = ("base", "sft", "dpo", "orpo")
     summary_sections: Callable[[Mapping[str, Any]], list[str]] | None = None
     check_config: Callable[[Mapping[str, Any], str], None] | None = None
     check_inputs: Callable[[Mapping[str, Any], str], None] | None = None
     input_files: Callable[[Mapping[str, Any]], Mapping[str, Sequence[Path]]] | None = None
-    select_teacher: Callable[[Mapping[str, Any]], Teacher] | None = None
     synthetic_sources: Sequence[str] = ("simulated",)
 
     def __post_init__(self) -> None:
@@ -150,12 +153,22 @@ class Application:
             raise MintError(f"application {self.name!r}: a text student needs student_text (a cases column)")
         if self.student_kind == "vision" and not self.student_image:
             raise MintError(f"application {self.name!r}: a vision student needs student_image (a cases column)")
-        if self.pair_modality not in self.teacher_modalities:
-            raise MintError(f"application {self.name!r}: pair_modality {self.pair_modality!r} is not one of "
-                            f"teacher_modalities {list(self.teacher_modalities)}")
+        if isinstance(self.teacher, Teacher):
+            self.check_teacher(self.teacher)
+        elif not callable(self.teacher):
+            raise MintError(f"application {self.name!r}: teacher must be a Teacher or a function of the config "
+                            f"that gives one, not {type(self.teacher).__name__}")
         if isinstance(self.synthetic_sources, str):
             raise MintError(f"application {self.name!r}: synthetic_sources must be a sequence of source names, "
                             f"not the string {self.synthetic_sources!r}")
+
+    def check_teacher(self, teacher: Teacher) -> Teacher:
+        """`teacher`, once each of its modalities has a name in `modality_labels` (the report's rows)."""
+        unnamed = [m for m in teacher.modalities if m not in self.modality_labels]
+        if unnamed:
+            raise MintError(f"application {self.name!r}: teacher modalities {unnamed} have no entry in "
+                            f"modality_labels {list(self.modality_labels)} (their names and order in the report)")
+        return teacher
 
 
 def load_application(name: str) -> Application:
@@ -180,11 +193,12 @@ def package_file(package: str, name: str) -> Path:
 
 
 def selected_teacher(app: Application, config: Mapping[str, Any]) -> Teacher:
-    """The teacher a validated config selects: external rankings (config `teacher.rankings`), the
-    application's choice (`select_teacher`), or its one teacher."""
+    """The teacher a validated config selects: external rankings (config `teacher.rankings`), or the
+    application's `teacher` (a fixed one, or the one its function of the config gives)."""
     rankings = config["teacher"]["rankings"]
     if rankings is not None:
         return Teacher(("external",), "external", None, f"rankings imported from {rankings}")
-    if app.select_teacher is not None:
-        return app.select_teacher(config)
-    return Teacher(tuple(app.teacher_modalities), app.pair_modality, app.teacher_metrics)
+    teacher = app.teacher if isinstance(app.teacher, Teacher) else app.teacher(config)
+    if not isinstance(teacher, Teacher):
+        raise MintError(f"application {app.name!r}: its teacher function gave {teacher!r}, not a Teacher")
+    return app.check_teacher(teacher)

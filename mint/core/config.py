@@ -7,7 +7,7 @@ as soon as the config loads; tests and the CLI use the same code. An invalid con
 refuses 2.0 and booleans (YAML's yes/no), a number key refuses NaN, infinity and numbers YAML read as text
 (`1e-3`: PyYAML's floats need a dot and a signed exponent, `1.0e-3`).
 
-    python -m mint.core.config config/config.yaml
+    python -m mint.core.config config/rare_disease/default.yaml
 """
 
 from __future__ import annotations
@@ -148,6 +148,10 @@ def validate_config(config: Mapping[str, Any], source: str = "config",
     if errors:
         err = errors[0]
         key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        if err.validator == "required":  # a key without a default (training.recipes where the application has none)
+            missing = [name for name in err.validator_value if name not in err.instance]
+            key = ".".join(str(p) for p in [*err.absolute_path, missing[0]])
+            raise MintError(f"{source}: config key '{key}' is required: application {app_name!r} gives it no default")
         origin = _origin(list(err.absolute_path), origins)
         where = f" (set in {origin})" if origin else ""
         raise MintError(f"{source}: invalid value at config key '{key}'{where}: {err.message}{_type_hint(err)}")
@@ -157,12 +161,17 @@ def validate_config(config: Mapping[str, Any], source: str = "config",
     return instance
 
 
+def training_seeds(cfg: Mapping[str, Any]) -> list[int]:
+    """The seeds each trained method is trained, answered and scored with: `training.seeds`, or `seed`."""
+    return list(cfg["training"]["seeds"] or [cfg["seed"]])
+
+
 def _check_consistency(cfg: Mapping[str, Any], source: str) -> None:
     """Rules across the core's keys that JSON schema cannot say."""
     methods = cfg["training"]["methods"]
     if "dpo" in methods and "sft" not in methods:
         raise MintError(f"{source}: config key 'training.methods': 'dpo' starts from the SFT model, so add 'sft'")
-    panel_seeds, trained = cfg["evaluation"]["panel_seeds"], cfg["training"]["seeds"] or [cfg["seed"]]
+    panel_seeds, trained = cfg["evaluation"]["panel_seeds"], training_seeds(cfg)
     if panel_seeds is not None and not set(panel_seeds) <= set(trained):
         raise MintError(f"{source}: config key 'evaluation.panel_seeds': {sorted(set(panel_seeds) - set(trained))} "
                         f"not among the training seeds {trained} (training.seeds, or seed)")

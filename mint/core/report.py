@@ -122,8 +122,9 @@ def agreement_with_teacher(case_scores: pl.DataFrame, rankings_path: str | Path,
 
 
 def row_labels(app: Application) -> dict[str, str]:
-    """Report rows in order, method -> label: the teacher's modalities, then the application's order."""
-    modalities = dict.fromkeys([*app.teacher_modalities, *app.modality_labels, "external"])
+    """Report rows in order, method -> label: the teachers' modalities (`modality_labels`, then external
+    rankings), then the application's order."""
+    modalities = dict.fromkeys([*app.modality_labels, "external"])
     teacher = {f"teacher_{m}": f"teacher ({app.modality_labels.get(m, m)})" for m in modalities}
     students = {m: app.rows.get(m) or STUDENT_ROWS.get(m, m) for m in app.row_order}
     panel = {f"{m}{PANEL_SUFFIX}": f"{label} (full panel)" for m, label in students.items() if m in STUDENT_ROWS}

@@ -18,7 +18,7 @@ The same code runs as one process or as several under `accelerate launch` (DDP, 
 ZeRO-3, FSDP: `config/accelerate/`): every process trains, only process 0 claims the checkpoint
 folder and writes the output folder (weights gathered from all processes first when sharded).
 
-    python -m mint.core.train config/recipes/tiny/orpo.yaml results/student/base \
+    python -m mint.core.train config/rare_disease/recipes/tiny/orpo.yaml results/student/base \
         results/preferences/preferences.parquet results/train/orpo
     accelerate launch --config_file config/accelerate/ddp.yaml --num_processes 4 -m mint.core.train ...
 """

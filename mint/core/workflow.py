@@ -7,7 +7,7 @@ the rule's files, done. Tracebacks and progress bars go to `logs/<rule>/...log`;
 `accelerate launch` starts once per GPU (`mint.core.train`, `mint.core.predict`) take `--log` and use
 `rank_log`: the same, one file per process.
 
-    snakemake --cores 2 --configfile config/config.yaml
+    snakemake --cores 2 --configfile config/rare_disease/default.yaml
 """
 
 from __future__ import annotations

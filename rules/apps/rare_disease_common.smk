@@ -1,5 +1,5 @@
 # The rare-disease application's paths and computed inputs (rules/apps/rare_disease.smk uses them).
-from mint.apps.rare_disease.report import uses_knowledge
+from mint.apps.rare_disease.hooks import uses_knowledge
 
 KNOWLEDGE = "results/knowledge"
 TEACHER = "results/teacher"
@@ -22,19 +22,6 @@ TEACHER_TRAINING = (
 
 def knowledge_files(wildcards=None):
     return {name: f"{KNOWLEDGE}/{name}.parquet" for name in ("diseases", "annotations", "terms")}
-
-
-def baseline_methods():
-    """Rows of the comparison beyond teacher and students, in config order."""
-    b = config["baselines"]
-    return (["phenomizer"] if b["phenomizer"] else []) + (["knn"] if b["knn"] else []) + [f"rag_{s}" for s in b["rag"]]
-
-
-def application_scores():
-    rankers = [f"results/scores/{b}.parquet" for b in baseline_methods() if not b.startswith("rag_")]
-    rag = [f"results/scores/seed{s}/rag_sft.parquet" for s in seeds() if "sft" in config["baselines"]["rag"]]
-    rag += ["results/scores/rag_base.parquet"] if "base" in config["baselines"]["rag"] else []
-    return rankers + rag
 
 
 def rag_model(wildcards):

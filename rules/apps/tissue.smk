@@ -72,7 +72,7 @@ rule train_teacher:
         "benchmarks/train_teacher.tsv"
     params:
         **STEP.params(
-            teacher=teacher_training(),
+            teacher=teacher_training(TEACHER_TRAINING),
             seed=cfg("seed"),
         ),
     conda:

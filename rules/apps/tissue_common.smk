@@ -1,4 +1,5 @@
 # The tissue application's paths and settings (rules/apps/tissue.smk uses them).
+from mint.apps.tissue.hooks import check_clip_source
 
 TEACHER = "results/teacher"
 NUCLEI = f"{COHORT}/nuclei.parquet"
@@ -35,11 +36,8 @@ def clip_files():
 # A CLIP source resolves (or fails, naming the key) as the workflow starts, not hours into a run:
 # a hub id to its snapshot in the local cache (teacher.clip.revision pins one).
 CLIP = (
-    resolve_model(
-        config["teacher"]["clip"]["model"],
-        config["teacher"]["clip"]["revision"],
-        key="teacher.clip.model",
-        source="workflow config",
+    check_clip_source(
+        config["teacher"]["clip"]["model"], config["teacher"]["clip"]["revision"], source="workflow config"
     )
     if teacher_model() == "clip"
     else None

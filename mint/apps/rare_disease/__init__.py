@@ -4,23 +4,24 @@ A teacher that sees a patient's note and facial photo ranks the candidate diseas
 reads the note only. This package holds everything that knows about diseases: the HPO knowledge
 tables, simulated/manifest/phenopacket cohorts, notes and faces, the note+photo teacher, the
 Phenomizer and retrieval baselines, the builtin text student, the prompt and the report sections.
-Its rules are `rules/apps/rare_disease.smk`.
+Its hooks (the functions of the config and the report that `APPLICATION` names) are in `hooks.py`; its
+rules are `rules/apps/rare_disease.smk`.
 
-    snakemake --cores 2 --configfile config/config.yaml
+    snakemake --cores 2 --configfile config/rare_disease/default.yaml
 """
 
 from pathlib import Path
 
-from mint.apps.rare_disease.cohort import CASE_FIELDS, input_files
-from mint.apps.rare_disease.prompts import PROMPT, normalise
-from mint.apps.rare_disease.report import (
-    KNOWLEDGE_MODALITIES,
-    TEACHER_METRICS,
+from mint.apps.rare_disease.cohort import CASE_FIELDS
+from mint.apps.rare_disease.hooks import (
     check_config,
     check_inputs,
+    input_files,
+    score_files,
     select_teacher,
     summary_sections,
 )
+from mint.apps.rare_disease.prompts import PROMPT, normalise
 from mint.core.app import Application, package_file
 from mint.core.config import load_yaml
 
@@ -31,21 +32,21 @@ APPLICATION = Application(
     rules=Path(__file__).resolve().parents[3] / "rules" / "apps" / "rare_disease.smk",
     config_schema=load_yaml(package_file(__name__, "schema.yaml")),
     case_fields=CASE_FIELDS,
-    teacher_modalities=KNOWLEDGE_MODALITIES,  # teacher.knowledge: false drops the fused ones (select_teacher)
-    pair_modality="note_photo_knowledge",
-    modality_labels={"note_photo": "note+photo", "note": "note only", "photo": "photo only",
-                     "note_photo_knowledge": "note+photo+knowledge", "note_knowledge": "note+knowledge",
-                     "photo_knowledge": "photo+knowledge", "knowledge": "knowledge only"},
+    teacher=select_teacher,  # config teacher.knowledge: the note+photo network alone, or fused with HPO knowledge
+    # In the report's order: the knowledge-aware teacher's modalities (hooks.KNOWLEDGE_MODALITIES) first.
+    modality_labels={"note_photo_knowledge": "note+photo+knowledge", "note_photo": "note+photo",
+                     "note_knowledge": "note+knowledge", "photo_knowledge": "photo+knowledge", "note": "note only",
+                     "photo": "photo only", "knowledge": "knowledge only"},
     prompt=PROMPT,
     student_kind="text",
     student_text="note",
     student_input="the note",
     builtin_student=package_file(__name__, "student_tiny.yaml"),
     vocabulary=True,
-    teacher_metrics=TEACHER_METRICS,
     normalise=normalise,
     rankers=("phenomizer", "knn"),
     extra_runs=r"rag_base|seed\d+/rag_sft",
+    score_files=score_files,  # config baselines: the rankers' and retrieval-augmented runs' score files
     rows={"phenomizer": "Phenomizer (HPO similarity)", "knn": "retrieval (nearest patients)",
           "rag_base": "RAG, base model", "rag_sft": "RAG, SFT"},
     row_order=("phenomizer", "knn", "base", "rag_base", "sft", "rag_sft", "dpo", "orpo"),
@@ -53,5 +54,4 @@ APPLICATION = Application(
     check_config=check_config,
     check_inputs=check_inputs,
     input_files=input_files,  # the files its steps read by a config path, for their fingerprints
-    select_teacher=select_teacher,  # config teacher.knowledge: the network alone, or fused with HPO knowledge
 )

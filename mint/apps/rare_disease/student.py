@@ -9,7 +9,7 @@ their findings, and question/answer chats in the numbered-list answer format of 
 names and the answer format, so that fine-tuning on cases has something to improve.
 
     python -m mint.apps.rare_disease.student results/knowledge results/cohort/candidates.parquet results/student/base \
-        --k 3 --config config/student/benchmark.yaml --log logs/build_student/pretrain_loss.jsonl
+        --k 3 --config config/rare_disease/students/benchmark.yaml --log logs/build_student/pretrain_loss.jsonl
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ logits. Modality dropout while training (as GestaltMML trained each record as ph
 photo only and text only) lets the same model score a note alone or a photo alone, which is
 how the report compares "teacher, note+photo" with "teacher, note only".
 
-    python -m mint.apps.rare_disease.teacher config/config.yaml results/cohort results/teacher
+    python -m mint.apps.rare_disease.teacher config/rare_disease/default.yaml results/cohort results/teacher
 """
 
 from __future__ import annotations

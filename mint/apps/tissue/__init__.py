@@ -5,17 +5,17 @@ nucleus masks) ranks the 19 tissues; the student, a vision LLM, sees the image o
 holds what knows about tissues: the tissues and nucleus types, simulated patches with masks and
 captions, PanNuke and manifest readers, the image+nuclei teacher (or, by config `teacher.model`, a
 CLIP checkpoint such as PLIP, or external rankings), the builtin vision student and the prompt. Its
-rules are `rules/apps/tissue.smk`.
+hooks (the functions of the config that `APPLICATION` names) are in `hooks.py`; its rules are
+`rules/apps/tissue.smk`.
 
-    snakemake --cores 2 --configfile config/tissue.yaml
+    snakemake --cores 2 --configfile config/tissue/default.yaml
 """
 
 from pathlib import Path
 
-from mint.apps.tissue.cohort import CASE_FIELDS, input_files
+from mint.apps.tissue.cohort import CASE_FIELDS
+from mint.apps.tissue.hooks import check_config, check_inputs, input_files, select_teacher
 from mint.apps.tissue.prompts import PROMPT, normalise
-from mint.apps.tissue.teachers import TEACHER_METRICS, check_config, select_teacher
-from mint.apps.tissue.tissues import check_inputs
 from mint.core.app import Application, package_file
 from mint.core.config import load_yaml
 
@@ -26,18 +26,15 @@ APPLICATION = Application(
     rules=Path(__file__).resolve().parents[3] / "rules" / "apps" / "tissue.smk",
     config_schema=load_yaml(package_file(__name__, "schema.yaml")),
     case_fields=CASE_FIELDS,
-    teacher_modalities=("image_nuclei", "image"),
-    pair_modality="image_nuclei",
+    teacher=select_teacher,  # config teacher.model: trained (image+nuclei) or clip (image); external: the core's
     modality_labels={"image_nuclei": "image+nuclei", "image": "image only"},
     prompt=PROMPT,
     student_kind="vision",
     student_image="image_path",
     student_input="the image",
     builtin_student=package_file(__name__, "student_tiny.yaml"),
-    teacher_metrics=TEACHER_METRICS,
     normalise=normalise,
     check_config=check_config,
     check_inputs=check_inputs,
     input_files=input_files,  # the files its steps read by a config path, for their fingerprints
-    select_teacher=select_teacher,  # config teacher.model: trained (the fields above), clip or external
 )

@@ -113,31 +113,6 @@ def build_cohort(*, cases_path: str | Path, candidates_path: str | Path, exclude
                   schemas.EXCLUDED, prov)
 
 
-def input_files(config: Mapping[str, Any]) -> dict[str, list[Path]]:
-    """`Application.input_files`: the files this application's steps read by a path from a validated config,
-    by the config key that names them (absent where the setting is off).
-
-    - `cohort.pannuke.path` (build_cohort): each fold's images, masks and types `.npy` that `cohort.pannuke.folds`
-      names (`readers.pannuke_files`);
-    - `cohort.manifest.path` (build_cohort): the manifest file (a folder's one `manifest.*`), and
-      `cohort.manifest.images` (build_cohort): every image and mask its rows name (`readers.manifest_files`).
-
-    Models (`teacher.encoder`, `teacher.clip.model`) are not listed: `mint.core.models` gives them an identity.
-    """
-    from mint.apps.tissue.readers import manifest_files, pannuke_files
-
-    cohort = config["cohort"]
-    files: dict[str, list[Path]] = {}
-    if cohort["source"] == "pannuke":
-        files["cohort.pannuke.path"] = pannuke_files(cohort["pannuke"]["path"], cohort["pannuke"]["folds"])
-    elif cohort["source"] == "manifest":
-        manifest, listed = manifest_files(cohort["manifest"]["path"],
-                                          allow_absolute=cohort.get("allow_absolute_paths", False))
-        files["cohort.manifest.path"] = [manifest]
-        files["cohort.manifest.images"] = listed
-    return files
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Simulate a tissue cohort.")
     p.add_argument("out_dir")

@@ -14,13 +14,10 @@ the five types below, in this order, and channel 5 is background. A type mask, h
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
-from mint.core.config import check_panel_size
 from mint.core.io import MintError
 
 
@@ -100,23 +97,3 @@ def labels_frame() -> pl.DataFrame:
          "synonyms": [list(t.synonyms) for t in TISSUES]},
         schema={"label_id": pl.String, "name": pl.String, "synonyms": pl.List(pl.String)},
     )
-
-
-def check_config(cfg: Mapping[str, Any], source: str) -> None:
-    """Rules across the tissue application's keys that JSON schema cannot say: k + q fit the 19 tissues."""
-    check_panel_size(len(TISSUES), cfg, source, "the tissue panel")
-
-
-def check_inputs(cfg: Mapping[str, Any], source: str) -> None:
-    """At start-up: the folder or manifest the cohort source names exists (its content is checked by the
-    cohort step, before it writes anything)."""
-    from pathlib import Path
-
-    cohort = cfg["cohort"]
-    if cohort["source"] in ("pannuke", "manifest"):
-        key = f"cohort.{cohort['source']}.path"
-        path = cohort[cohort["source"]]["path"]
-        if not path:
-            raise MintError(f"{source}: config key '{key}' is required when cohort.source is {cohort['source']!r}")
-        if not Path(path).exists():
-            raise MintError(f"{source}: config key '{key}': not found: {path}")

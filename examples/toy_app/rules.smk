@@ -8,6 +8,6 @@ rule build_cohort:
     log:
         "logs/build_cohort/build_cohort.log",
     run:
-        from tests.toy_app import build_cohort
+        from examples.toy_app import build_cohort
 
         build_cohort(input.cases, output.cases, output.candidates, output.excluded)

@@ -5,7 +5,7 @@ an iterable of documents (chats and plain texts), never cases; the answer length
 workflow's (`preferences.k`, the resolved prompt). The toy test saves the result as the folder that
 config key `student.base` names.
 
-    python -c "from tests.toy_app.student import shape_corpus; print(shape_corpus(2, 3)[:2])"
+    python -c "from examples.toy_app.student import shape_corpus; print(shape_corpus(2, 3)[:2])"
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from examples.toy_app import APPLICATION, FEATURES, SHAPES
 from mint.core.prompts import format_answer
 from mint.core.students.text import Document, build_text_student
-from tests.toy_app import APPLICATION, FEATURES, SHAPES
 
 # A student a few seconds of pre-training make (sizes and steps: mint.core.students.text.MODEL_KEYS, TRAIN_KEYS).
 SETTINGS: dict[str, Any] = {
