@@ -49,7 +49,7 @@ benchmark: setup
 	@echo; cat $(BENCH_DIR)/results/report/summary.md
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not integration and not slow"

@@ -132,7 +132,8 @@ def test_invalid_config_names_the_key(tmp_path):
     (wd / "bad.yaml").write_text("preferences:\n  k: 0\n")
     res = snakemake(wd, "--configfile", TINY, str(wd / "bad.yaml"), "--dry-run", check=False)
     assert res.returncode != 0
-    assert "config key 'preferences.k': 0 is less than the minimum of 1" in res.stdout + res.stderr
+    bad = wd / "bad.yaml"
+    assert f"config key 'preferences.k' (set in {bad}): 0 is less than the minimum of 1" in res.stdout + res.stderr
 
 
 def test_lint_is_clean():
