@@ -6,8 +6,8 @@ Each row calls what the workflow calls: the start-up checks of rules/common.smk 
 `check_inputs`), or the step function that reads the input (the cohort steps of both applications,
 `import_rankings`), in a working directory `work/` beside an `outside/` folder. Every file under both is
 listed before and after: a refused input must add none (no output, no temporary file, nothing outside).
-`ACCEPTED` lists inputs that look suspicious and are accepted by design, with the reason. The README's
-"What is checked" gives the counts that `test_the_readme_counts_the_matrix` checks.
+`ACCEPTED` lists inputs that look suspicious and are accepted by design, with the reason. docs/usage.md's
+"What is checked" gives the counts that `test_the_docs_count_the_matrix` checks.
 
     pytest -q tests/test_bad_inputs.py
 """
@@ -576,7 +576,7 @@ BAD = [
                     lambda: ranks(["c1"] * 3 + [None] * 3, FULL[1], [1.0] * 6))),
 ]
 
-# Round two (each class in its own block; the README's counts are the sum).
+# Round two (each class in its own block; docs/usage.md's counts are the sum).
 # ---- images in every mode (16-bit, float, palette, RGBA, CMYK, EXIF)
 # Each mode's conversion is tested in tests/test_images.py; here, what mint.core.images refuses, in the
 # cohort step of each application (photos: row 4, case p2; patches: line 3, case p1), before any output.
@@ -873,7 +873,7 @@ ACCEPTED = [
     Accepted("an image path with '..' that stays inside the folder ('sub/../face.png')",
              "it names a file inside the folder", _double_dot_inside),
 ]
-# Refused later than start-up although the input is given then, and why (the README lists them too):
+# Refused later than start-up although the input is given then, and why (docs/usage.md lists them too):
 LATER = {
     "k + q above the diseases of a folder of phenopackets when no panel file is given":
         "the panel is the cases' diseases, known once every JSON file is read: build_preferences names "
@@ -936,9 +936,9 @@ def test_an_escaping_id_writes_nothing_outside(work):
     assert not [p for p in work.rglob(".*")]  # no temporary folder left either
 
 
-def test_the_readme_counts_the_matrix():
-    """The README's "What is checked" states the numbers this module holds."""
-    text = " ".join((REPO / "README.md").read_text().split())
+def test_the_docs_count_the_matrix():
+    """docs/usage.md's "What is checked" states the numbers this module holds."""
+    text = " ".join((REPO / "docs/usage.md").read_text().split())
     start = sum(b.stage == START_UP for b in BAD)
     assert f"{len(BAD)} bad inputs" in text
     assert f"{start} refused at start-up" in text
