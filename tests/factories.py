@@ -105,3 +105,35 @@ def job_stats(out: str) -> dict[str, int]:
     table = out.split("Job stats:")[1].split("total")[0]
     rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
     return {rule: int(count) for rule, count in rows if rule != "all"}
+
+
+TINY_NAMES = ["Alpha syndrome", "Beta dysplasia", "Gamma syndrome", "Delta disease", "Epsilon syndrome",
+              "Zeta anomaly"]
+TINY_FINDINGS = ["Hypertelorism", "Seizure", "Short stature", "Cleft palate", "Scoliosis", "Hypotonia"]
+TINY_MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "num_key_value_heads": 2, "max_position_embeddings": 512, "tie_word_embeddings": True}
+
+
+def tiny_note(i: int) -> str:
+    return f"A {i + 2}-year-old child. Findings: {TINY_FINDINGS[i % 6]}, {TINY_FINDINGS[(i + 2) % 6]}."
+
+
+def write_tiny_student_and_pairs(folder: Path, n: int = 8) -> None:
+    """An untrained tiny text student in `folder/base` and `n` preference pairs in `folder/preferences.parquet`
+    (k = 2 names of TINY_NAMES chosen, two others rejected), for tests that train for a few steps."""
+    import pyarrow.parquet as pq
+
+    from mint.apps.rare_disease.prompts import HEADER, PROMPT
+    from mint.core.prompts import assistant, build_prompt, format_answer
+    from mint.core.students.text import build_tiny_llama, render_chat, train_tokenizer
+
+    prompts = [build_prompt(PROMPT.resolved(None), 2, tiny_note(i), "note") for i in range(n)]
+    answers = [(format_answer([TINY_NAMES[i % 6], TINY_NAMES[(i + 1) % 6]], HEADER),
+                format_answer([TINY_NAMES[(i + 3) % 6], TINY_NAMES[(i + 4) % 6]], HEADER)) for i in range(n)]
+    tokenizer = train_tokenizer([render_chat(p + assistant(a)) for p, (a, _) in zip(prompts, answers)], 400)
+    model = build_tiny_llama(tokenizer, TINY_MODEL)
+    model.save_pretrained(folder / "base")
+    tokenizer.save_pretrained(folder / "base")
+    pairs = [{"case_id": f"c{i}", "prompt": p, "chosen": assistant(c), "rejected": assistant(r)}
+             for i, (p, (c, r)) in enumerate(zip(prompts, answers))]
+    pq.write_table(pa.Table.from_pylist(pairs, schema=schemas.PREFERENCES), folder / "preferences.parquet")

@@ -15,20 +15,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from mint.apps.rare_disease.prompts import HEADER, PROMPT
-from mint.core import schemas
-from mint.core.prompts import assistant, build_prompt, format_answer
-from mint.core.students.text import build_tiny_llama, render_chat, train_tokenizer
 from mint.core.train import COMPLETE_FILE, _claim_checkpoints, _last_checkpoint
+from tests.factories import write_tiny_student_and_pairs
 
 REPO = Path(__file__).resolve().parent.parent
-NAMES = ["Alpha syndrome", "Beta dysplasia", "Gamma syndrome", "Delta disease", "Epsilon syndrome", "Zeta anomaly"]
-TINY_MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-              "num_key_value_heads": 2, "max_position_embeddings": 512, "tie_word_embeddings": True}
 KILL_STEP = 4  # checkpoints at steps 2, 4, 6: the kill comes inside the second save
 
 # `python -m mint.core.train`, killed inside the save of checkpoint-KILL_STEP: the Trainer method named on the
@@ -58,26 +50,12 @@ KILLED_TRAIN = textwrap.dedent(f"""
 """)
 
 
-def _note(i: int) -> str:
-    findings = ["Hypertelorism", "Seizure", "Short stature", "Cleft palate", "Scoliosis", "Hypotonia"]
-    return f"A {i + 2}-year-old child. Findings: {findings[i % 6]}, {findings[(i + 2) % 6]}."
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny untrained student, 8 preference pairs and an ORPO recipe that checkpoints every 2 of its 6 steps,
     keeping one checkpoint (as the workflow's recipes do)."""
     d = tmp_path_factory.mktemp("checkpoints")
-    prompts = [build_prompt(PROMPT.resolved(None), 2, _note(i), "note") for i in range(8)]
-    answers = [(format_answer([NAMES[i % 6], NAMES[(i + 1) % 6]], HEADER),
-                format_answer([NAMES[(i + 3) % 6], NAMES[(i + 4) % 6]], HEADER)) for i in range(8)]
-    tokenizer = train_tokenizer([render_chat(p + assistant(a)) for p, (a, _) in zip(prompts, answers)], 400)
-    model = build_tiny_llama(tokenizer, TINY_MODEL)
-    model.save_pretrained(d / "base")
-    tokenizer.save_pretrained(d / "base")
-    pairs = [{"case_id": f"c{i}", "prompt": p, "chosen": assistant(c), "rejected": assistant(r)}
-             for i, (p, (c, r)) in enumerate(zip(prompts, answers))]
-    pq.write_table(pa.Table.from_pylist(pairs, schema=schemas.PREFERENCES), d / "preferences.parquet")
+    write_tiny_student_and_pairs(d)
     (d / "orpo.yaml").write_text(
         "method: orpo\nlora: null\nargs:\n  learning_rate: 1.0e-3\n  max_steps: 6\n  per_device_train_batch_size: 2\n"
         "  max_length: 480\n  logging_steps: 1\n  save_strategy: steps\n  save_steps: 2\n  save_total_limit: 1\n"

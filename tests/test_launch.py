@@ -15,17 +15,19 @@ import tempfile
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from mint.apps.rare_disease.prompts import HEADER, PROMPT
-from mint.core import schemas
+from mint.apps.rare_disease.prompts import PROMPT
 from mint.core.config import load_yaml, validate_config
 from mint.core.launch import CPU_FLAGS, launch_flags, use_cpu
-from mint.core.prompts import assistant, build_prompt, format_answer
-from mint.core.students.text import build_tiny_llama, render_chat, train_tokenizer
-from tests.factories import make_cases, make_labels, write_cohort
+from tests.factories import (
+    TINY_NAMES,
+    make_cases,
+    make_labels,
+    tiny_note,
+    write_cohort,
+    write_tiny_student_and_pairs,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 ACCELERATE_CONFIGS = sorted((REPO / "config" / "accelerate").glob("*.yaml"))
@@ -102,37 +104,15 @@ def test_cpu_config_keeps_a_gpu_node_on_the_cpu(monkeypatch):
 
 # --------------------------------------------------------------------------- two CPU processes
 
-NAMES = ["Alpha syndrome", "Beta dysplasia", "Gamma syndrome", "Delta disease", "Epsilon syndrome", "Zeta anomaly"]
-FINDINGS = ["Hypertelorism", "Seizure", "Short stature", "Cleft palate", "Scoliosis", "Hypotonia"]
-TINY_MODEL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-              "num_key_value_heads": 2, "max_position_embeddings": 512, "tie_word_embeddings": True}
-
-
-def _note(i: int) -> str:
-    return f"A {i + 2}-year-old child. Findings: {FINDINGS[i % 6]}, {FINDINGS[(i + 2) % 6]}."
-
-
-def _ask(note: str) -> list[dict]:
-    return build_prompt(PROMPT.resolved(None), 2, note, "note")
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny untrained student, 8 preference pairs, 6 test notes, an ORPO recipe and predict's flags."""
     d = tmp_path_factory.mktemp("launch")
-    prompts = [_ask(_note(i)) for i in range(8)]
-    answers = [(format_answer([NAMES[i % 6], NAMES[(i + 1) % 6]], HEADER),
-                format_answer([NAMES[(i + 3) % 6], NAMES[(i + 4) % 6]], HEADER)) for i in range(8)]
-    tokenizer = train_tokenizer([render_chat(p + assistant(a)) for p, (a, _) in zip(prompts, answers)], 400)
-    model = build_tiny_llama(tokenizer, TINY_MODEL)
-    model.save_pretrained(d / "base")
-    tokenizer.save_pretrained(d / "base")
-    pairs = [{"case_id": f"c{i}", "prompt": p, "chosen": assistant(c), "rejected": assistant(r)}
-             for i, (p, (c, r)) in enumerate(zip(prompts, answers))]
-    pq.write_table(pa.Table.from_pylist(pairs, schema=schemas.PREFERENCES), d / "preferences.parquet")
+    write_tiny_student_and_pairs(d)
     ids = [f"OMIM:10000{i}" for i in range(6)]
-    cases = make_cases(ids + ids[:2], ["test"] * 6 + ["train"] * 2, note=[_note(i) for i in range(8)])
-    write_cohort(d / "cohort", cases, make_labels(ids, NAMES))
+    cases = make_cases(ids + ids[:2], ["test"] * 6 + ["train"] * 2, note=[tiny_note(i) for i in range(8)])
+    write_cohort(d / "cohort", cases, make_labels(ids, TINY_NAMES))
     # 8 rows, 2 per process and step, one epoch: 4 steps in one process, 2 in two.
     (d / "orpo.yaml").write_text(
         "method: orpo\nlora: null\nargs:\n  learning_rate: 1.0e-3\n  num_train_epochs: 1\n"

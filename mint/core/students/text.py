@@ -107,21 +107,23 @@ def _require(cfg: Mapping[str, Any], keys: Sequence[str], what: str) -> None:
         raise MintError(f"{what}: missing keys {missing}; expected {list(keys)}")
 
 
+def llama_config(tokenizer, sizes: Mapping[str, Any], **extra: Any):
+    """A `LlamaConfig` of `sizes` for `tokenizer` (its vocabulary and special tokens): the language model of
+    both builtin students."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(**sizes, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, rms_norm_eps=1e-5,
+                       **extra)
+
+
 def build_tiny_llama(tokenizer, model_cfg: Mapping[str, Any], seed: int = 0):
     """A freshly initialised `LlamaForCausalLM` of the size `model_cfg` gives, for `tokenizer`."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     _require(model_cfg, MODEL_KEYS, "student model config")
-    config = LlamaConfig(
-        **{k: model_cfg[k] for k in MODEL_KEYS},
-        vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        rms_norm_eps=1e-5,
-        rope_theta=10000.0,
-    )
+    config = llama_config(tokenizer, {k: model_cfg[k] for k in MODEL_KEYS}, rope_theta=10000.0)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -19,7 +19,7 @@ from typing import Any
 from mint.core.io import MintError, atomic_dir
 from mint.core.models import HUB_ID, unloadable_folder
 from mint.core.students.kind import write_student_record
-from mint.core.students.text import CHAT_TEMPLATE, IMAGE
+from mint.core.students.text import CHAT_TEMPLATE, IMAGE, llama_config
 from mint.core.tokenizer import SPECIAL_TOKENS as TEXT_SPECIAL_TOKENS
 from mint.core.tokenizer import train_chat_tokenizer
 
@@ -87,7 +87,6 @@ def build_tiny_llava(
     from transformers import (
         CLIPImageProcessor,
         CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
@@ -102,14 +101,7 @@ def build_tiny_llava(
     n_features = (image_size // patch) ** 2
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(**vision_sizes, image_size=image_size, patch_size=patch),
-        text_config=LlamaConfig(
-            **text_sizes,
-            vocab_size=len(tokenizer),
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            rms_norm_eps=1e-5,
-        ),
+        text_config=llama_config(tokenizer, text_sizes),
         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE),
         image_seq_length=n_features,
         # "default" drops CLIP's class token: one feature per patch. LLaVA reads the second-to-last
