@@ -955,32 +955,31 @@ def test_k_plus_q_above_a_panel_known_late_is_refused_by_preferences():
         pick_lists(["d1", "d2"], "d1", 3, 3, "bottom", False)
 
 
+def _dry_run_refuses(folder: Path, config_text: str) -> str:
+    """`snakemake -n` in `folder` with `config_text` as `c.yaml`: it fails and creates no results; its output."""
+    cfg = folder / "c.yaml"
+    cfg.write_text(config_text)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+                          "--directory", str(folder), "--configfile", str(cfg)],
+                         capture_output=True, text=True, env=env, cwd=folder, timeout=300)
+    assert res.returncode != 0
+    assert not (folder / "results").exists()
+    return res.stdout + res.stderr
+
+
 @pytest.mark.slow
 def test_a_dry_run_refuses_k_plus_q_above_the_panel(tmp_path):
     """End to end: `snakemake -n` stops at start-up, naming the keys, and creates nothing."""
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("cohort:\n  simulated:\n    n_diseases: 4\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
-                          "--directory", str(tmp_path), "--configfile", str(cfg)],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert res.returncode != 0
-    assert "'preferences.k' + 'preferences.q' = 3 + 3 = 6, more than the 4" in res.stdout + res.stderr
-    assert not (tmp_path / "results").exists()
+    message = _dry_run_refuses(tmp_path, "cohort:\n  simulated:\n    n_diseases: 4\n")
+    assert "'preferences.k' + 'preferences.q' = 3 + 3 = 6, more than the 4" in message
 
 
 @pytest.mark.slow
 def test_a_dry_run_refuses_a_float_seed_naming_the_file_that_set_it(tmp_path):
     """End to end: `snakemake -n` stops at start-up on `seed: 7.0`, naming the key and the --configfile."""
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("seed: 7.0\n")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    res = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
-                          "--directory", str(tmp_path), "--configfile", str(cfg)],
-                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert res.returncode != 0
-    assert f"config key 'seed' (set in {cfg}): 7.0 is not of type 'integer'" in res.stdout + res.stderr
-    assert not (tmp_path / "results").exists()
+    message = _dry_run_refuses(tmp_path, "seed: 7.0\n")
+    assert f"config key 'seed' (set in {tmp_path / 'c.yaml'}): 7.0 is not of type 'integer'" in message
 
 
 class _Payload:
