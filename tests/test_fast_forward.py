@@ -44,6 +44,19 @@ def trainer(tmp_path_factory):
     return tiny_trainer(tmp_path_factory.mktemp("orpo"), "orpo", rows(6), beta=0.1)
 
 
+
+def make_fast_forward_disagree(monkeypatch) -> None:
+    """The workflow's forward pass made to differ from TRL's (its logits shifted: not what the LM head makes of
+    the last hidden state), so that the first-batch check falls back."""
+    original = fast_forward.shared_prefix_forward
+
+    def off(model, batch):
+        out = list(original(model, batch))
+        out[0] = out[0] + 0.1
+        return tuple(out)
+
+    monkeypatch.setattr(fast_forward, "shared_prefix_forward", off)
+
 def test_each_packed_position_sees_what_it_sees_in_its_own_sequence():
     chosen = torch.tensor([[5, 6, 7, 8, 0], [5, 6, 9, 0, 0]])
     rejected = torch.tensor([[5, 6, 3, 0, 0], [5, 6, 9, 4, 4]])
@@ -87,14 +100,7 @@ def test_the_first_batch_decides_and_a_difference_falls_back(trainer, monkeypatc
     assert t.fast_forward is True
     t.fast_forward = None
 
-    original = fast_forward.shared_prefix_forward
-
-    def off(model, batch):  # a model whose logits are not what the LM head makes of its last hidden state
-        out = list(original(model, batch))
-        out[0] = out[0] + 0.1
-        return tuple(out)
-
-    monkeypatch.setattr(fast_forward, "shared_prefix_forward", off)
+    make_fast_forward_disagree(monkeypatch)
     with pytest.warns(UserWarning, match="differs from TRL's"):
         t.compute_loss(copy.deepcopy(t.model), batch)
     assert t.fast_forward is False

@@ -16,7 +16,7 @@ import torch
 
 from mint.core.trainers import fast_forward, surface, trainer_classes, vision_trainer_classes
 from mint.core.trainers.surface import SURFACE, USERS, TRLChanged, check_trl_surface, surface_problems, trl_version
-from tests.test_fast_forward import rows, tiny_trainer
+from tests.test_fast_forward import make_fast_forward_disagree, rows, tiny_trainer
 from tests.test_launch import tiny  # noqa: F401 - the fixture: a tiny student, 8 pairs and an ORPO recipe
 
 
@@ -174,14 +174,7 @@ def test_a_fall_back_is_in_the_training_log_the_metrics_and_the_report(tiny, tmp
     from mint.core.workflow import step_log
 
     d, _ = tiny
-    original = fast_forward.shared_prefix_forward
-
-    def off(model, batch):  # a model whose logits are not what its LM head makes of its last hidden state
-        out = list(original(model, batch))
-        out[0] = out[0] + 0.1
-        return tuple(out)
-
-    monkeypatch.setattr(fast_forward, "shared_prefix_forward", off)
+    make_fast_forward_disagree(monkeypatch)
     log = tmp_path / "train.log"
     with step_log(log), warnings.catch_warnings():
         warnings.simplefilter("ignore")
