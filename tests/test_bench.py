@@ -155,3 +155,21 @@ def test_compare_runs_pairs_each_run_with_the_first(tmp_path, capsys):
     main([f"a={relabelled[0]}", f"b={relabelled[1]}", "--cases", str(tmp_path / "cases.parquet"), "--bootstrap", "50",
           "--application", "rare_disease"])
     assert "| b | 3 / 1 | 100.0 / 0.0 | 100.0 / 0.0 |" in capsys.readouterr().out
+
+
+def test_same_results_bench_tells_same_from_different_bytes_and_counts_modes(tmp_path):
+    from bench.same_results import compare, modes
+
+    for run, metrics in (("a", b"top1,0.5\n"), ("b", b"top1,0.6\n")):
+        (tmp_path / run / "results/report").mkdir(parents=True)
+        (tmp_path / run / "results/report/summary.md").write_text("# same\n")
+        (tmp_path / run / "results/report/metrics.csv").write_bytes(metrics)
+    (tmp_path / "b/results/extra.parquet").write_bytes(b"")
+    found = compare(tmp_path / "a", tmp_path / "b")
+    assert found == {"same": ["report/summary.md"], "different": ["report/metrics.csv"], "only before": [],
+                     "only after": ["extra.parquet"]}
+    (tmp_path / "a/results/report/metrics.csv").chmod(0o644)
+    (tmp_path / "a/results/report/summary.md").chmod(0o600)
+    counted = modes(tmp_path / "a")
+    assert counted[("644", "file")] == 1 and counted[("600", "file")] == 1
+    assert sum(n for (_, kind), n in counted.items() if kind == "folder") == 2  # results/ and results/report/
